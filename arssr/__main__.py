@@ -1,0 +1,5 @@
+import sys
+
+from arssr.cli import main
+
+sys.exit(main())

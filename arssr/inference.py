@@ -1,0 +1,302 @@
+"""Whole-volume super-resolution with bounded memory.
+
+The LR volume is cut into tiles. Each tile is encoded together with a halo of
+the encoder's receptive radius, so its features equal those of whole-volume
+encoding (zero padding only at the true volume borders). The output voxels
+whose trilinear neighbourhoods start inside the tile are then decoded in
+small query chunks that stay in cache. Features are interpolated separably
+(one axis at a time, channels last) on the regular output grid, which gives
+the same values as ``ArSSR.query`` at those coordinates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from arssr import geometry
+from arssr.errors import InputError
+from arssr.intensity import denormalize, intensity_window, normalize
+from arssr.models import ArSSR, load_model
+from arssr.volume import Volume, load_volume
+
+#: Decoder queries per chunk: activations of 4096 x 256 floats stay in a CPU's L2 cache.
+DEFAULT_CHUNK = 4096
+#: Output voxels interpolated at once before being decoded chunk by chunk.
+SLAB_VOXELS = 1 << 16
+#: Bytes of encoder activations per LR voxel and feature channel, measured on the RDN with headroom.
+ENCODER_BYTES_PER_VOXEL_CHANNEL = 80
+#: Share of the free memory that the encoder may use for one tile.
+MEMORY_SHARE = 0.5
+MIN_TILE = 8
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU; an unavailable device is an ``InputError``."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {name!r} requested but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError("device 'mps' requested but MPS is not available")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"unsupported device {name!r} (use auto, cpu, cuda, cuda:N or mps)")
+    return device
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory that a tile may use: free GPU memory, or available RAM on the CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def encoder_bytes(model: ArSSR, voxels: int) -> int:
+    """Rough peak memory of encoding ``voxels`` LR voxels, scaled by the network's width."""
+    width = model.args["feature_dim"] + 8 * model.args["encoder_args"].get("num_features", 64)
+    return voxels * width * ENCODER_BYTES_PER_VOXEL_CHANNEL // 8
+
+
+def auto_tile(model: ArSSR, shape: Sequence[int], device: torch.device) -> int:
+    """Largest LR tile edge whose encoding fits in the memory share; the whole volume when it fits."""
+    budget = MEMORY_SHARE * free_memory_bytes(device)
+    if encoder_bytes(model, math.prod(shape)) <= budget:
+        return max(shape)
+    per_voxel = encoder_bytes(model, 1)
+    edge = int((budget / per_voxel) ** (1 / 3)) - 2 * model.receptive_radius - 1
+    if edge < MIN_TILE:
+        raise InputError(
+            f"not enough memory on {device} to encode even a {MIN_TILE}^3 tile "
+            f"({budget / 2**30:.1f} GiB usable); free memory or use another device"
+        )
+    return edge
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """One axis of the output grid: where each output voxel reads the LR feature map."""
+
+    lower: np.ndarray  # index of the LR voxel centre at or below the output voxel (-1 .. n-1)
+    weight: np.ndarray  # trilinear weight of lower + 1
+    normalized: np.ndarray  # the output voxel's coordinate in [-1, 1]
+
+    @classmethod
+    def build(cls, n: int, m: int) -> "AxisPlan":
+        source = geometry.source_coordinates(n, m)
+        lower = np.floor(source).astype(np.int64)
+        return cls(lower, source - lower, geometry.normalized_centres(m))
+
+    def outputs_of(self, start: int, stop: int) -> tuple[int, int]:
+        """Output range whose ``lower`` (with -1 counted as 0) lies in LR range ``[start, stop)``."""
+        owner = np.maximum(self.lower, 0)
+        return int(np.searchsorted(owner, start, "left")), int(np.searchsorted(owner, stop, "left"))
+
+
+def _lerp_axis(block: torch.Tensor, dim: int, lower: np.ndarray, weight: np.ndarray) -> torch.Tensor:
+    index = torch.from_numpy(lower).to(block.device)
+    below = block.index_select(dim, index)
+    above = block.index_select(dim, index + 1)
+    shape = [1] * block.dim()
+    shape[dim] = -1
+    return torch.lerp(below, above, torch.from_numpy(weight).to(block).view(shape))
+
+
+class _Decoder:
+    """Decodes output-grid blocks from a channels-last feature block padded by one voxel of zeros."""
+
+    def __init__(self, model: ArSSR, plans: Sequence[AxisPlan], chunk: int) -> None:
+        self.model, self.plans, self.chunk = model, plans, chunk
+
+    def block(self, features: torch.Tensor, origin: Sequence[int], out_ranges: Sequence[tuple[int, int]]):
+        """Yield ``(rows, values)`` slabs along axis 0 of the output block ``out_ranges``.
+
+        ``features`` is ``(A, B, C, channels)`` whose index 0 is LR voxel ``origin - 1``.
+        """
+        (o0, o1), (p0, p1), (q0, q1) = out_ranges
+        cols, depth = p1 - p0, q1 - q0
+        rows_per_slab = max(1, SLAB_VOXELS // max(1, cols * depth))
+        device = features.device
+        # Axes 1 and 2 are the same for every slab: interpolate them once per slab after axis 0.
+        ax1, ax2 = self.plans[1], self.plans[2]
+        low1, w1 = ax1.lower[p0:p1] - origin[1] + 1, ax1.weight[p0:p1]
+        low2, w2 = ax2.lower[q0:q1] - origin[2] + 1, ax2.weight[q0:q1]
+        coords12 = torch.stack(
+            torch.meshgrid(
+                torch.from_numpy(ax1.normalized[p0:p1]).float(),
+                torch.from_numpy(ax2.normalized[q0:q1]).float(),
+                indexing="ij",
+            ),
+            dim=-1,
+        ).to(device)
+        for r0 in range(o0, o1, rows_per_slab):
+            r1 = min(o1, r0 + rows_per_slab)
+            ax0 = self.plans[0]
+            slab = _lerp_axis(features, 0, ax0.lower[r0:r1] - origin[0] + 1, ax0.weight[r0:r1])
+            slab = _lerp_axis(slab, 1, low1, w1)
+            slab = _lerp_axis(slab, 2, low2, w2)
+            coord0 = torch.from_numpy(ax0.normalized[r0:r1]).float().to(device)
+            coords = torch.cat(
+                [coord0.view(-1, 1, 1, 1).expand(-1, cols, depth, 1), coords12.expand(r1 - r0, -1, -1, -1)], dim=-1
+            )
+            queries = torch.cat([slab, coords.to(slab.dtype)], dim=-1).reshape(-1, slab.shape[-1] + 3)
+            values = torch.cat([self.model.decoder(part) for part in queries.split(self.chunk)])
+            yield (r0, r1), values.float().view(r1 - r0, cols, depth)
+
+
+def _tiles(n: int, edge: int) -> list[tuple[int, int]]:
+    count = max(1, math.ceil(n / edge))
+    bounds = np.linspace(0, n, count + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def super_resolve(
+    lr: np.ndarray,
+    model: ArSSR,
+    out_shape: Sequence[int],
+    tile: int | None = None,
+    device: torch.device = torch.device("cpu"),
+    precision: str = "fp32",
+    chunk: int = DEFAULT_CHUNK,
+    progress: bool = False,
+) -> np.ndarray:
+    """Normalised LR array (model axis order) -> normalised output array of ``out_shape``."""
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    if tile is not None and (int(tile) != tile or tile < 1):
+        raise InputError(f"tile must be a positive integer, got {tile!r}")
+    halo = model.receptive_radius
+    edge = int(tile) if tile is not None else auto_tile(model, lr.shape, device)
+    plans = [AxisPlan.build(n, m) for n, m in zip(lr.shape, out_shape)]
+    decoder = _Decoder(model, plans, chunk)
+    out = np.empty(tuple(out_shape), dtype=np.float32)
+    tiles = [_tiles(n, min(edge, n)) for n in lr.shape]
+    lr_tensor = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))
+    dtype = PRECISIONS[precision]
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    )
+    bar = _progress_bar(math.prod(out_shape), progress)
+    with torch.inference_mode(), autocast:
+        for t0 in tiles[0]:
+            for t1 in tiles[1]:
+                for t2 in tiles[2]:
+                    core = (t0, t1, t2)
+                    out_ranges = [plan.outputs_of(a, b) for plan, (a, b) in zip(plans, core)]
+                    if any(lo == hi for lo, hi in out_ranges):
+                        continue
+                    features, origin = _encode_tile(model, lr_tensor, core, halo, device)
+                    for (r0, r1), values in decoder.block(features, origin, out_ranges):
+                        (p0, p1), (q0, q1) = out_ranges[1], out_ranges[2]
+                        out[r0:r1, p0:p1, q0:q1] = values.cpu().numpy()
+                        bar.update(values.numel())
+    bar.close()
+    return out
+
+
+def _encode_tile(model: ArSSR, lr: torch.Tensor, core, halo: int, device: torch.device):
+    """Features of LR range ``[a - 1, b + 1)`` per axis, channels last, zeros outside the volume."""
+    region = [slice(max(0, a - halo), min(n, b + 1 + halo)) for (a, b), n in zip(core, lr.shape)]
+    features = model.encode(lr[tuple(region)][None, None].to(device))[0]
+    keep = [slice(a - r.start, min(b + 1, n) - r.start) for (a, b), r, n in zip(core, region, lr.shape)]
+    features = features[:, keep[0], keep[1], keep[2]].permute(1, 2, 3, 0)
+    # One zero voxel on every side: LR index a - 1 (read when a == 0) and n (read when b == n).
+    padded = torch.nn.functional.pad(features, (0, 0, 1, 1, 1, 1, 1, 1))
+    return padded.contiguous(), tuple(a for a, _ in core)
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="vox", unit_scale=True, disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def check_memory(out_shape: Sequence[int]) -> None:
+    """Refuse outputs whose float32 array would not fit in the free RAM."""
+    geometry.check_output_shape(out_shape)
+    need = 4 * math.prod(out_shape)
+    free = free_memory_bytes(torch.device("cpu"))
+    if need > free:
+        raise InputError(
+            f"output {tuple(out_shape)} needs {need / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB of memory is free; "
+            "use a smaller scale or a larger voxel size"
+        )
+
+
+def upsample(
+    volume: Volume | str | os.PathLike,
+    model: ArSSR | str | os.PathLike | None = None,
+    scale: float | str | Sequence[float] | None = None,
+    voxel_size: float | str | Sequence[float] | None = None,
+    tile: int | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
+    chunk: int = DEFAULT_CHUNK,
+    progress: bool = False,
+) -> Volume:
+    """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
+
+    The field of view is preserved (see ``arssr.geometry``); the result has
+    the input's header codes and intensity range, as float32.
+    """
+    if not isinstance(volume, Volume):
+        volume = load_volume(volume)
+    if not isinstance(model, ArSSR):
+        model = load_model(model)
+    if (scale is None) == (voxel_size is None):
+        raise InputError("give exactly one of scale and voxel_size")
+    if scale is not None:
+        factors = geometry.parse_triple(scale, "scale")
+    else:
+        factors = geometry.scale_for_voxel_size(volume.spacing, geometry.parse_triple(voxel_size, "voxel size"))
+    geometry.check_scale(factors)
+    out_shape = geometry.output_shape(volume.shape, factors)
+    check_memory(out_shape)
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    model = model.to(device).eval()
+
+    window = intensity_window(volume.data, model.normalization)
+    order = (2, 1, 0) if model.axis_order == "zyx" else (0, 1, 2)
+    lr = normalize(volume.data, window).transpose(order)
+    result = super_resolve(
+        lr, model, tuple(out_shape[i] for i in order), tile=tile, device=device,
+        precision=precision, chunk=chunk, progress=progress,
+    ).transpose(order)
+    data = denormalize(result, window, (float(volume.data.min()), float(volume.data.max())))
+    affine = geometry.resampled_affine(volume.affine, volume.shape, out_shape)
+    return Volume(np.ascontiguousarray(data), affine, volume.header)
+
+
+def example_volume_path() -> Path:
+    """The sample LR volume shipped with the package (MNI152 2009a T1 at 3 mm; see its NOTICE)."""
+    from importlib import resources
+
+    return Path(str(resources.files("arssr.data"))) / "mni152_t1_3mm.nii.gz"

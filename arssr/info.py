@@ -1,0 +1,60 @@
+"""``arssr info``: the key facts of a volume or a weights file, as ``key: value`` lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from arssr.errors import InputError
+from arssr.volume import is_nifti_path
+
+
+def describe(path: Path) -> list[str]:
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    if is_nifti_path(path):
+        return describe_volume(path)
+    if path.suffix.lower() in (".safetensors", ".pt", ".pth", ".pkl"):
+        return describe_model(path)
+    raise InputError(f"{path}: not a NIfTI volume or a weights file")
+
+
+def describe_volume(path: Path) -> list[str]:
+    import nibabel as nib
+
+    from arssr.volume import load_volume
+
+    volume = load_volume(path)
+    header = volume.header
+    data = volume.data
+    return [
+        f"file: {path}",
+        "kind: volume",
+        f"shape: {' x '.join(map(str, volume.shape))}",
+        f"spacing_mm: {' x '.join(f'{s:.4g}' for s in volume.spacing)}",
+        f"orientation: {''.join(nib.aff2axcodes(volume.affine))}",
+        f"dtype: {volume.input_dtype}",
+        f"intensity: min {data.min():.6g}, max {data.max():.6g}, mean {data.mean():.6g}",
+        f"nonzero_fraction: {np.count_nonzero(data) / data.size:.4f}",
+        f"qform_code: {int(header['qform_code'])}, sform_code: {int(header['sform_code'])}",
+        "affine: " + "; ".join(" ".join(f"{v:.6g}" for v in row) for row in volume.affine[:3]),
+    ]
+
+
+def describe_model(path: Path) -> list[str]:
+    import json
+
+    from arssr.models import file_sha256, load_model
+
+    model = load_model(path)
+    args = model.config["args"]
+    return [
+        f"file: {path}",
+        "kind: model",
+        f"model: arssr ({args['encoder']} encoder)",
+        f"arguments: {json.dumps(args, sort_keys=True)}",
+        f"parameters: {sum(p.numel() for p in model.parameters()):,}",
+        f"receptive_radius_voxels: {model.receptive_radius}",
+        f"sha256: {file_sha256(path)}",
+    ]

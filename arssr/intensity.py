@@ -1,0 +1,43 @@
+"""Intensity windows: how a volume is brought to about ``[0, 1]`` for a network and back.
+
+``percentile`` (arssr's own models): the 0.5th and 99.5th percentiles of all
+voxels map to 0 and 1. Values outside the window are not clipped on the way
+in, so bright vessels or fat stay brighter than 1; robust to a few hot voxels
+that would squash the whole range under min-max.
+``minmax`` (the official release's models): the minimum and maximum map to 0 and 1.
+On the way out, intensities are mapped back through the same window and
+clipped to the input's own ``[min, max]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NORMALIZATIONS = ("percentile", "minmax")
+PERCENTILES = (0.5, 99.5)
+
+
+def intensity_window(data: np.ndarray, rule: str) -> tuple[float, float]:
+    """``(low, high)`` intensities that map to 0 and 1 under ``rule``."""
+    if rule == "minmax":
+        low, high = float(data.min()), float(data.max())
+    elif rule == "percentile":
+        low, high = (float(v) for v in np.percentile(data, PERCENTILES))
+        if high <= low:  # mostly constant volume: fall back to the full range
+            low, high = float(data.min()), float(data.max())
+    else:
+        raise ValueError(f"unknown normalization {rule!r}; known: {', '.join(NORMALIZATIONS)}")
+    if high <= low:
+        high = low + 1.0
+    return low, high
+
+
+def normalize(data: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    low, high = window
+    return ((data.astype(np.float64) - low) / (high - low)).astype(np.float32)
+
+
+def denormalize(data: np.ndarray, window: tuple[float, float], clip: tuple[float, float]) -> np.ndarray:
+    low, high = window
+    out = data.astype(np.float64) * (high - low) + low
+    return np.clip(out, clip[0], clip[1]).astype(np.float32)

@@ -1,0 +1,88 @@
+"""ArSSR: a convolutional encoder, a trilinear feature query and an implicit MLP decoder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from arssr.geometry import to_grid_sample_order
+from arssr.intensity import NORMALIZATIONS
+from arssr.models.decoder import MLPDecoder
+from arssr.models.encoders import build_encoder
+
+AXIS_ORDERS = ("xyz", "zyx")
+
+
+class ArSSR(nn.Module):
+    """Arbitrary-scale SR model. ``encode`` once, then ``query`` at any coordinates.
+
+    Args:
+        encoder: registry name of the encoder (``rdn``, ``rescnn``, ``srresnet``).
+        encoder_args: keyword arguments of the encoder besides ``feature_dim``.
+        feature_dim: channels of the feature map the decoder reads.
+        decoder_width: hidden width of the decoder.
+        decoder_depth: linear layers per decoder stage.
+        axis_order: array axis order the weights were trained in: ``xyz`` is
+            nibabel's order, ``zyx`` is SimpleITK's (the official release).
+        normalization: intensity window the weights expect (see ``arssr.intensity``).
+    """
+
+    def __init__(
+        self,
+        encoder: str = "rdn",
+        encoder_args: dict[str, Any] | None = None,
+        feature_dim: int = 128,
+        decoder_width: int = 256,
+        decoder_depth: int = 4,
+        axis_order: str = "xyz",
+        normalization: str = "percentile",
+    ) -> None:
+        super().__init__()
+        if axis_order not in AXIS_ORDERS:
+            raise ValueError(f"axis_order must be one of {AXIS_ORDERS}, got {axis_order!r}")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        self.args = {
+            "encoder": encoder,
+            "encoder_args": dict(encoder_args or {}),
+            "feature_dim": feature_dim,
+            "decoder_width": decoder_width,
+            "decoder_depth": decoder_depth,
+            "axis_order": axis_order,
+            "normalization": normalization,
+        }
+        self.axis_order = axis_order
+        self.normalization = normalization
+        self.encoder = build_encoder(encoder, feature_dim, **self.args["encoder_args"])
+        self.decoder = MLPDecoder(feature_dim + 3, 1, decoder_width, decoder_depth)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``{"name", "args"}``: enough to rebuild this model."""
+        return {"name": "arssr", "args": dict(self.args)}
+
+    @property
+    def receptive_radius(self) -> int:
+        return self.encoder.receptive_radius
+
+    def encode(self, lr: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, D0, D1, D2)`` normalised LR -> ``(B, feature_dim, D0, D1, D2)`` features."""
+        return self.encoder(lr)
+
+    def query(self, features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """Intensities at ``coords``: ``(B, K, 3)`` in ``[-1, 1]``, array-axis order -> ``(B, K, 1)``.
+
+        Features are interpolated trilinearly between voxel centres
+        (``align_corners=False``); outside the outermost centres they fade
+        towards zero, as in the official release.
+        """
+        grid = to_grid_sample_order(coords)[:, :, None, None, :]
+        sampled = F.grid_sample(features, grid.to(features.dtype), mode="bilinear", align_corners=False)
+        sampled = sampled[:, :, :, 0, 0].transpose(1, 2)
+        return self.decoder(torch.cat([sampled, coords.to(sampled.dtype)], dim=-1))
+
+    def forward(self, lr: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        return self.query(self.encode(lr), coords)

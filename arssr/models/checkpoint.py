@@ -1,0 +1,151 @@
+"""Model files: arssr's own safetensors (self-describing) and the official release's state dicts.
+
+An arssr weights file is a safetensors file whose metadata holds
+``format = "arssr"``, ``format_version`` and ``model`` (JSON ``{"name", "args"}``),
+so :func:`load_model` rebuilds the network from the file alone. Tensors may
+be stored in float16 to halve the file; they are loaded as float32.
+
+A ``.pt``/``.pth``/``.pkl`` file is read with ``torch.load(weights_only=True)``
+(never full pickle) and must hold the official release's key names and shapes
+(``encoder.sfe1``, ``encoder.rdbs.{i}.layers.{j}.conv``, ``decoder.stage_one.{0,2,4,6}``, ...).
+Those weights were trained on arrays in SimpleITK (z, y, x) order with min-max
+intensities, and the model is built with those conventions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from arssr.errors import ModelFileError
+from arssr.models.arssr import ArSSR
+
+FORMAT = "arssr"
+FORMAT_VERSION = 1
+#: Name of the default model in the package's ``pretrained/`` folder.
+DEFAULT_MODEL = "arssr_rdn_v1.safetensors"
+TORCH_SUFFIXES = (".pt", ".pth", ".pkl")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_model_path() -> Path:
+    """Where the shipped default model lives (it may not be installed)."""
+    return Path(str(resources.files("arssr.pretrained"))) / DEFAULT_MODEL
+
+
+def save_model(model: ArSSR, path: str | os.PathLike, half: bool = False, **metadata: str) -> Path:
+    """Write ``model`` as self-describing safetensors, atomically. ``half`` stores float16."""
+    path = Path(path)
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "model": json.dumps(model.config), **metadata}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of an arssr safetensors file; raises ``ModelFileError`` on anything else."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({err})") from None
+    if meta.get("format") != FORMAT or "model" not in meta:
+        raise ModelFileError(f"{path}: safetensors file without arssr model metadata")
+    if int(meta.get("format_version", "0")) > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: weights format version {meta['format_version']} is newer than this arssr reads ({FORMAT_VERSION})"
+        )
+    return meta
+
+
+def load_model(path: str | os.PathLike | None = None) -> ArSSR:
+    """Rebuild a model from a weights file (default: the shipped model), in eval mode on the CPU."""
+    path = Path(path) if path is not None else default_model_path()
+    if not path.is_file():
+        if path == default_model_path():
+            raise ModelFileError(
+                f"no default model is installed (expected {path}); pass --weights FILE "
+                "(an arssr .safetensors file or the official ArSSR_RDN.pkl)"
+            )
+        raise ModelFileError(f"{path}: weights file not found")
+    if path.suffix.lower() in TORCH_SUFFIXES:
+        model, state = _official_model(path)
+    else:
+        meta = read_metadata(path)
+        config = json.loads(meta["model"])
+        if config.get("name") != "arssr":
+            raise ModelFileError(f"{path}: unknown model {config.get('name')!r}")
+        try:
+            model = ArSSR(**config["args"])
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(f"{path}: model arguments do not build a model ({err})") from None
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    _load_strict(model, state, path)
+    return model.eval()
+
+
+def _load_strict(model: ArSSR, state: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[1:3]) if len(first) > 1 else first[0]
+        raise ModelFileError(f"{path}: weights do not match the model ({detail[:300]})") from None
+
+
+def _official_model(path: Path) -> tuple[ArSSR, dict[str, torch.Tensor]]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for foreign or unsafe pickles
+        raise ModelFileError(f"{path}: not a readable PyTorch weights file ({type(err).__name__})") from None
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelFileError(f"{path}: expected a state dict of tensors")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    return ArSSR(**official_args(state, path)), state
+
+
+def official_args(state: dict[str, torch.Tensor], path: Path | str = "weights") -> dict:
+    """ArSSR arguments that reproduce an official RDN state dict's shapes."""
+    try:
+        blocks = {int(m.group(1)) for k in state if (m := re.match(r"encoder\.rdbs\.(\d+)\.", k))}
+        layers = {int(m.group(1)) for k in state if (m := re.match(r"encoder\.rdbs\.0\.layers\.(\d+)\.", k))}
+        linears = {int(m.group(1)) for k in state if (m := re.match(r"decoder\.stage_one\.(\d+)\.weight", k))}
+        return {
+            "encoder": "rdn",
+            "encoder_args": {
+                "num_features": state["encoder.sfe1.weight"].shape[0],
+                "growth": state["encoder.rdbs.0.layers.0.conv.weight"].shape[0],
+                "num_blocks": len(blocks),
+                "num_layers": len(layers),
+            },
+            "feature_dim": state["encoder.output.weight"].shape[0],
+            "decoder_width": state["decoder.stage_one.0.weight"].shape[0],
+            "decoder_depth": len(linears),
+            "axis_order": "zyx",
+            "normalization": "minmax",
+        }
+    except KeyError as err:
+        raise ModelFileError(f"{path}: not an ArSSR RDN state dict (missing {err.args[0]})") from None

@@ -1,0 +1,41 @@
+"""The implicit decoder: an MLP from ``[feature, coordinate]`` to an intensity."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _relu_mlp(in_features: int, out_features: int, width: int, depth: int) -> nn.Sequential:
+    sizes = [in_features] + [width] * (depth - 1) + [out_features]
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class MLPDecoder(nn.Module):
+    """Two stages of ``depth`` linear layers, a ReLU after each (the last included).
+
+    Stage one maps the ``in_features`` input back to ``in_features`` and is added to
+    the input; stage two maps that sum to ``out_features``.
+
+    Args:
+        in_features: feature channels plus 3 coordinates.
+        out_features: output channels (1 for an intensity).
+        width: hidden width.
+        depth: linear layers per stage (at least 2).
+    """
+
+    def __init__(self, in_features: int = 131, out_features: int = 1, width: int = 256, depth: int = 4) -> None:
+        super().__init__()
+        for name, value, least in (("in_features", in_features, 1), ("out_features", out_features, 1),
+                                   ("width", width, 1), ("depth", depth, 2)):
+            if not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        self.stage_one = _relu_mlp(in_features, in_features, width, depth)
+        self.stage_two = _relu_mlp(in_features, out_features, width, depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``(..., in_features)`` -> ``(..., out_features)``."""
+        return self.stage_two(x + self.stage_one(x))

@@ -1,0 +1,153 @@
+"""NIfTI volumes in and out: the array travels with its affine and header."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from arssr.errors import InputError, OutputExistsError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+OUTPUT_DTYPES = ("float32", "float64", "int16", "uint16", "uint8", "input")
+
+
+def is_nifti_path(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A 3D intensity array with its voxel-to-world affine (RAS mm, float64).
+
+    ``header`` is the NIfTI header it came from (``None`` for arrays made in
+    code); its codes, units and intent are carried to outputs.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    header: nib.Nifti1Header | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "affine", np.asarray(self.affine, dtype=np.float64))
+        check_array(self.data, "volume")
+        if self.affine.shape != (4, 4) or not np.isfinite(self.affine).all():
+            raise InputError(f"affine must be a finite 4x4 matrix, got shape {self.affine.shape}")
+        if abs(np.linalg.det(self.affine[:3, :3])) < 1e-12:
+            raise InputError("affine is singular (a zero voxel size or collinear axes)")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        from arssr.geometry import spacing_of
+
+        return spacing_of(self.affine)
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        """The on-disk dtype of the file this came from (the array's dtype otherwise)."""
+        return self.header.get_data_dtype() if self.header is not None else self.data.dtype
+
+
+def check_array(data: np.ndarray, what: str) -> None:
+    """A 3D, non-empty, finite array, or an ``InputError`` saying which of those it is not."""
+    if data.size == 0:
+        raise InputError(f"{what} is empty (shape {data.shape})")
+    if data.ndim == 2:
+        raise InputError(f"{what} is a 2D image (shape {data.shape}); arssr needs a 3D volume")
+    if data.ndim != 3:
+        raise InputError(f"{what} has {data.ndim} dimensions (shape {data.shape}); arssr needs a 3D volume")
+    if min(data.shape) < 2:
+        raise InputError(f"{what} has a single voxel along an axis (shape {data.shape}); it is a 2D image")
+    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
+        raise InputError(f"{what} has non-real dtype {data.dtype}")
+    bad = data.size - int(np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise InputError(f"{what} has {bad} NaN or infinite voxels")
+
+
+def load_volume(path: str | os.PathLike) -> Volume:
+    """Read a 3D NIfTI file (a 4D one with a single frame is taken as 3D)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a NIfTI file")
+    if not is_nifti_path(path):
+        raise InputError(f"{path}: not a NIfTI file (expected .nii or .nii.gz)")
+    try:
+        image = nib.load(str(path))
+        if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise InputError(f"{path}: not a NIfTI image")
+        shape = image.shape
+        if len(shape) == 4 and shape[3] == 1:
+            image = image.slicer[..., 0]
+        elif len(shape) == 4:
+            raise InputError(f"{path}: 4D volume with {shape[3]} frames; arssr takes one 3D volume per file")
+        data = np.asarray(image.dataobj, dtype=np.float32)
+    except InputError:
+        raise
+    except Exception as err:  # nibabel raises many types for broken files
+        raise InputError(f"{path}: cannot read as NIfTI ({type(err).__name__}: {err})") from None
+    try:
+        return Volume(data, image.affine, image.header.copy())
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
+
+
+def _output_header(volume: Volume, dtype: np.dtype) -> nib.Nifti1Header:
+    header = volume.header.copy() if volume.header is not None else nib.Nifti1Header()
+    if not isinstance(header, nib.Nifti1Header):
+        header = nib.Nifti1Header.from_header(header)
+    qform_code = int(header["qform_code"])
+    sform_code = int(header["sform_code"])
+    if qform_code == 0 and sform_code == 0:
+        sform_code = 2  # no code in the input: record the new grid as aligned, or readers fall back to pixdim
+    header.set_data_shape(volume.shape)
+    header.set_data_dtype(dtype)
+    header.set_qform(volume.affine, code=qform_code)
+    header.set_sform(volume.affine, code=sform_code)
+    header.set_slope_inter(None, None)
+    space_unit, time_unit = header.get_xyzt_units()
+    if space_unit == "unknown":
+        header.set_xyzt_units("mm", time_unit if time_unit != "unknown" else "sec")
+    return header
+
+
+def _cast(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(data), info.min, info.max).astype(dtype)
+    return data.astype(dtype)
+
+
+def save_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False, dtype: str = "float32") -> Path:
+    """Write ``volume`` as NIfTI atomically (temp file + rename).
+
+    The affine goes into both sform and qform with the source header's codes;
+    ``dtype`` is a numpy name or ``"input"`` for the source file's on-disk dtype.
+    """
+    path = Path(path)
+    if not is_nifti_path(path):
+        raise InputError(f"{path}: output must end in .nii or .nii.gz")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)")
+    if dtype not in OUTPUT_DTYPES:
+        raise InputError(f"unknown output dtype {dtype!r}; known: {', '.join(OUTPUT_DTYPES)}")
+    out_dtype = np.dtype(volume.input_dtype if dtype == "input" else dtype)
+    image = nib.Nifti1Image(_cast(volume.data, out_dtype), volume.affine, _output_header(volume, out_dtype))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+    try:
+        nib.save(image, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

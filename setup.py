@@ -1,0 +1,32 @@
+from pathlib import Path
+
+from setuptools import setup
+
+version = {}
+for line in Path("arssr/__init__.py").read_text().splitlines():
+    if line.startswith("__version__"):
+        exec(line, version)
+
+setup(
+    name="arssr",
+    version=version["__version__"],
+    description="Arbitrary-scale super-resolution of 3D medical volumes with implicit neural representations",
+    long_description=Path("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["arssr", "arssr.models", "arssr.data", "arssr.pretrained"],
+    package_dir={"arssr.pretrained": "pretrained"},
+    package_data={"arssr.data": ["*.nii.gz", "NOTICE"], "arssr.pretrained": ["*.safetensors", "*.md"]},
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=1.24",
+        "nibabel>=5.0",
+        "safetensors>=0.4",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "nilearn>=0.10", "scipy>=1.10"],
+        "eval": ["scipy>=1.10"],
+    },
+    entry_points={"console_scripts": ["arssr=arssr.cli:main"]},
+)

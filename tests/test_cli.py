@@ -1,0 +1,141 @@
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from arssr.cli import main
+from arssr.inference import example_volume_path
+from arssr.models import load_model
+from arssr.volume import load_volume
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_upsample_one_file_writes_volume_and_sidecar(tmp_path, capsys, oblique_nifti, tiny_weights):
+    out = tmp_path / "sr.nii.gz"
+    code, _, err = run(capsys, "upsample", oblique_nifti, "--scale", "2,2,1", "-o", out, "--weights", tiny_weights)
+    assert code == 0, err
+    image = nib.load(out)
+    assert image.shape == (28, 24, 10) and image.get_data_dtype() == np.float32
+    assert int(image.header["qform_code"]) == 1 and int(image.header["sform_code"]) == 4
+    sidecar = json.loads((tmp_path / "sr.json").read_text())
+    assert sidecar["output_shape"] == [28, 24, 10] and len(sidecar["weights_sha256"]) == 64
+    assert sidecar["device"] == "cpu" or sidecar["device"].startswith(("cuda", "mps"))
+
+
+def test_existing_output_needs_overwrite(tmp_path, capsys, oblique_nifti, tiny_weights):
+    out = tmp_path / "sr.nii"
+    out.write_bytes(b"old")
+    code, _, err = run(capsys, "upsample", oblique_nifti, "--scale", "2", "-o", out, "--weights", tiny_weights)
+    assert code == 1 and "exists (use --overwrite" in err and out.read_bytes() == b"old"
+    code, _, _ = run(capsys, "upsample", oblique_nifti, "--scale", "2", "-o", out, "--weights", tiny_weights, "--force")
+    assert code == 0 and nib.load(out).shape == (28, 24, 20)
+
+
+def test_folder_batch_goes_on_past_a_bad_file(tmp_path, capsys, oblique_nifti, tiny_weights):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.nii.gz").write_bytes(oblique_nifti.read_bytes())
+    nib.save(nib.Nifti1Image(np.ones((4, 5, 6, 2), np.float32), np.eye(4)), folder / "b.nii.gz")
+    (folder / "c.nii").write_bytes(nib.Nifti1Image(np.ones((4, 5, 6), np.float32), np.eye(4)).to_bytes())
+    code, _, err = run(capsys, "upsample", folder, "--voxel-size", "0.5", "--output-dir", tmp_path / "out",
+                       "--weights", tiny_weights, "-q")
+    assert code == 1
+    assert "b.nii.gz: 4D volume with 2 frames" in err and "2 written, 0 skipped, 1 failed" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_sr.json", "a_sr.nii.gz", "c_sr.json", "c_sr.nii.gz"]
+    assert nib.load(tmp_path / "out" / "c_sr.nii.gz").shape == (8, 10, 12)
+    code, _, err = run(capsys, "upsample", folder, "--voxel-size", "0.5", "--output-dir", tmp_path / "out",
+                       "--weights", tiny_weights, "--skip-existing", "-q")
+    assert code == 1 and "0 written, 2 skipped, 1 failed" in err
+
+
+def test_list_file_and_mixed_inputs(tmp_path, capsys, oblique_nifti, tiny_weights):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# subjects\n{oblique_nifti.name}\n")
+    code, _, err = run(capsys, "upsample", listing, "--scale", "1,1,2", "--weights", tiny_weights, "-q")
+    assert code == 0, err
+    assert load_volume(tmp_path / "oblique_sr.nii.gz").shape == (14, 12, 20)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["upsample", str(tmp_path), str(oblique_nifti), "--scale", "2"])
+    assert exit_info.value.code == 2
+    assert "not a mix" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["missing.nii.gz", "--scale", "2"], "missing.nii.gz: file not found"),
+        (["notes.txt.bak", "--scale", "2"], "not a NIfTI file"),
+        (["nan.nii.gz", "--scale", "2"], "NaN or infinite voxels"),
+        (["flat.nii.gz", "--scale", "2"], "2D image"),
+        (["good.nii.gz", "--scale", "0.5,1,1"], "scale must be >= 1 on every axis"),
+        (["good.nii.gz", "--scale", "6000"], "NIfTI limit"),
+        (["good.nii.gz", "--scale", "3000"], "of memory is free"),
+        (["good.nii.gz", "--scale", "2", "--weights", "junk.safetensors"], "not a readable safetensors file"),
+        (["good.nii.gz", "--scale", "2", "--weights", "nothere.safetensors"], "weights file not found"),
+        (["good.nii.gz", "--scale", "2", "--device", "quantum"], "unknown device"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, tiny_weights, argv, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt.bak").write_text("hello")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 100)
+    nan = np.ones((6, 6, 6), np.float32)
+    nan[2, 2, 2] = np.nan
+    nib.save(nib.Nifti1Image(nan, np.eye(4)), tmp_path / "nan.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((6, 6), np.float32), np.eye(4)), tmp_path / "flat.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((6, 6, 6), np.float32), np.eye(4)), tmp_path / "good.nii.gz")
+    before = set(tmp_path.iterdir())
+    weights = [] if "--weights" in argv else ["--weights", str(tiny_weights)]
+    code, out, err = run(capsys, "upsample", *argv, *weights, "-o", tmp_path / "out.nii.gz")
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_missing_default_model_says_so(tmp_path, capsys, monkeypatch, oblique_nifti):
+    monkeypatch.setattr("arssr.models.checkpoint.default_model_path", lambda: tmp_path / "none.safetensors")
+    code, _, err = run(capsys, "upsample", oblique_nifti, "--scale", "2", "-o", tmp_path / "o.nii.gz")
+    assert code == 1 and "no default model is installed" in err and "--weights" in err
+
+
+def test_info_on_volume_and_model(capsys, oblique_nifti, tiny_weights):
+    code, out, _ = run(capsys, "info", oblique_nifti)
+    assert code == 0
+    assert "shape: 14 x 12 x 10" in out and "spacing_mm: 1.2 x 0.9 x 2.5" in out and "dtype: int16" in out
+    assert "qform_code: 1, sform_code: 4" in out
+    code, out, _ = run(capsys, "info", tiny_weights)
+    params = sum(p.numel() for p in load_model(tiny_weights).parameters())
+    assert code == 0 and f"parameters: {params:,}" in out and "receptive_radius_voxels: 8" in out
+
+
+def test_example_on_real_anatomy(tmp_path, capsys, monkeypatch, tiny_weights):
+    """The shipped MNI152 sample, upsampled through the CLI with an explicit per-axis scale."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "upsample", "--example", "--scale", "1.5,1,1", "--weights", tiny_weights, "-q")
+    assert code == 0, err
+    source, result = load_volume(example_volume_path()), load_volume(tmp_path / "mni152_t1_3mm_sr.nii.gz")
+    assert result.shape == (99, 78, 63)
+    assert result.data.min() >= source.data.min() and result.data.max() <= source.data.max()
+    corner = np.array([-0.5, -0.5, -0.5, 1.0])
+    far = np.array([s - 0.5 for s in source.shape] + [1.0])
+    far_out = np.array([s - 0.5 for s in result.shape] + [1.0])
+    np.testing.assert_allclose(result.affine @ corner, source.affine @ corner, atol=1e-6)
+    np.testing.assert_allclose(result.affine @ far_out, source.affine @ far, atol=1e-6)
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from arssr.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+    result = subprocess.run([sys.executable, "-m", "arssr", "upsample", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--voxel-size" in result.stdout

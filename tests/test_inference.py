@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+import torch
+
+from arssr import geometry, inference
+from arssr.errors import InputError
+from arssr.inference import resolve_device, super_resolve, upsample
+from arssr.intensity import intensity_window, normalize
+from arssr.volume import Volume
+from conftest import make_tiny_model
+
+
+def reference_upsample(volume: Volume, model, out_shape) -> np.ndarray:
+    """Independent path: encode the whole volume once, then ``model.query`` (grid_sample) at every output centre."""
+    window = intensity_window(volume.data, model.normalization)
+    order = (2, 1, 0) if model.axis_order == "zyx" else (0, 1, 2)
+    lr = torch.from_numpy(normalize(volume.data, window).transpose(order).copy())
+    shape = tuple(out_shape[i] for i in order)
+    with torch.no_grad():
+        features = model.encode(lr[None, None])
+        values = model.query(features, geometry.grid_coordinates(shape).view(1, -1, 3)).view(shape).numpy()
+    values = values.transpose(order) * (window[1] - window[0]) + window[0]
+    return np.clip(values, volume.data.min(), volume.data.max())
+
+
+def assert_within_range_fraction(a, b, data, fraction):
+    span = float(data.max() - data.min())
+    assert np.abs(a - b).max() <= fraction * span, np.abs(a - b).max() / span
+
+
+@pytest.mark.parametrize("tile", [None, 3, 5, 64])
+def test_tiled_equals_whole_volume_reference(oblique_volume, tiny_model, tile):
+    result = upsample(oblique_volume, tiny_model, scale="2.5,3.2,1.7", tile=tile, device="cpu")
+    expected_shape = geometry.output_shape(oblique_volume.shape, (2.5, 3.2, 1.7))
+    assert result.shape == expected_shape == (35, 38, 17)
+    expected = reference_upsample(oblique_volume, tiny_model, expected_shape)
+    assert_within_range_fraction(result.data, expected, oblique_volume.data, 1e-5)
+    assert result.data.std() > 0.01 * oblique_volume.data.std()  # the model's output is not flat
+    np.testing.assert_allclose(
+        result.affine, geometry.resampled_affine(oblique_volume.affine, oblique_volume.shape, expected_shape)
+    )
+
+
+def test_receptive_radius_halo_is_needed(oblique_volume, tiny_model, monkeypatch):
+    """With a halo smaller than the receptive radius, tiles no longer match: the halo test has teeth."""
+    normalized = normalize(oblique_volume.data, intensity_window(oblique_volume.data, "percentile"))
+    whole = super_resolve(normalized, tiny_model, (28, 24, 20))
+    monkeypatch.setattr(tiny_model.encoder, "receptive_radius", 2)
+    tiled = super_resolve(normalized, tiny_model, (28, 24, 20), tile=3)
+    assert np.abs(whole - tiled).max() > 1e-3
+
+
+def test_voxel_size_and_per_axis_scale(oblique_volume, tiny_model):
+    by_size = upsample(oblique_volume, tiny_model, voxel_size="0.6,0.45,2.5")
+    by_scale = upsample(oblique_volume, tiny_model, scale=(2, 2, 1))
+    assert by_size.shape == by_scale.shape == (28, 24, 10)
+    np.testing.assert_allclose(by_size.spacing, (0.6, 0.45, 2.5), rtol=1e-9)
+    np.testing.assert_array_equal(by_size.data, by_scale.data)
+    with pytest.raises(InputError, match="exactly one of scale and voxel_size"):
+        upsample(oblique_volume, tiny_model)
+    with pytest.raises(InputError, match=r"scale must be >= 1"):
+        upsample(oblique_volume, tiny_model, voxel_size=2.0)
+
+
+def test_intensities_follow_the_input_affinely(oblique_volume, tiny_model):
+    """The percentile window makes the result equivariant to a*x + b (a > 0), and it stays in the input range."""
+    base = upsample(oblique_volume, tiny_model, scale=2)
+    shifted = upsample(Volume(oblique_volume.data * 3.0 + 500.0, oblique_volume.affine), tiny_model, scale=2)
+    assert_within_range_fraction(shifted.data, base.data * 3.0 + 500.0, shifted.data, 1e-5)
+    assert base.data.min() >= oblique_volume.data.min() and base.data.max() <= oblique_volume.data.max()
+    assert base.data.dtype == np.float32
+
+
+def test_zyx_model_runs_on_reversed_axes(oblique_volume):
+    """Weights trained in SimpleITK order see the array transposed: the same as an xyz model on the transposed volume."""
+    zyx = make_tiny_model(axis_order="zyx", normalization="minmax")
+    xyz = make_tiny_model(axis_order="xyz", normalization="minmax")
+    transposed = Volume(oblique_volume.data.transpose(2, 1, 0).copy(), np.eye(4))
+    a = upsample(oblique_volume, zyx, scale=(2, 1.5, 3)).data
+    b = upsample(transposed, xyz, scale=(3, 1.5, 2)).data.transpose(2, 1, 0)
+    np.testing.assert_allclose(a, b, atol=1e-5 * np.ptp(oblique_volume.data))
+    assert_within_range_fraction(a, reference_upsample(oblique_volume, zyx, a.shape), oblique_volume.data, 1e-5)
+
+
+def test_reduced_precision_is_close(oblique_volume, tiny_model):
+    exact = upsample(oblique_volume, tiny_model, scale=2).data
+    bf16 = upsample(oblique_volume, tiny_model, scale=2, precision="bf16").data
+    assert_within_range_fraction(bf16, exact, oblique_volume.data, 0.05)
+    with pytest.raises(InputError, match="unknown precision"):
+        upsample(oblique_volume, tiny_model, scale=2, precision="int4")
+
+
+def test_memory_limits_are_clear_errors(oblique_volume, tiny_model, monkeypatch):
+    with pytest.raises(InputError, match="NIfTI limit"):
+        upsample(oblique_volume, tiny_model, scale=4000)
+    monkeypatch.setattr(inference, "free_memory_bytes", lambda device: 1 << 20)
+    with pytest.raises(InputError, match=r"needs .* GiB but only .* GiB of memory is free"):
+        upsample(oblique_volume, tiny_model, scale=20)
+    with pytest.raises(InputError, match="not enough memory"):
+        inference.auto_tile(make_tiny_model(), (200, 200, 200), torch.device("cpu"))
+
+
+def test_auto_tile_uses_whole_volume_when_it_fits_and_splits_otherwise(monkeypatch):
+    model = make_tiny_model()
+    monkeypatch.setattr(inference, "free_memory_bytes", lambda device: 64 << 30)
+    assert inference.auto_tile(model, (30, 40, 20), torch.device("cpu")) == 40
+    monkeypatch.setattr(inference, "free_memory_bytes", lambda device: 256 << 20)
+    edge = inference.auto_tile(model, (400, 400, 400), torch.device("cpu"))
+    assert inference.MIN_TILE <= edge < 400
+    padded = edge + 2 * model.receptive_radius + 1
+    assert inference.encoder_bytes(model, padded**3) <= inference.MEMORY_SHARE * (256 << 20)
+
+
+def test_device_names():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(InputError, match="unknown device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+
+
+def test_real_anatomy_tiled_matches_reference(mni_crop, tiny_model):
+    """MNI152 T1 block at 2 mm, upsampled x2.5 in tiles smaller than the receptive field."""
+    result = upsample(mni_crop, tiny_model, scale=2.5, tile=7)
+    assert result.shape == (60, 70, 50)
+    expected = reference_upsample(mni_crop, tiny_model, result.shape)
+    assert_within_range_fraction(result.data, expected, mni_crop.data, 1e-5)
+    # The world position of the grid's centre does not move, and the spacing is 2 mm / 2.5.
+    centre_in = mni_crop.affine @ np.append((np.array(mni_crop.shape) - 1) / 2, 1)
+    centre_out = result.affine @ np.append((np.array(result.shape) - 1) / 2, 1)
+    np.testing.assert_allclose(centre_out, centre_in, atol=1e-9)
+    np.testing.assert_allclose(result.spacing, (0.8, 0.8, 0.8), rtol=1e-9)

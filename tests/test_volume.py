@@ -1,0 +1,91 @@
+import nibabel as nib
+import numpy as np
+import pytest
+
+from arssr.errors import InputError, OutputExistsError
+from arssr.volume import Volume, load_volume, save_volume
+from conftest import oblique_affine
+
+
+def test_load_applies_scaling_and_keeps_header(oblique_nifti, oblique_volume):
+    volume = load_volume(oblique_nifti)
+    assert volume.data.dtype == np.float32 and volume.shape == (14, 12, 10)
+    np.testing.assert_allclose(volume.data, np.rint(oblique_volume.data * 10) * 0.1, atol=1e-4)
+    np.testing.assert_allclose(volume.affine, oblique_affine(), atol=1e-6)
+    assert volume.input_dtype == np.int16
+
+
+def test_save_writes_float_with_both_forms_and_codes_kept(tmp_path, oblique_nifti):
+    volume = load_volume(oblique_nifti)
+    out = save_volume(volume, tmp_path / "out.nii.gz")
+    image = nib.load(out)
+    assert image.get_data_dtype() == np.float32
+    assert int(image.header["qform_code"]) == 1 and int(image.header["sform_code"]) == 4
+    np.testing.assert_allclose(image.get_qform(), volume.affine, atol=1e-5)
+    np.testing.assert_allclose(image.get_sform(), volume.affine, atol=1e-6)
+    slope, inter = image.header.get_slope_inter()
+    assert slope in (None, 1.0) and inter in (None, 0.0)
+    np.testing.assert_array_equal(np.asarray(image.dataobj), volume.data)
+    assert image.header.get_xyzt_units() == ("mm", "sec")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["oblique.nii.gz", "out.nii.gz"]
+
+
+def test_save_integer_dtypes_round_and_clip(tmp_path):
+    volume = Volume(np.array([[[-3.6, 0.4], [254.6, 300.0]]] * 2, dtype=np.float32), np.eye(4))
+    image = nib.load(save_volume(volume, tmp_path / "u8.nii", dtype="uint8"))
+    assert image.get_data_dtype() == np.uint8
+    np.testing.assert_array_equal(np.asarray(image.dataobj)[0], [[0, 0], [255, 255]])
+    assert int(image.header["sform_code"]) == 2  # no codes on an array made in code: recorded as aligned
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path, oblique_volume):
+    path = tmp_path / "o.nii.gz"
+    path.write_bytes(b"keep me")
+    with pytest.raises(OutputExistsError, match="exists"):
+        save_volume(oblique_volume, path)
+    assert path.read_bytes() == b"keep me"
+    save_volume(oblique_volume, path, overwrite=True)
+    assert nib.load(path).shape == (14, 12, 10)
+
+
+def test_failed_write_leaves_no_file(tmp_path, oblique_volume, monkeypatch):
+    def broken_save(image, filename):
+        with open(filename, "wb") as handle:
+            handle.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nib, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_volume(oblique_volume, tmp_path / "o.nii.gz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_single_frame_4d_is_accepted(tmp_path):
+    nib.save(nib.Nifti1Image(np.ones((4, 5, 6, 1), np.float32), np.eye(4)), tmp_path / "f.nii")
+    assert load_volume(tmp_path / "f.nii").shape == (4, 5, 6)
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: None, "file not found"),
+        (lambda p: p.with_suffix(".txt").write_text("x") and p.with_suffix(".txt"), "not a NIfTI file"),
+        (lambda p: p.write_bytes(b"\x1f\x8b garbage"), "cannot read as NIfTI"),
+        (lambda p: nib.save(nib.Nifti1Image(np.ones((4, 5), np.float32), np.eye(4)), p), "2D image"),
+        (lambda p: nib.save(nib.Nifti1Image(np.ones((4, 5, 1), np.float32), np.eye(4)), p), "2D image"),
+        (lambda p: nib.save(nib.Nifti1Image(np.ones((4, 5, 6, 3), np.float32), np.eye(4)), p), "4D volume with 3 frames"),
+        (lambda p: nib.save(nib.Nifti1Image(np.full((4, 5, 6), np.nan, np.float32), np.eye(4)), p), "120 NaN or infinite"),
+        (lambda p: nib.save(nib.Nifti1Image(np.zeros((4, 0, 6), np.float32), np.eye(4)), p), "empty"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(tmp_path, make, message):
+    path = tmp_path / "bad.nii.gz"
+    made = make(path)
+    target = made if isinstance(made, type(path)) else path
+    with pytest.raises(InputError, match=message):
+        load_volume(target)
+
+
+def test_volume_rejects_bad_affine():
+    with pytest.raises(InputError, match="singular"):
+        Volume(np.zeros((3, 3, 3), np.float32), np.diag([1.0, 0.0, 1.0, 1.0]))

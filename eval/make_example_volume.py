@@ -10,25 +10,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
 
 from arssr import geometry
+from arssr.degrade import kspace
 from arssr.volume import Volume, save_volume
-
-
-def kspace_downsample(data: np.ndarray, out_shape) -> np.ndarray:
-    """Keep the centred low frequencies; a phase ramp puts LR voxel j at HR (j + 0.5) n/m - 0.5."""
-    spectrum = np.fft.fftn(data)
-    for axis, (n, m) in enumerate(zip(data.shape, out_shape)):
-        freqs = np.fft.fftfreq(n)
-        shift = (n / m - 1) / 2  # HR coordinate of LR voxel 0
-        ramp = np.exp(2j * np.pi * freqs * shift).reshape([-1 if a == axis else 1 for a in range(3)])
-        spectrum = spectrum * ramp
-    kept = spectrum
-    for axis, m in enumerate(out_shape):
-        kept = np.take(np.fft.fftshift(kept, axes=axis), np.arange(m) + (kept.shape[axis] - m + 1) // 2, axis=axis)
-        kept = np.fft.ifftshift(kept, axes=axis)
-    scale = np.prod(out_shape) / np.prod(data.shape)
-    return np.real(np.fft.ifftn(kept)) * scale
 
 
 def main() -> None:
@@ -39,7 +25,7 @@ def main() -> None:
     image = nib.load(source)
     hr = np.asarray(image.dataobj, dtype=np.float64)
     shape = geometry.output_shape(hr.shape, (1 / 3, 1 / 3, 1 / 3))
-    lr = np.clip(kspace_downsample(hr, shape), 0, 255)
+    lr = np.clip(kspace(torch.from_numpy(hr), shape).numpy(), 0, 255)
     volume = Volume(lr.astype(np.float32), geometry.resampled_affine(image.affine, hr.shape, shape), image.header)
     save_volume(volume, out, overwrite=True, dtype="uint8")
     print(out, shape)

@@ -1,0 +1,336 @@
+"""Degradation models: HR volume -> LR volume, in torch, on the volume's device.
+
+Shapes: a volume is ``(D0, D1, D2)`` or ``(B, C, D0, D1, D2)``; the last three
+axes are resampled. Downsampling only: per axis ``1 <= m <= n`` (``m == n``
+leaves that axis untouched). Give ``out_shape`` or ``scale`` (``<= 1``;
+``m = round(n * scale)`` as :func:`arssr.geometry.output_shape`).
+
+Grid (SPEC section 4): LR voxel ``j`` sits at HR voxel coordinate
+``(j + 0.5) * n / m - 0.5`` on every axis, for every model.
+
+Every model is linear and separable: an ``(m, n)`` matrix per axis (built in
+float64, cached) applied along each axis by :func:`apply_along_axis`.
+Boundary: half-sample symmetric reflection (``d c b a | a b c d | d c b a``,
+scipy's ``mode="reflect"``), so the volume's outer faces act as mirrors.
+
+- ``cubic``: cubic B-spline interpolation, equal to
+  ``scipy.ndimage.zoom(x, m / n, order=3, mode="reflect", grid_mode=True)``
+  (and to ``map_coordinates(..., order=3, mode="reflect")`` at the LR
+  coordinates); no antialiasing, as in the paper's protocol.
+- ``kspace``: centred k-space truncation (an MR acquisition at lower
+  resolution); periodic, so no boundary mode. Intensities are kept.
+- ``lanczos``: Lanczos-3, kernel stretched by ``n / m`` (antialiased),
+  weights normalised to sum 1.
+- ``gaussian``: Gaussian blur with FWHM = ``n / m`` HR voxels
+  (``sigma = FWHM / (2 sqrt(2 ln 2))``), then linear interpolation at the LR
+  coordinates: ``gaussian_filter(x, sigma, mode="reflect", truncate=4)``
+  followed by ``map_coordinates(..., order=1)`` in scipy terms.
+
+Optional corruptions of the LR volume (:func:`degrade`): a smooth
+multiplicative bias field, then Gaussian or Rician noise.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Callable
+
+import torch
+
+from arssr import geometry
+from arssr.errors import InputError
+
+#: Pole of the cubic B-spline prefilter.
+SPLINE_POLE = math.sqrt(3.0) - 2.0
+LANCZOS_LOBES = 3
+FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+GAUSSIAN_TRUNCATE = 4.0
+NOISE_TYPES = ("gaussian", "rician")
+
+
+# ---------------------------------------------------------------------------
+# 1D building blocks
+# ---------------------------------------------------------------------------
+
+
+def lr_coordinates(n: int, m: int) -> torch.Tensor:
+    """HR voxel coordinate of each of ``m`` LR voxels, shape ``(m,)``, float64."""
+    return torch.from_numpy(geometry.source_coordinates(n, m))
+
+
+def reflect_index(index: torch.Tensor, n: int) -> torch.Tensor:
+    """Fold integer indices into ``[0, n)`` by half-sample symmetric reflection."""
+    index = torch.remainder(index, 2 * n)
+    return torch.where(index >= n, 2 * n - 1 - index, index)
+
+
+def _weights_matrix(index: torch.Tensor, weights: torch.Tensor, n: int) -> torch.Tensor:
+    """``(rows, n)`` matrix from per-row taps ``index``/``weights`` ``(rows, taps)``, reflected at the edges."""
+    matrix = torch.zeros(index.shape[0], n, dtype=torch.float64)
+    return matrix.scatter_add_(1, reflect_index(index, n), weights)
+
+
+def _kernel_matrix(centres: torch.Tensor, n: int, radius: float, kernel: Callable[[torch.Tensor], torch.Tensor]):
+    """Rows ``kernel(i - centre)`` over the taps strictly within ``radius``, normalised to sum 1."""
+    first = torch.floor(centres - radius).long() + 1
+    taps = int(math.ceil(2 * radius)) + 1
+    index = first[:, None] + torch.arange(taps)
+    offsets = index - centres[:, None]
+    weights = torch.where(offsets.abs() < radius, kernel(offsets), torch.zeros_like(offsets))
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    return _weights_matrix(index, weights, n)
+
+
+def bspline_prefilter(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Cubic B-spline coefficients of the samples ``x`` along ``dim`` (same shape).
+
+    Causal then anticausal recursive filter with pole ``sqrt(3) - 2`` and exact
+    initial values for the half-sample symmetric extension: the inverse of
+    the B-spline sampling matrix, as
+    ``scipy.ndimage.spline_filter1d(x, order=3, mode="reflect", axis=dim)``
+    (scipy's start value is slightly off on axes of a few voxels, gh-24550).
+    """
+    z = SPLINE_POLE
+    c = x.movedim(dim, 0) * ((1 - z) * (1 - 1 / z))
+    n = c.shape[0]
+    if n == 1:
+        return x.clone()
+    # Causal start: sum over one period (2n) of the reflected signal, c[0] c[0] c[1] .. c[n-1] c[n-1] .. c[1].
+    period = torch.cat([c[:1], c, c[1:].flip(0)])
+    powers = z ** torch.arange(2 * n, dtype=torch.float64)
+    powers = powers.to(c.dtype).reshape(-1, *[1] * (c.dim() - 1))
+    causal = [(powers * period).sum(0) / (1 - z ** (2 * n))]
+    for i in range(1, n):
+        causal.append(c[i] + z * causal[-1])
+    anticausal = [causal[-1] * (z / (z - 1))]
+    for i in range(n - 2, -1, -1):
+        anticausal.append(z * (anticausal[-1] - causal[i]))
+    return torch.stack(anticausal[::-1]).movedim(0, dim)
+
+
+def _cubic_bspline(t: torch.Tensor) -> torch.Tensor:
+    t = t.abs()
+    return torch.where(t < 1, 2 / 3 - t**2 + t**3 / 2, (2 - t) ** 3 / 6)
+
+
+def _lanczos(t: torch.Tensor) -> torch.Tensor:
+    return torch.sinc(t) * torch.sinc(t / LANCZOS_LOBES)
+
+
+def cubic_matrix(n: int, m: int) -> torch.Tensor:
+    """``(m, n)``: B-spline prefilter, then the cubic B-spline at the LR coordinates."""
+    prefilter = bspline_prefilter(torch.eye(n, dtype=torch.float64), dim=0)
+    sample = _kernel_matrix(lr_coordinates(n, m), n, 2.0, _cubic_bspline)
+    return sample @ prefilter
+
+
+def kspace_matrix(n: int, m: int) -> torch.Tensor:
+    """``(m, n)``: keep the ``m`` lowest frequencies after a phase ramp that moves the LR grid.
+
+    For even ``m`` the LR Nyquist bin takes the mean of the HR bins ``+m/2`` and
+    ``-m/2``, so real input gives real output. Scaled by ``m / n``.
+    """
+    spectrum = torch.fft.fft(torch.eye(n, dtype=torch.complex128), dim=0)
+    shift = (n / m - 1) / 2  # HR coordinate of LR voxel 0
+    spectrum = spectrum * torch.exp(2j * math.pi * shift * torch.fft.fftfreq(n, dtype=torch.float64))[:, None]
+    freqs = torch.round(torch.fft.fftfreq(m, dtype=torch.float64) * m).long()
+    kept = spectrum[torch.remainder(freqs, n)]
+    if m % 2 == 0:
+        kept[m // 2] = (spectrum[m // 2] + spectrum[n - m // 2]) / 2
+    return torch.fft.ifft(kept, dim=0).real * (m / n)
+
+
+def lanczos_matrix(n: int, m: int) -> torch.Tensor:
+    """``(m, n)``: Lanczos-3 stretched by ``n / m``, rows summing to 1."""
+    factor = n / m
+    return _kernel_matrix(lr_coordinates(n, m), n, LANCZOS_LOBES * factor, lambda t: _lanczos(t / factor))
+
+
+def gaussian_sigma(n: int, m: int) -> float:
+    """Blur width in HR voxels: FWHM equal to the LR voxel (``n / m``)."""
+    return n / m * FWHM_TO_SIGMA
+
+
+def gaussian_matrix(n: int, m: int) -> torch.Tensor:
+    """``(m, n)``: Gaussian blur (:func:`gaussian_sigma`), then linear interpolation at the LR coordinates."""
+    sigma = gaussian_sigma(n, m)
+    radius = int(GAUSSIAN_TRUNCATE * sigma + 0.5) + 0.5  # taps |t| <= round(4 sigma), as scipy's gaussian_filter
+    blur = _kernel_matrix(torch.arange(n, dtype=torch.float64), n, radius, lambda t: torch.exp(-0.5 * (t / sigma) ** 2))
+    linear = _kernel_matrix(lr_coordinates(n, m), n, 1.0, lambda t: (1 - t.abs()).clamp(min=0))
+    return linear @ blur
+
+
+MATRICES: dict[str, Callable[[int, int], torch.Tensor]] = {
+    "cubic": cubic_matrix,
+    "kspace": kspace_matrix,
+    "lanczos": lanczos_matrix,
+    "gaussian": gaussian_matrix,
+}
+
+
+@lru_cache(maxsize=512)
+def resampling_matrix(method: str, n: int, m: int) -> torch.Tensor:
+    """The ``(m, n)`` float64 matrix of ``method`` on one axis (identity when ``m == n``)."""
+    if m == n:
+        return torch.eye(n, dtype=torch.float64)
+    return MATRICES[_check_method(method)](n, m)
+
+
+def apply_along_axis(x: torch.Tensor, matrix: torch.Tensor, dim: int) -> torch.Tensor:
+    """Apply an ``(m, n)`` matrix along axis ``dim`` of ``x`` (size ``n`` there -> ``m``)."""
+    matrix = matrix.to(device=x.device, dtype=x.dtype)
+    return torch.movedim(torch.movedim(x, dim, -1) @ matrix.T, -1, dim)
+
+
+# ---------------------------------------------------------------------------
+# Volumes
+# ---------------------------------------------------------------------------
+
+
+def _check_method(method: str) -> str:
+    if method not in MATRICES:
+        raise ValueError(f"unknown degradation {method!r}; known: {', '.join(MATRICES)}")
+    return method
+
+
+def _prepare(volume, out_shape, scale) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    x = torch.as_tensor(volume)
+    if x.dim() not in (3, 5):
+        raise InputError(f"volume must be (D0, D1, D2) or (B, C, D0, D1, D2), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        x = x.float()
+    in_shape = tuple(x.shape[-3:])
+    if (out_shape is None) == (scale is None):
+        raise InputError("give exactly one of out_shape and scale")
+    if scale is not None:
+        out_shape = geometry.output_shape(in_shape, geometry.parse_triple(scale, "scale"))
+    out_shape = tuple(int(m) for m in out_shape)
+    if len(out_shape) != 3:
+        raise InputError(f"out_shape needs 3 sizes, got {out_shape}")
+    if any(m < 1 for m in out_shape):
+        raise InputError(f"output shape {out_shape} has an axis with fewer than 1 voxel")
+    if any(m > n for n, m in zip(in_shape, out_shape)):
+        raise InputError(f"degradation only downsamples: output shape {out_shape} exceeds input shape {in_shape} on an axis")
+    return x, out_shape  # type: ignore[return-value]
+
+
+def resample(volume, out_shape=None, method: str = "kspace", *, scale=None) -> torch.Tensor:
+    """Downsample the last three axes of ``volume`` with ``method`` (see module docstring)."""
+    _check_method(method)
+    x, out_shape = _prepare(volume, out_shape, scale)
+    for axis, m in enumerate(out_shape):
+        n = x.shape[axis - 3]
+        if m != n:
+            x = apply_along_axis(x, resampling_matrix(method, n, m), axis - 3)
+    return x
+
+
+def cubic(volume, out_shape=None, *, scale=None) -> torch.Tensor:
+    """Cubic B-spline downsampling (scipy ``zoom(order=3, mode="reflect", grid_mode=True)``)."""
+    return resample(volume, out_shape, "cubic", scale=scale)
+
+
+def kspace(volume, out_shape=None, *, scale=None) -> torch.Tensor:
+    """Centred k-space truncation, LR grid aligned by a phase ramp, intensities kept."""
+    return resample(volume, out_shape, "kspace", scale=scale)
+
+
+def lanczos(volume, out_shape=None, *, scale=None) -> torch.Tensor:
+    """Antialiased Lanczos-3 downsampling, reflect boundary."""
+    return resample(volume, out_shape, "lanczos", scale=scale)
+
+
+def gaussian(volume, out_shape=None, *, scale=None) -> torch.Tensor:
+    """Gaussian blur (FWHM = ``n / m`` HR voxels) and linear interpolation, reflect boundary."""
+    return resample(volume, out_shape, "gaussian", scale=scale)
+
+
+DEGRADATIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "cubic": cubic,
+    "kspace": kspace,
+    "lanczos": lanczos,
+    "gaussian": gaussian,
+}
+
+
+# ---------------------------------------------------------------------------
+# Corruptions of the LR volume
+# ---------------------------------------------------------------------------
+
+
+def _random(kind: str, shape, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """``torch.randn``/``torch.rand`` drawn on the generator's device, returned on ``x``'s."""
+    device = generator.device if generator is not None else x.device
+    draw = torch.randn if kind == "normal" else torch.rand
+    return draw(shape, generator=generator, device=device, dtype=torch.float32).to(x.device, x.dtype)
+
+
+def _volume_max(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(-3).amax(-1)[..., None, None, None]
+
+
+def add_noise(x: torch.Tensor, kind: str, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gaussian or Rician noise with ``sigma = std * max`` (max of each volume).
+
+    Rician: the magnitude ``|x + sigma (n1 + i n2)|``; on a zero background its
+    mean is ``sigma * sqrt(pi / 2)``.
+    """
+    if kind not in NOISE_TYPES:
+        raise ValueError(f"unknown noise {kind!r}; known: {', '.join(NOISE_TYPES)}")
+    if not std >= 0:
+        raise InputError(f"noise_std must be >= 0, got {std}")
+    sigma = std * _volume_max(x)
+    real = x + sigma * _random("normal", x.shape, x, generator)
+    if kind == "gaussian":
+        return real
+    return torch.hypot(real, sigma * _random("normal", x.shape, x, generator))
+
+
+def bias_field(x: torch.Tensor, strength: float, generator: torch.Generator | None = None, terms: int = 4) -> torch.Tensor:
+    """Smooth positive field of ``x``'s shape: ``exp(strength * f)``, ``|f| <= 1``.
+
+    ``f`` is a sum of ``terms`` cosines with random directions, at most one
+    cycle per field of view on each axis, random phases and weights summing to 1.
+    """
+    if not strength >= 0:
+        raise InputError(f"bias must be >= 0, got {strength}")
+    lead = tuple(x.shape[:-3])
+    freqs = 2 * _random("uniform", (*lead, terms, 3), x, generator) - 1
+    phases = 2 * math.pi * _random("uniform", (*lead, terms), x, generator)
+    weights = _random("uniform", (*lead, terms), x, generator)
+    weights = weights / weights.sum(-1, keepdim=True)
+    angle = phases[..., None, None, None]
+    for axis, m in enumerate(x.shape[-3:]):
+        centres = (torch.arange(m, device=x.device, dtype=x.dtype) + 0.5) / m
+        shape = [1, 1, 1]
+        shape[axis] = m
+        angle = angle + 2 * math.pi * freqs[..., axis, None, None, None] * centres.reshape(shape)
+    field = (weights[..., None, None, None] * torch.cos(angle)).sum(-4)
+    return torch.exp(strength * field)
+
+
+def degrade(
+    volume,
+    out_shape=None,
+    method: str = "kspace",
+    noise: str | None = None,
+    noise_std: float = 0.0,
+    bias: float = 0.0,
+    generator: torch.Generator | None = None,
+    *,
+    scale=None,
+) -> torch.Tensor:
+    """HR -> LR: ``method`` downsampling, then bias field (if ``bias > 0``), then noise.
+
+    ``noise`` is ``None``, ``"gaussian"`` or ``"rician"``; ``noise_std`` is a
+    fraction of the LR volume's maximum. ``generator`` seeds bias and noise.
+    """
+    if noise is None and noise_std:
+        raise InputError(f"noise_std={noise_std} needs a noise type: one of {', '.join(NOISE_TYPES)}")
+    lr = resample(volume, out_shape, method, scale=scale)
+    if bias:
+        lr = lr * bias_field(lr, bias, generator)
+    if noise is not None:
+        lr = add_noise(lr, noise, noise_std, generator)
+    return lr

@@ -10,7 +10,7 @@ def _relu_mlp(in_features: int, out_features: int, width: int, depth: int) -> nn
     sizes = [in_features] + [width] * (depth - 1) + [out_features]
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 

@@ -1,9 +1,10 @@
-"""Degradation models: HR volume -> LR volume, in torch, on the volume's device.
+"""Degradation models (HR volume -> LR volume) and the interpolators that upsample back, in torch.
 
 Shapes: a volume is ``(D0, D1, D2)`` or ``(B, C, D0, D1, D2)``; the last three
-axes are resampled. Downsampling only: per axis ``1 <= m <= n`` (``m == n``
-leaves that axis untouched). Give ``out_shape`` or ``scale`` (``<= 1``;
-``m = round(n * scale)`` as :func:`arssr.geometry.output_shape`).
+axes are resampled. Degradations only downsample: per axis ``1 <= m <= n``
+(``m == n`` leaves that axis untouched); :func:`resample` goes either way and
+also offers ``nearest`` and ``linear``. Give ``out_shape`` or ``scale``
+(``m = round(n * scale)`` as :func:`arssr.geometry.output_shape`).
 
 Grid (SPEC section 4): LR voxel ``j`` sits at HR voxel coordinate
 ``(j + 0.5) * n / m - 0.5`` on every axis, for every model.
@@ -32,6 +33,7 @@ multiplicative bias field, then Gaussian or Rician noise.
 
 from __future__ import annotations
 
+import cmath
 import math
 from functools import lru_cache
 from typing import Callable
@@ -126,24 +128,35 @@ def cubic_matrix(n: int, m: int) -> torch.Tensor:
 
 
 def kspace_matrix(n: int, m: int) -> torch.Tensor:
-    """``(m, n)``: keep the ``m`` lowest frequencies after a phase ramp that moves the LR grid.
+    """``(m, n)``: band-limited resampling after a phase ramp that moves the grid.
 
-    For even ``m`` the LR Nyquist bin takes the mean of the HR bins ``+m/2`` and
-    ``-m/2``, so real input gives real output. Scaled by ``m / n``.
+    Downsampling (``m < n``) keeps the ``m`` lowest frequencies; for even ``m``
+    the LR Nyquist bin takes the mean of the HR bins ``+m/2`` and ``-m/2``, so
+    real input gives real output. Upsampling (``m > n``) is zero-filled k-space
+    interpolation, the input's Nyquist bin split evenly between ``+n/2`` and
+    ``-n/2``. Scaled by ``m / n`` so intensities are kept.
     """
-    spectrum = torch.fft.fft(torch.eye(n, dtype=torch.complex128), dim=0)
-    shift = (n / m - 1) / 2  # HR coordinate of LR voxel 0
-    spectrum = spectrum * torch.exp(2j * math.pi * shift * torch.fft.fftfreq(n, dtype=torch.float64))[:, None]
-    freqs = torch.round(torch.fft.fftfreq(m, dtype=torch.float64) * m).long()
-    kept = spectrum[torch.remainder(freqs, n)]
-    if m % 2 == 0:
-        kept[m // 2] = (spectrum[m // 2] + spectrum[n - m // 2]) / 2
+    raw = torch.fft.fft(torch.eye(n, dtype=torch.complex128), dim=0)
+    shift = (n / m - 1) / 2  # input coordinate of output voxel 0
+    spectrum = raw * torch.exp(2j * math.pi * shift * torch.fft.fftfreq(n, dtype=torch.float64))[:, None]
+    small = min(n, m)
+    freqs = torch.remainder(torch.round(torch.fft.fftfreq(small, dtype=torch.float64) * small).long(), max(n, m))
+    if m <= n:
+        kept = spectrum[freqs]
+        if m % 2 == 0:
+            kept[m // 2] = (spectrum[m // 2] + spectrum[n - m // 2]) / 2
+    else:
+        kept = torch.zeros(m, n, dtype=torch.complex128)
+        kept[freqs] = spectrum
+        if n % 2 == 0:  # each half of the Nyquist bin moves with its own frequency, +1/2 and -1/2
+            kept[n // 2] = raw[n // 2] / 2 * cmath.exp(1j * math.pi * shift)
+            kept[m - n // 2] = raw[n // 2] / 2 * cmath.exp(-1j * math.pi * shift)
     return torch.fft.ifft(kept, dim=0).real * (m / n)
 
 
 def lanczos_matrix(n: int, m: int) -> torch.Tensor:
-    """``(m, n)``: Lanczos-3 stretched by ``n / m``, rows summing to 1."""
-    factor = n / m
+    """``(m, n)``: Lanczos-3, stretched by ``n / m`` when downsampling, rows summing to 1."""
+    factor = max(1.0, n / m)
     return _kernel_matrix(lr_coordinates(n, m), n, LANCZOS_LOBES * factor, lambda t: _lanczos(t / factor))
 
 
@@ -157,11 +170,22 @@ def gaussian_matrix(n: int, m: int) -> torch.Tensor:
     sigma = gaussian_sigma(n, m)
     radius = int(GAUSSIAN_TRUNCATE * sigma + 0.5) + 0.5  # taps |t| <= round(4 sigma), as scipy's gaussian_filter
     blur = _kernel_matrix(torch.arange(n, dtype=torch.float64), n, radius, lambda t: torch.exp(-0.5 * (t / sigma) ** 2))
-    linear = _kernel_matrix(lr_coordinates(n, m), n, 1.0, lambda t: (1 - t.abs()).clamp(min=0))
-    return linear @ blur
+    return linear_matrix(n, m) @ blur
+
+
+def nearest_matrix(n: int, m: int) -> torch.Tensor:
+    """``(m, n)``: the nearest input voxel (ties shared)."""
+    return _kernel_matrix(lr_coordinates(n, m), n, 0.5 + 1e-9, torch.ones_like)
+
+
+def linear_matrix(n: int, m: int) -> torch.Tensor:
+    """``(m, n)``: linear interpolation between the two nearest voxel centres (edges reflected)."""
+    return _kernel_matrix(lr_coordinates(n, m), n, 1.0, lambda t: (1 - t.abs()).clamp(min=0))
 
 
 MATRICES: dict[str, Callable[[int, int], torch.Tensor]] = {
+    "nearest": nearest_matrix,
+    "linear": linear_matrix,
     "cubic": cubic_matrix,
     "kspace": kspace_matrix,
     "lanczos": lanczos_matrix,
@@ -172,9 +196,11 @@ MATRICES: dict[str, Callable[[int, int], torch.Tensor]] = {
 @lru_cache(maxsize=512)
 def resampling_matrix(method: str, n: int, m: int) -> torch.Tensor:
     """The ``(m, n)`` float64 matrix of ``method`` on one axis (identity when ``m == n``)."""
+    if method not in MATRICES:
+        raise ValueError(f"unknown resampling method {method!r}; known: {', '.join(MATRICES)}")
     if m == n:
         return torch.eye(n, dtype=torch.float64)
-    return MATRICES[_check_method(method)](n, m)
+    return MATRICES[method](n, m)
 
 
 def apply_along_axis(x: torch.Tensor, matrix: torch.Tensor, dim: int) -> torch.Tensor:
@@ -188,13 +214,7 @@ def apply_along_axis(x: torch.Tensor, matrix: torch.Tensor, dim: int) -> torch.T
 # ---------------------------------------------------------------------------
 
 
-def _check_method(method: str) -> str:
-    if method not in MATRICES:
-        raise ValueError(f"unknown degradation {method!r}; known: {', '.join(MATRICES)}")
-    return method
-
-
-def _prepare(volume, out_shape, scale) -> tuple[torch.Tensor, tuple[int, int, int]]:
+def _prepare(volume, out_shape, scale, downsample_only: bool) -> tuple[torch.Tensor, tuple[int, int, int]]:
     x = torch.as_tensor(volume)
     if x.dim() not in (3, 5):
         raise InputError(f"volume must be (D0, D1, D2) or (B, C, D0, D1, D2), got shape {tuple(x.shape)}")
@@ -210,15 +230,20 @@ def _prepare(volume, out_shape, scale) -> tuple[torch.Tensor, tuple[int, int, in
         raise InputError(f"out_shape needs 3 sizes, got {out_shape}")
     if any(m < 1 for m in out_shape):
         raise InputError(f"output shape {out_shape} has an axis with fewer than 1 voxel")
-    if any(m > n for n, m in zip(in_shape, out_shape)):
+    if downsample_only and any(m > n for n, m in zip(in_shape, out_shape)):
         raise InputError(f"degradation only downsamples: output shape {out_shape} exceeds input shape {in_shape} on an axis")
     return x, out_shape  # type: ignore[return-value]
 
 
-def resample(volume, out_shape=None, method: str = "kspace", *, scale=None) -> torch.Tensor:
-    """Downsample the last three axes of ``volume`` with ``method`` (see module docstring)."""
-    _check_method(method)
-    x, out_shape = _prepare(volume, out_shape, scale)
+def resample(volume, out_shape=None, method: str = "kspace", *, scale=None, downsample_only: bool = False) -> torch.Tensor:
+    """Resample the last three axes of ``volume`` with ``method`` (any of ``MATRICES``), up or down.
+
+    Upsampled with ``cubic``, ``kspace`` (zero-filled k-space), ``lanczos``,
+    ``linear`` or ``nearest``, this gives the interpolation baselines on the
+    same grid as the models.
+    """
+    resampling_matrix(method, 2, 1)  # validates the name
+    x, out_shape = _prepare(volume, out_shape, scale, downsample_only)
     for axis, m in enumerate(out_shape):
         n = x.shape[axis - 3]
         if m != n:
@@ -228,22 +253,22 @@ def resample(volume, out_shape=None, method: str = "kspace", *, scale=None) -> t
 
 def cubic(volume, out_shape=None, *, scale=None) -> torch.Tensor:
     """Cubic B-spline downsampling (scipy ``zoom(order=3, mode="reflect", grid_mode=True)``)."""
-    return resample(volume, out_shape, "cubic", scale=scale)
+    return resample(volume, out_shape, "cubic", scale=scale, downsample_only=True)
 
 
 def kspace(volume, out_shape=None, *, scale=None) -> torch.Tensor:
     """Centred k-space truncation, LR grid aligned by a phase ramp, intensities kept."""
-    return resample(volume, out_shape, "kspace", scale=scale)
+    return resample(volume, out_shape, "kspace", scale=scale, downsample_only=True)
 
 
 def lanczos(volume, out_shape=None, *, scale=None) -> torch.Tensor:
     """Antialiased Lanczos-3 downsampling, reflect boundary."""
-    return resample(volume, out_shape, "lanczos", scale=scale)
+    return resample(volume, out_shape, "lanczos", scale=scale, downsample_only=True)
 
 
 def gaussian(volume, out_shape=None, *, scale=None) -> torch.Tensor:
     """Gaussian blur (FWHM = ``n / m`` HR voxels) and linear interpolation, reflect boundary."""
-    return resample(volume, out_shape, "gaussian", scale=scale)
+    return resample(volume, out_shape, "gaussian", scale=scale, downsample_only=True)
 
 
 DEGRADATIONS: dict[str, Callable[..., torch.Tensor]] = {
@@ -326,9 +351,11 @@ def degrade(
     ``noise`` is ``None``, ``"gaussian"`` or ``"rician"``; ``noise_std`` is a
     fraction of the LR volume's maximum. ``generator`` seeds bias and noise.
     """
+    if method not in DEGRADATIONS:
+        raise ValueError(f"unknown degradation {method!r}; known: {', '.join(DEGRADATIONS)}")
     if noise is None and noise_std:
         raise InputError(f"noise_std={noise_std} needs a noise type: one of {', '.join(NOISE_TYPES)}")
-    lr = resample(volume, out_shape, method, scale=scale)
+    lr = DEGRADATIONS[method](volume, out_shape, scale=scale)
     if bias:
         lr = lr * bias_field(lr, bias, generator)
     if noise is not None:

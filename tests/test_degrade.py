@@ -293,3 +293,66 @@ def test_invalid_options():
         D.degrade(x, (4, 4, 4), scale=0.5)
     with pytest.raises(InputError, match="noise_std must be >= 0"):
         D.degrade(x, (4, 4, 4), noise="gaussian", noise_std=-1)
+
+
+# --- upsampling interpolators (the evaluation baselines) -------------------------------------
+
+
+def hr_grid(lr_shape, hr_shape):
+    """LR voxel coordinates of every HR voxel (the inverse direction of SPEC section 4)."""
+    return np.meshgrid(*[source_coordinates(m, n) for m, n in zip(lr_shape, hr_shape)], indexing="ij")
+
+
+@pytest.mark.parametrize("method,order,mode", [("cubic", 3, "reflect"), ("linear", 1, "nearest"), ("nearest", 0, "nearest")])
+def test_spline_upsamplers_match_scipy(method, order, mode):
+    lr = np.random.default_rng(3).standard_normal((12, 11, 10))  # >= 10 voxels: scipy's prefilter is exact there
+    hr_shape = (36, 33, 32)  # x3, x3, x3.2: no sample falls exactly halfway between two voxels
+    expected = ndi.map_coordinates(lr, hr_grid(lr.shape, hr_shape), order=order, mode=mode)
+    got = D.resample(torch.from_numpy(lr), hr_shape, method).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-10)
+
+
+def band_limited_interpolant(lr: np.ndarray, hr_shape) -> np.ndarray:
+    """Evaluate the trigonometric interpolant of ``lr`` at the HR voxel centres, one axis at a time, by direct sums."""
+    out = lr.astype(np.complex128)
+    for axis, n in enumerate(hr_shape):
+        m = out.shape[axis]
+        spectrum = np.fft.fft(out, axis=axis)
+        t = source_coordinates(m, n)  # LR index of each HR voxel
+        k = np.fft.fftfreq(m) * m
+        basis = np.exp(2j * np.pi * np.outer(t, k) / m) / m
+        if m % 2 == 0:  # the Nyquist term as a cosine, so real samples stay real
+            basis[:, m // 2] = np.cos(np.pi * t) / m
+        out = np.moveaxis(np.tensordot(basis, np.moveaxis(spectrum, axis, 0), axes=(1, 0)), 0, axis)
+    return out.real
+
+
+@pytest.mark.parametrize("lr_shape,hr_shape", [((8, 9, 6), (24, 20, 19)), ((7, 10, 5), (16, 31, 15))])
+def test_kspace_zero_filling_is_the_band_limited_interpolant(lr_shape, hr_shape):
+    lr = np.random.default_rng(4).standard_normal(lr_shape)
+    got = D.resample(torch.from_numpy(lr), hr_shape, "kspace").numpy()
+    np.testing.assert_allclose(got, band_limited_interpolant(lr, hr_shape), atol=1e-10)
+    constant = D.resample(torch.full(lr_shape, 7.0, dtype=torch.float64), hr_shape, "kspace")
+    torch.testing.assert_close(constant, torch.full(hr_shape, 7.0, dtype=torch.float64))
+
+
+def test_kspace_round_trip_recovers_a_band_limited_volume():
+    x = torch.from_numpy(blobs((48, 40, 36), sigma=7))
+    up = D.resample(D.kspace(x, (24, 20, 18)), x.shape, "kspace")
+    assert psnr(up.numpy(), x.numpy()) > 45
+
+
+def test_lanczos_upsampling_is_not_stretched():
+    lr = np.random.default_rng(5).standard_normal((9, 4, 4))
+    up = D.resample(torch.from_numpy(lr), (27, 4, 4), "lanczos").numpy()
+    t = source_coordinates(9, 27)[13]  # LR coordinate 4.0 + 1/3
+    taps = np.arange(9)
+    weights = np.sinc(t - taps) * np.sinc((t - taps) / 3) * (np.abs(t - taps) < 3)
+    np.testing.assert_allclose(up[13, 1, 2], (weights * lr[:, 1, 2]).sum() / weights.sum(), atol=1e-12)
+
+
+def test_resample_rejects_unknown_method_and_degrade_rejects_upsampling():
+    with pytest.raises(ValueError, match="unknown resampling method 'sinc'; known: nearest, linear, cubic"):
+        D.resample(torch.zeros(4, 4, 4), (8, 8, 8), "sinc")
+    with pytest.raises(ValueError, match="unknown degradation 'linear'"):
+        D.degrade(torch.zeros(8, 8, 8), (4, 4, 4), "linear")

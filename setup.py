@@ -23,10 +23,12 @@ setup(
         "nibabel>=5.0",
         "safetensors>=0.4",
         "tqdm>=4.60",
+        "scipy>=1.10",
+        "scikit-image>=0.19",
     ],
     extras_require={
-        "test": ["pytest>=7", "nilearn>=0.10", "scipy>=1.10"],
-        "eval": ["scipy>=1.10"],
+        "test": ["pytest>=7", "nilearn>=0.10"],
+        "train": ["nilearn>=0.10"],
     },
     entry_points={"console_scripts": ["arssr=arssr.cli:main"]},
 )

@@ -25,6 +25,8 @@ setup(
         "tqdm>=4.60",
         "scipy>=1.10",
         "scikit-image>=0.19",
+        "pyyaml>=5.4",
+        "tensorboard>=2.10",
     ],
     extras_require={
         "test": ["pytest>=7", "nilearn>=0.10"],

@@ -156,6 +156,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from arssr.training import cli_config, train
+
+    flags = {"data": args.data, "out": args.out, "device": args.device, "amp": args.amp, "seed": args.seed,
+             "threads": args.threads, "deterministic": args.deterministic or None}
+    overrides = [*args.overrides, {key: value for key, value in flags.items() if value is not None}]
+    print(train(cli_config(args.config, overrides, args.resume, args.out), resume=args.resume))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arssr", description="Arbitrary-scale super-resolution of 3D medical volumes.")
     parser.add_argument("--version", action="version", version=f"arssr {__version__}")
@@ -184,6 +194,23 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-sidecar", action="store_true", help="do not write the JSON provenance file beside outputs")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-file lines")
     up.set_defaults(func=cmd_upsample)
+
+    tr = sub.add_parser("train", help="train an ArSSR model", description=(
+        "Train an ArSSR model (paper recipe by default). Options come from --config (YAML), then key=value overrides "
+        "(nested keys with dots: model.encoder=rdn sampling.crop=40), then the flags below. Under torchrun the same "
+        "command trains with DistributedDataParallel."))
+    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, values read as YAML")
+    tr.add_argument("--config", help="YAML config file (e.g. train/paper.yaml)")
+    tr.add_argument("--data", help="folder (searched recursively), glob pattern, CSV with a 'path' column, "
+                                   "or mni-synthetic")
+    tr.add_argument("--out", help="run folder (config.yaml, split.json, TensorBoard logs, checkpoints, weights)")
+    tr.add_argument("--resume", help="'auto' (the run folder's checkpoint, if any) or a checkpoint file")
+    tr.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    tr.add_argument("--amp", choices=["none", "bf16", "fp16"], help="mixed precision")
+    tr.add_argument("--seed", type=int, help="random seed")
+    tr.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower on GPUs)")
+    tr.add_argument("--threads", type=int, help="CPU threads for torch")
+    tr.set_defaults(func=cmd_train)
 
     info = sub.add_parser("info", help="key facts of a volume or a model file")
     info.add_argument("file", help="a NIfTI volume or a weights file")

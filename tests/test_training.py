@@ -1,0 +1,196 @@
+import inspect
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+from safetensors.torch import load_file
+
+from arssr import training
+from arssr.cli import main
+from arssr.errors import InputError
+from arssr.models import ArSSR, load_model
+from test_datasets import write_subjects
+
+RECIPES = Path(__file__).resolve().parents[1] / "train"
+TINY = {
+    "batch_size": 4, "samples": 500, "log_every": 5, "val_every": 1000, "checkpoint_every": 1000, "steps": 10,
+    "model": {"encoder_args": {"num_features": 16, "growth": 16, "num_blocks": 2, "num_layers": 2},
+              "feature_dim": 16, "decoder_width": 32},
+    "sampling": {"crop": 20, "lr_size": 5, "crops_per_volume": 4, "pool_volumes": 2},
+    "val": {"volumes": 1, "scales": [2.0]},
+}
+
+
+def tiny_config(data, out, *overrides: str) -> dict:
+    """A tiny model on the tiny subjects: RDN 2 blocks x 2 layers x 16 features, decoder width 32, N=4, K=500."""
+    return training.load_config(None, [{**TINY, "data": str(data), "out": str(out)}, *overrides])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("subjects")
+    write_subjects(folder, 5)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return training.train(tiny_config(data, out, "steps=50", "val_every=25", "checkpoint_every=25", "optim.lr=1e-3"))
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]} | {
+        "images": events.Tags()["images"]}
+
+
+def test_paper_recipe_and_defaults():
+    config = training.load_config(RECIPES / "paper.yaml", ["data=/hcp/*/T1w/T1w_acpc_dc_restore.nii.gz", "out=runs/x"])
+    assert config["data"] == "/hcp/*/T1w/T1w_acpc_dc_restore.nii.gz"
+    assert (config["batch_size"], config["samples"], config["epochs"]) == (15, 8000, 2500)
+    assert config["sampling"]["crop"] == 40 and config["sampling"]["lr_size"] == 10
+    assert (config["sampling"]["scale_min"], config["sampling"]["scale_max"]) == (2.0, 4.0)
+    assert config["degradation"]["methods"] == {"cubic": 1.0} and config["model"]["encoder"] == "rdn"
+    assert config["optim"] == {"lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "decay_every": 200, "decay": 0.5}
+    assert set(training.DEFAULTS["model"]) == set(inspect.signature(ArSSR).parameters)
+    synthetic = training.load_config(RECIPES / "mni_synthetic.yaml", ["out=runs/y", "model.decoder_width=64"])
+    assert synthetic["data"] == "mni-synthetic" and len(synthetic["degradation"]["methods"]) == 4
+    assert synthetic["model"]["decoder_width"] == 64 and synthetic["degradation"]["noise"] in ("gaussian", "rician")
+
+
+def test_overrides_merge_into_the_defaults():
+    config = training.load_config(None, ["data=d", "out=o", "optim.lr=2e-4", "model.encoder=rescnn",
+                                         "model.encoder_args.num_blocks=2", "degradation.methods={kspace: 1}",
+                                         "val.scales=[2, 4]", "sampling.anisotropic=true", "data=/hcp/*/T1w/*.nii.gz"])
+    assert config["optim"]["lr"] == 2e-4 and config["model"]["encoder_args"] == {"num_blocks": 2}
+    assert config["degradation"]["methods"] == {"kspace": 1} and config["val"]["scales"] == [2, 4]
+    assert config["sampling"]["anisotropic"] is True and config["data"] == "/hcp/*/T1w/*.nii.gz"
+    assert training.parse_override("data=*.nii") == {"data": "*.nii"}  # not a YAML alias
+
+
+@pytest.mark.parametrize("override, message", [
+    ("modle.encoder=rdn", r"unknown config key 'modle.encoder'; valid keys: data, out, .*model\.encoder, "),
+    ("sampling.crops=3", "unknown config key 'sampling.crops'"),
+    ("batch_size=many", "'batch_size' must be of type int, got 'many'"),
+    ("sampling.scale_max=5", r"lr_size \* scale_max exceeds crop"),
+    ("degradation.methods={bicubic: 1}", "degradation.methods: weights >= 0"),
+    ("degradation.noise_std=0.1", "noise_std needs degradation.noise"),
+    ("degradation.bias=[0.3, 0.1]", r"degradation.bias must be a number >= 0 or a range \[low, high\]"),
+    ("val.scales=[2, x]", "a value has the wrong type"),
+    ("out=null", "out: give the run folder"),
+    ("steps", "not of the form key=value"),
+])
+def test_config_errors_name_the_key(override, message):
+    with pytest.raises(InputError, match=message):
+        training.load_config(None, ["data=d", "out=o", override])
+
+
+def test_config_file_must_be_a_mapping(tmp_path):
+    (tmp_path / "bad.yaml").write_text("- a list\n")
+    with pytest.raises(InputError, match="bad.yaml: the config must be a mapping"):
+        training.load_config(tmp_path / "bad.yaml")
+
+
+def test_bad_data_or_model_raise_input_errors(tmp_path, data):
+    with pytest.raises(InputError, match="config: model: unknown encoder 'unet'; known: rdn, rescnn, srresnet"):
+        training.train(tiny_config(data, tmp_path / "run0", "model.encoder=unet"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: no .nii or .nii.gz files"):
+        training.train(tiny_config(tmp_path / "empty", tmp_path / "run1"))
+    (tmp_path / "junk").mkdir()
+    for name in ("a.nii.gz", "b.nii"):
+        (tmp_path / "junk" / name).write_bytes(b"\x00" * 100)
+    with pytest.warns(UserWarning, match="nii(.gz)?: skipped"), pytest.raises(InputError, match="none of the 2 files"):
+        training.train(tiny_config(tmp_path / "junk", tmp_path / "run2"))
+
+
+def test_loss_falls(run):
+    losses = scalars(run)["loss/train"]
+    assert len(losses) == 10
+    assert sum(losses[-2:]) / 2 < 0.75 * losses[0], losses
+
+
+def test_run_folder_holds_logs_checkpoint_and_weights(run):
+    logged = scalars(run)
+    for tag in ("loss/train", "loss/val", "psnr/val", "ssim/val", "lr"):
+        assert tag in logged, tag
+    assert len(logged["psnr/val"]) == 2 and set(logged["images"]) == {"images/lr_x2", "images/sr_x2", "images/hr"}
+    assert list(run.glob("events.out.tfevents.*"))
+    split = json.loads((run / "split.json").read_text())
+    assert [len(split[k]) for k in ("train", "val", "test")] == [3, 1, 1]
+    assert yaml.safe_load((run / "config.yaml").read_text())["steps"] == 50
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 50 and state["epoch"] == 50 // 3  # 3 train subjects x 4 crops / 4 per step
+    assert state["best_psnr"] == pytest.approx(max(logged["psnr/val"]), rel=1e-6)
+    assert {"model", "optimizer", "scheduler", "scaler", "rng", "generator", "pool", "config", "arssr_version"} <= set(
+        state)
+    best = load_model(run / "best.safetensors")
+    assert best.args["decoder_width"] == 32 and best.args["encoder_args"]["num_blocks"] == 2
+    last = load_file(run / "last.safetensors")
+    assert all(torch.equal(last[k], v) for k, v in state["model"].items())
+
+
+def test_resume_continues_bit_for_bit(data, tmp_path):
+    straight = training.train(tiny_config(data, tmp_path / "straight", "steps=6", "val_every=2"))
+    interrupted = tiny_config(data, tmp_path / "resumed", "steps=3", "val_every=2")
+    training.train(interrupted)
+    with pytest.raises(InputError, match="holds a run already"):
+        training.train(interrupted)
+    resumed = training.train(tiny_config(data, tmp_path / "resumed", "steps=6", "val_every=2"), resume="auto")
+    a, b = load_file(straight / "last.safetensors"), load_file(resumed / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.load(resumed / "checkpoint.pt", weights_only=True)["step"] == 6
+
+
+def test_cli_trains_resumes_and_reports_config_errors(data, tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY, "data": str(data)}))
+    out = tmp_path / "cli"
+    assert main(["train", "--config", str(recipe), "--out", str(out), "steps=2", "--seed", "3"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert main(["train", "--resume", str(out / "checkpoint.pt"), "steps=4"]) == 0
+    assert main(["train", "--resume", "auto", "--out", str(out), "steps=5"]) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 5 and state["config"]["seed"] == 3
+    assert main(["train", "--config", str(recipe), "--out", str(tmp_path / "x"), "model.widht=3"]) == 1
+    assert "unknown config key 'model.widht'; valid keys:" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, config: dict, folder: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    trainer = training.Trainer(config)
+    trainer.fit()
+    torch.save(trainer.module.state_dict(), Path(folder) / f"rank{rank}.pt")
+
+
+def test_two_process_ddp_matches_one_process(data, tmp_path):
+    overrides = ("steps=4", "val.volumes=0", "optim.lr=1e-3")
+    config = tiny_config(data, tmp_path / "ddp", *overrides)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), config, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
+    single = training.Trainer(tiny_config(data, tmp_path / "single", *overrides))
+    start = {k: v.clone() for k, v in single.module.state_dict().items()}
+    single.fit()
+    written = load_file(tmp_path / "ddp" / "last.safetensors")  # rank 0 alone writes
+    for key, value in single.module.state_dict().items():
+        assert torch.equal(written[key], ranks[0][key])
+        gap, moved = float((ranks[0][key] - value).norm()), float((value - start[key]).norm())
+        assert gap <= 1e-5 * float(value.norm()) and gap <= 1e-3 * moved, key

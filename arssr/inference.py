@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -257,6 +258,29 @@ def check_memory(out_shape: Sequence[int]) -> None:
         )
 
 
+def _card_range(model: ArSSR, key: str) -> tuple[float, float] | None:
+    text = model.card.get(key)
+    if not text:
+        return None
+    low, high = (float(v) for v in text.split(","))
+    return low, high
+
+
+def warn_outside_card(model: ArSSR, spacing: Sequence[float], scale: Sequence[float]) -> None:
+    """Warn when the input's voxel size or the scale lies outside what the model was trained on."""
+    spacing_range = _card_range(model, "input_spacing_mm")
+    if spacing_range and not all(spacing_range[0] <= s <= spacing_range[1] for s in spacing):
+        warnings.warn(
+            f"input voxel size {'x'.join(f'{s:.3g}' for s in spacing)} mm is outside the "
+            f"{spacing_range[0]:g}-{spacing_range[1]:g} mm the model was trained on; results may be poor",
+            stacklevel=3,
+        )
+    scale_range = _card_range(model, "scale_range")
+    if scale_range and max(scale) > scale_range[1]:
+        warnings.warn(f"scale {max(scale):.3g} is above the largest the model was trained on ({scale_range[1]:g})",
+                      stacklevel=3)
+
+
 def upsample(
     volume: Volume | str | os.PathLike,
     model: ArSSR | str | os.PathLike | None = None,
@@ -284,6 +308,7 @@ def upsample(
     else:
         factors = geometry.scale_for_voxel_size(volume.spacing, geometry.parse_triple(voxel_size, "voxel size"))
     geometry.check_scale(factors)
+    warn_outside_card(model, volume.spacing, factors)
     out_shape = geometry.output_shape(volume.shape, factors)
     check_memory(out_shape)
     device = resolve_device(device) if not isinstance(device, torch.device) else device

@@ -139,3 +139,15 @@ def test_help_does_not_import_torch():
     assert result.stdout.strip() == "False"
     result = subprocess.run([sys.executable, "-m", "arssr", "upsample", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--voxel-size" in result.stdout
+
+
+def test_model_card_warning_is_one_line(tmp_path, capsys, oblique_nifti, tiny_model):
+    from arssr.models import save_model
+
+    weights = save_model(tiny_model, tmp_path / "carded.safetensors", input_spacing_mm="2,4")
+    code, _, err = run(capsys, "upsample", oblique_nifti, "--scale", "2", "-o", tmp_path / "o.nii.gz",
+                       "--weights", weights, "-q")
+    assert code == 0
+    assert [line for line in err.splitlines() if line.startswith("warning:")] == [
+        "warning: input voxel size 1.2x0.9x2.5 mm is outside the 2-4 mm the model was trained on; results may be poor"
+    ]

@@ -132,3 +132,20 @@ def test_real_anatomy_tiled_matches_reference(mni_crop, tiny_model):
     centre_out = result.affine @ np.append((np.array(result.shape) - 1) / 2, 1)
     np.testing.assert_allclose(centre_out, centre_in, atol=1e-9)
     np.testing.assert_allclose(result.spacing, (0.8, 0.8, 0.8), rtol=1e-9)
+
+
+def test_model_card_ranges_warn_outside_training_data(tmp_path, oblique_volume, tiny_model):
+    from arssr.models import load_model, save_model
+
+    path = save_model(tiny_model, tmp_path / "carded.safetensors", input_spacing_mm="2,4", scale_range="2,4")
+    model = load_model(path)
+    assert model.card == {"input_spacing_mm": "2,4", "scale_range": "2,4"}
+    with pytest.warns(UserWarning, match=r"input voxel size 1.2x0.9x2.5 mm is outside the 2-4 mm"):
+        upsample(oblique_volume, model, scale=2)
+    with pytest.warns(UserWarning, match="scale 5 is above the largest the model was trained on"):
+        upsample(Volume(oblique_volume.data, np.diag([3.0, 3.0, 3.0, 1.0])), model, scale=5)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        upsample(Volume(oblique_volume.data, np.diag([3.0, 2.5, 2.0, 1.0])), model, scale=3.2)

@@ -56,6 +56,8 @@ class ArSSR(nn.Module):
         }
         self.axis_order = axis_order
         self.normalization = normalization
+        #: Facts from the weights file's model card (e.g. ``input_spacing_mm = "2,4"``); not part of the architecture.
+        self.card: dict[str, str] = {}
         self.encoder = build_encoder(encoder, feature_dim, **self.args["encoder_args"])
         self.decoder = MLPDecoder(feature_dim + 3, 1, decoder_width, decoder_depth)
 

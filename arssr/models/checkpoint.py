@@ -100,6 +100,7 @@ def load_model(path: str | os.PathLike | None = None) -> ArSSR:
         except (TypeError, ValueError) as err:
             raise ModelFileError(f"{path}: model arguments do not build a model ({err})") from None
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+        model.card = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model")}
     _load_strict(model, state, path)
     return model.eval()
 

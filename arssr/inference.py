@@ -149,7 +149,7 @@ class _Decoder:
         cols, depth = p1 - p0, q1 - q0
         rows_per_slab = max(1, SLAB_VOXELS // max(1, cols * depth))
         device = features.device
-        # Axes 1 and 2 are the same for every slab: interpolate them once per slab after axis 0.
+        # Where each output column reads on axes 1 and 2 is the same for every slab of rows.
         ax1, ax2 = self.plans[1], self.plans[2]
         low1, w1 = ax1.lower[p0:p1] - origin[1] + 1, ax1.weight[p0:p1]
         low2, w2 = ax2.lower[q0:q1] - origin[2] + 1, ax2.weight[q0:q1]
@@ -200,7 +200,7 @@ def super_resolve(
     halo = model.receptive_radius
     edge = int(tile) if tile is not None else auto_tile(model, lr.shape, device)
     plans = [AxisPlan.build(n, m) for n, m in zip(lr.shape, out_shape)]
-    # Channels-last 3D convolutions are about 1.7x faster on CPU (oneDNN) for the same arithmetic.
+    # Channels-last 3D convolutions: 1.1-1.7x faster on CPU (oneDNN, eval/bench_inference.py), same arithmetic.
     model.encoder.to(memory_format=torch.channels_last_3d)
     decoder = _Decoder(model, plans, chunk)
     out = np.empty(tuple(out_shape), dtype=np.float32)

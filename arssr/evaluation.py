@@ -45,7 +45,8 @@ def baseline(method: str) -> Callable[[np.ndarray, tuple[int, int, int]], np.nda
 def model_method(model: ArSSR, device: str = "auto", tile: int | None = None):
     def run(lr: np.ndarray, hr_shape: tuple[int, int, int]) -> np.ndarray:
         scale = tuple(n / m for n, m in zip(hr_shape, lr.shape))
-        result = upsample(Volume(lr, np.eye(4)), model, scale=scale, device=device, tile=tile)
+        lr_affine = np.diag([*scale, 1.0])  # ground-truth voxels of 1 mm: the LR spacing is the scale
+        result = upsample(Volume(lr, lr_affine), model, scale=scale, device=device, tile=tile)
         return result.data
 
     return run

@@ -82,7 +82,7 @@ def mni_t1_path() -> Path:
 
 @pytest.fixture(scope="session")
 def mni_t1() -> Volume:
-    """The MNI ICBM152 2009a T1 (1 mm, 197 x 233 x 189, with skull)."""
+    """The MNI ICBM152 2009a T1 as nilearn ships it (1 mm, 197 x 233 x 189, brain-extracted: background 0)."""
     image = nib.load(mni_t1_path())
     return Volume(np.asarray(image.dataobj, dtype=np.float32), image.affine, image.header)
 

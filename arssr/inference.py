@@ -37,6 +37,8 @@ ENCODER_BYTES_PER_VOXEL_CHANNEL = 80
 #: Share of the free memory that the encoder may use for one tile.
 MEMORY_SHARE = 0.5
 MIN_TILE = 8
+#: Relative slack of the model card's ranges: a 181-voxel axis at x2 has 1.99 mm voxels.
+CARD_TOLERANCE = 1.05
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -267,16 +269,17 @@ def _card_range(model: ArSSR, key: str) -> tuple[float, float] | None:
 
 
 def warn_outside_card(model: ArSSR, spacing: Sequence[float], scale: Sequence[float]) -> None:
-    """Warn when the input's voxel size or the scale lies outside what the model was trained on."""
+    """Warn when the input's voxel size or the scale lies more than ``CARD_TOLERANCE`` outside the trained range."""
     spacing_range = _card_range(model, "input_spacing_mm")
-    if spacing_range and not all(spacing_range[0] <= s <= spacing_range[1] for s in spacing):
+    low, high = (spacing_range[0] / CARD_TOLERANCE, spacing_range[1] * CARD_TOLERANCE) if spacing_range else (0, 0)
+    if spacing_range and not all(low <= s <= high for s in spacing):
         warnings.warn(
             f"input voxel size {'x'.join(f'{s:.3g}' for s in spacing)} mm is outside the "
             f"{spacing_range[0]:g}-{spacing_range[1]:g} mm the model was trained on; results may be poor",
             stacklevel=3,
         )
     scale_range = _card_range(model, "scale_range")
-    if scale_range and max(scale) > scale_range[1]:
+    if scale_range and max(scale) > scale_range[1] * CARD_TOLERANCE:
         warnings.warn(f"scale {max(scale):.3g} is above the largest the model was trained on ({scale_range[1]:g})",
                       stacklevel=3)
 

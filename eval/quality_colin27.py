@@ -14,7 +14,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 
 from arssr.evaluation import BASELINES, baseline, evaluate, markdown_table, model_method
 from arssr.models import load_model

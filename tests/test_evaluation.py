@@ -4,7 +4,6 @@ import torch
 
 from arssr.evaluation import baseline, evaluate, markdown_table, model_method, simulate_lr
 from arssr.degrade import kspace
-from conftest import make_tiny_model
 
 
 def band_limited(shape, seed=0):

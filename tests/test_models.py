@@ -76,6 +76,14 @@ def test_full_pickle_is_not_executed(tmp_path):
         load_model(tmp_path / "evil.pkl")
 
 
+def _current_umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_safetensors_round_trip_rebuilds_the_model(tmp_path):
     model = make_tiny_model(encoder="srresnet", encoder_args={"num_features": 8, "num_blocks": 2})
     for half in (False, True):
@@ -86,6 +94,7 @@ def test_safetensors_round_trip_rebuilds_the_model(tmp_path):
             tol = 1e-3 * max(1.0, value.abs().max().item()) if half else 0.0
             torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=tol)
     assert not list(tmp_path.glob(".*tmp*"))
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
 
 
 def test_bad_weights_files_give_clear_errors(tmp_path):

@@ -56,10 +56,17 @@ def save_model(model: ArSSR, path: str | os.PathLike, half: bool = False, **meta
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates files readable by their owner only
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -71,12 +71,10 @@ def _sidecar_path(output: Path) -> Path:
 
 
 def _write_sidecar(output: Path, record: dict) -> None:
-    import os
+    from arssr.files import atomic_path
 
-    path = _sidecar_path(output)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(_sidecar_path(output)) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def cmd_upsample(args: argparse.Namespace) -> int:

@@ -271,8 +271,9 @@ def _card_range(model: ArSSR, key: str) -> tuple[float, float] | None:
 def warn_outside_card(model: ArSSR, spacing: Sequence[float], scale: Sequence[float]) -> None:
     """Warn when the input's voxel size or the scale lies more than ``CARD_TOLERANCE`` outside the trained range."""
     spacing_range = _card_range(model, "input_spacing_mm")
-    low, high = (spacing_range[0] / CARD_TOLERANCE, spacing_range[1] * CARD_TOLERANCE) if spacing_range else (0, 0)
-    if spacing_range and not all(low <= s <= high for s in spacing):
+    if spacing_range and not all(
+        spacing_range[0] / CARD_TOLERANCE <= s <= spacing_range[1] * CARD_TOLERANCE for s in spacing
+    ):
         warnings.warn(
             f"input voxel size {'x'.join(f'{s:.3g}' for s in spacing)} mm is outside the "
             f"{spacing_range[0]:g}-{spacing_range[1]:g} mm the model was trained on; results may be poor",

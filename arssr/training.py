@@ -33,6 +33,7 @@ import yaml
 from arssr import __version__, datasets
 from arssr.degrade import DEGRADATIONS
 from arssr.errors import InputError
+from arssr.files import atomic_path
 from arssr.models import ArSSR, save_model
 
 DEFAULTS: dict[str, Any] = {
@@ -252,12 +253,8 @@ def start_alive(model: torch.nn.Module) -> None:
 
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class Trainer:

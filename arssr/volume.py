@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 
 from arssr.errors import InputError, OutputExistsError
+from arssr.files import atomic_path
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 OUTPUT_DTYPES = ("float32", "float64", "int16", "uint16", "uint8", "input")
@@ -144,10 +145,6 @@ def save_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False
     image = nib.Nifti1Image(_cast(volume.data, out_dtype), volume.affine, _output_header(volume, out_dtype))
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
-    try:
+    with atomic_path(path, suffix) as tmp:
         nib.save(image, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -26,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from arssr.errors import ModelFileError
+from arssr.files import atomic_path
 from arssr.models.arssr import ArSSR
 
 FORMAT = "arssr"
@@ -53,13 +54,9 @@ def save_model(model: ArSSR, path: str | os.PathLike, half: bool = False, **meta
     path = Path(path)
     tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "model": json.dumps(model.config), **metadata}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
         os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates files readable by their owner only
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -36,6 +36,7 @@ from arssr import geometry
 from arssr.degrade import degrade
 from arssr.errors import InputError
 from arssr.intensity import intensity_window, normalize
+from arssr.models.arssr import axis_permutation
 from arssr.volume import is_nifti_path, load_volume
 
 SYNTHETIC = "mni-synthetic"
@@ -133,7 +134,7 @@ def load_normalized(path: str | Path, normalization: str, axis_order: str = "xyz
 def prepare(data: np.ndarray, normalization: str, axis_order: str = "xyz") -> np.ndarray:
     """Normalise an array with ``normalization`` and bring it to ``axis_order``."""
     normalized = normalize(data, intensity_window(data, normalization))
-    return np.ascontiguousarray(normalized.transpose(2, 1, 0) if axis_order == "zyx" else normalized)
+    return np.ascontiguousarray(normalized.transpose(axis_permutation(axis_order)))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from arssr import geometry
 from arssr.errors import InputError
 from arssr.intensity import denormalize, intensity_window, normalize
 from arssr.models import ArSSR, load_model
+from arssr.models.arssr import axis_permutation
 from arssr.volume import Volume, load_volume
 
 #: Decoder queries per chunk: activations of 4096 x 256 floats stay in a CPU's L2 cache.
@@ -319,7 +320,7 @@ def upsample(
     model = model.to(device).eval()
 
     window = intensity_window(volume.data, model.normalization)
-    order = (2, 1, 0) if model.axis_order == "zyx" else (0, 1, 2)
+    order = axis_permutation(model.axis_order)
     lr = normalize(volume.data, window).transpose(order)
     result = super_resolve(
         lr, model, tuple(out_shape[i] for i in order), tile=tile, device=device,

@@ -16,6 +16,11 @@ from arssr.models.encoders import build_encoder
 AXIS_ORDERS = ("xyz", "zyx")
 
 
+def axis_permutation(axis_order: str) -> tuple[int, int, int]:
+    """Transpose that takes a nibabel-order array to ``axis_order`` (its own inverse)."""
+    return (2, 1, 0) if axis_order == "zyx" else (0, 1, 2)
+
+
 class ArSSR(nn.Module):
     """Arbitrary-scale SR model. ``encode`` once, then ``query`` at any coordinates.
 

@@ -206,7 +206,7 @@ def resampling_matrix(method: str, n: int, m: int) -> torch.Tensor:
 def apply_along_axis(x: torch.Tensor, matrix: torch.Tensor, dim: int) -> torch.Tensor:
     """Apply an ``(m, n)`` matrix along axis ``dim`` of ``x`` (size ``n`` there -> ``m``)."""
     matrix = matrix.to(device=x.device, dtype=x.dtype)
-    return torch.movedim(torch.movedim(x, dim, -1) @ matrix.T, -1, dim)
+    return torch.movedim(torch.movedim(x, dim, -1).contiguous() @ matrix.T, -1, dim)
 
 
 # ---------------------------------------------------------------------------

@@ -210,8 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--threads", type=int, help="CPU threads for torch")
     tr.set_defaults(func=cmd_train)
 
-    info = sub.add_parser("info", help="key facts of a volume or a model file")
-    info.add_argument("file", help="a NIfTI volume or a weights file")
+    from arssr.cli_compress import add_commands
+
+    add_commands(sub)
+
+    info = sub.add_parser("info", help="key facts of a volume, a model file or an .arssr file")
+    info.add_argument("file", help="a NIfTI volume, a weights file or an .arssr file")
     info.set_defaults(func=cmd_info)
     return parser
 

@@ -17,7 +17,9 @@ def describe(path: Path) -> list[str]:
         return describe_volume(path)
     if path.suffix.lower() in (".safetensors", ".pt", ".pth", ".pkl"):
         return describe_model(path)
-    raise InputError(f"{path}: not a NIfTI volume or a weights file")
+    if path.suffix.lower() == ".arssr":
+        return describe_compressed(path)
+    raise InputError(f"{path}: not a NIfTI volume, a weights file or an .arssr file")
 
 
 def describe_volume(path: Path) -> list[str]:
@@ -57,4 +59,33 @@ def describe_model(path: Path) -> list[str]:
         f"parameters: {sum(p.numel() for p in model.parameters()):,}",
         f"receptive_radius_voxels: {model.receptive_radius}",
         f"sha256: {file_sha256(path)}",
+    ]
+
+
+def describe_compressed(path: Path) -> list[str]:
+    """Rate of an ``.arssr`` file (bpp and ratio from its real size) and what decoding it needs."""
+    from arssr.compress import rate
+    from arssr.container import read_container
+
+    meta, _ = read_container(path)
+    facts = rate(meta, path.stat().st_size)
+    siren, decoder = meta["siren"], meta["decoder"]
+    affine = np.asarray(meta["affine"]).reshape(3, 4)
+    return [
+        f"file: {path}",
+        "kind: compressed volume (.arssr)",
+        f"bytes: {facts['bytes']}",
+        f"hr_voxels: {facts['voxels']}",
+        f"bpp: {facts['bpp']:.4f}",
+        f"compression_ratio: {facts['compression_ratio']:.2f} (raw {facts['raw_bytes']} bytes as {meta['dtype']})",
+        f"paper_cr: {100 * facts['paper_cr']:.3f} % (1 - SIREN parameters / voxels, seed 003's definition)",
+        f"shape: {' x '.join(map(str, meta['shape']))}",
+        f"dtype: {meta['dtype']}",
+        f"intensity: min {meta['range'][0]:.6g}, max {meta['range'][1]:.6g}",
+        f"qform_code: {meta['codes'][0]}, sform_code: {meta['codes'][1]}",
+        "affine: " + "; ".join(" ".join(f"{v:.6g}" for v in row) for row in affine),
+        f"downsampling: 1/{meta['scale']:g} by {meta['method']} -> {' x '.join(map(str, meta['lr_shape']))}",
+        f"siren: {siren['depth']} x {siren['width']} (w0 {siren['w0']:g}), {facts['siren_params']} parameters, "
+        f"{meta['quant']} weights, {meta['codec']} coded",
+        "decoder: " + (f"{decoder['name']} sha256 {decoder['sha256']}" if decoder else "none (scale 1: the SIREN alone)"),
     ]

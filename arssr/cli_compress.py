@@ -1,0 +1,114 @@
+"""``arssr compress`` and ``arssr decompress``: thin adapters over :mod:`arssr.compress`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _setup(args: argparse.Namespace):
+    import torch
+
+    from arssr.inference import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return resolve_device(args.device), not args.quiet and sys.stderr.isatty()
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from arssr.cli import UsageError
+    from arssr.compress import compress
+
+    if args.sweep:
+        return _sweep(args)
+    if not args.output:
+        raise UsageError("give -o/--output FILE.arssr (or --sweep DIR)")
+    device, progress = _setup(args)
+    report = compress(
+        args.input, args.output, decoder=args.decoder_weights, preset=args.preset, overwrite=args.overwrite,
+        target_bpp=args.target_bpp, target_psnr=args.target_psnr, time_budget=args.time_budget, device=device,
+        progress=progress, search_scale=args.scale is None, scale=args.scale, method=args.method,
+        width=args.width, depth=args.depth, steps=args.steps, quant=args.quant,
+    )
+    if not args.quiet:
+        print(f"{args.output}: {report['bytes']} bytes, {report['bpp']:.4f} bpp, ratio {report['compression_ratio']:.1f}:1, "
+              f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.4f}, SIREN {report['config']['depth']} x "
+              f"{report['config']['width']}, scale {report['config']['scale']:g}, {report['encode_s']:.1f} s",
+              file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from arssr.compress import make_config
+    from arssr.compress_sweep import parse_list, sweep, write_report
+    from arssr.volume import load_volume
+
+    device, progress = _setup(args)
+    base = make_config(args.preset, method=args.method, depth=args.depth, steps=args.steps, quant=args.quant)
+    records = sweep(load_volume(args.input), base, parse_list(args.sweep_scales, float),
+                    parse_list(args.sweep_widths, int), decoder=args.decoder_weights, time_budget=args.time_budget,
+                    device=device, progress=progress)
+    for path in write_report(records, Path(args.sweep), overwrite=args.overwrite):
+        print(path, file=sys.stderr)
+    return 0
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    from arssr.compress import decompress
+
+    device, progress = _setup(args)
+    volume = decompress(args.input, args.output, decoder=args.decoder_weights, device=device, progress=progress,
+                        overwrite=args.overwrite, dtype=args.dtype)
+    if not args.quiet:
+        print(f"{args.output}  ({'x'.join(map(str, volume.shape))})", file=sys.stderr)
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--decoder-weights", help="SR model file used as the decoder (default: the shipped model)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--overwrite", "--force", action="store_true", help="replace existing outputs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary line")
+
+
+def add_commands(sub) -> None:
+    from arssr.compress import PRESETS
+    from arssr.volume import OUTPUT_DTYPES
+
+    co = sub.add_parser("compress", help="compress a volume into an .arssr file", description=(
+        "Downsample by --scale, fit a SIREN to the LR volume, quantise and entropy-code its weights into an .arssr "
+        "file. Decoding runs the SIREN, then the SR model (--decoder-weights) back to the original grid. The file "
+        "records the decoder's name and sha256 but does not contain it."))
+    co.add_argument("input", metavar="INPUT", help="a 3D NIfTI volume")
+    co.add_argument("-o", "--output", help="the .arssr file to write")
+    co.add_argument("--preset", default="paper-2025", choices=sorted(PRESETS), help="settings to start from")
+    target = co.add_mutually_exclusive_group()
+    target.add_argument("--target-bpp", type=float, help="largest file size in bits per HR voxel (sets the width)")
+    target.add_argument("--target-psnr", type=float, help="PSNR in dB to reach with the smallest SIREN tried")
+    co.add_argument("--scale", type=float, help="downsampling factor (1 = SIREN on the full grid, no SR model)")
+    co.add_argument("--method", choices=["kspace", "lanczos"], help="downsampling")
+    co.add_argument("--width", type=int, help="SIREN neurons per layer")
+    co.add_argument("--depth", type=int, help="SIREN sine layers")
+    co.add_argument("--steps", type=int, help="most optimisation steps")
+    co.add_argument("--quant", help="weights: fp32, fp16 or int2 .. int8 (per-tensor)")
+    co.add_argument("--time-budget", type=float, help="seconds of fitting at most (per fit)")
+    co.add_argument("--json", help="write the report (rate, PSNR, SSIM, times, settings) to this JSON file")
+    co.add_argument("--sweep", metavar="DIR", help="run the trade-off sweep instead and write its table and plot here")
+    co.add_argument("--sweep-scales", default="2,4", help="downsampling factors of the sweep (default: 2,4)")
+    co.add_argument("--sweep-widths", default="30,70,110", help="SIREN widths of the sweep (default: 30,70,110)")
+    _common(co)
+    co.set_defaults(func=cmd_compress)
+
+    de = sub.add_parser("decompress", help="decode an .arssr file to NIfTI")
+    de.add_argument("input", metavar="IN.arssr", help="a file written by arssr compress")
+    de.add_argument("-o", "--output", required=True, help="the NIfTI file to write")
+    de.add_argument("--dtype", default="input", choices=OUTPUT_DTYPES,
+                    help="output data type (default: 'input', the original volume's)")
+    _common(de)
+    de.set_defaults(func=cmd_decompress)

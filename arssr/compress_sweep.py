@@ -1,0 +1,126 @@
+"""Seed 003's trade-off-point search: compress one volume over DS x SIREN width and pick the balance.
+
+Every point is a real file (rate from its bytes). The score of seed 003's
+eq. 7 is ``1 / PSNR + (1 - SSIM) + (1 - CR)`` with ``CR = 1 - file bytes /
+raw bytes`` (the file's rate in place of the paper's parameter count); the
+trade-off point is the setting with the lowest score. 1 / PSNR is small
+(0.025 at 40 dB) next to the other two terms, so the score mostly trades
+SSIM against size, as in the paper.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from arssr.compress import CompressionConfig, compress_volume
+from arssr.errors import InputError, OutputExistsError
+from arssr.files import atomic_path
+from arssr.volume import Volume
+
+COLUMNS = ("scale", "width", "depth", "siren_params", "bytes", "bpp", "compression_ratio", "paper_cr", "psnr", "ssim",
+           "score", "encode_s", "decode_s")
+
+
+def parse_list(text: str, kind=float) -> list:
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise InputError("an empty list of sweep values")
+    return values
+
+
+def score(record: dict) -> float:
+    """Seed 003 eq. 7 at one point: ``1/PSNR + 1 - |SSIM| + (1 - CR)``."""
+    return 1 / record["psnr"] + 1 - abs(record["ssim"]) + record["bytes"] / record["raw_bytes"]
+
+
+def sweep(
+    volume: Volume,
+    base: CompressionConfig,
+    scales: list[float],
+    widths: list[int],
+    decoder: str | os.PathLike | None = None,
+    time_budget: float | None = None,
+    device: torch.device = torch.device("cpu"),
+    progress: bool = False,
+) -> list[dict]:
+    """One record per (scale, width): rate, quality, score (lowest = the trade-off point, flagged ``best``)."""
+    records = []
+    for scale in scales:
+        for width in widths:
+            config = replace(base, scale=scale, width=width)
+            _, report = compress_volume(volume, config, decoder, time_budget=time_budget, device=device,
+                                        progress=progress)
+            record = {**report, "scale": scale, "width": width, "depth": config.depth}
+            record["score"] = score(record)
+            records.append(record)
+    best = min(records, key=lambda r: r["score"])
+    for record in records:
+        record["best"] = record is best
+    return records
+
+
+def table_markdown(records: list[dict]) -> str:
+    head = "| DS | width | params | bytes | bpp | ratio | paper CR | PSNR | SSIM | eq. 7 score | encode s |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in records:
+        mark = " **(trade-off point)**" if r.get("best") else ""
+        lines.append(
+            f"| 1/{r['scale']:g} | {r['width']} | {r['siren_params']} | {r['bytes']} | {r['bpp']:.3f} | "
+            f"{r['compression_ratio']:.1f} | {100 * r['paper_cr']:.2f} % | {r['psnr']:.2f} | {r['ssim']:.4f} | "
+            f"{r['score']:.4f}{mark} | {r['encode_s']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def table_csv(records: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[*COLUMNS, "best"], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(records)
+    return out.getvalue()
+
+
+def plot(records: list[dict], path: Path) -> None:
+    """PSNR against bpp, one line per DS, the trade-off point circled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+    for scale in sorted({r["scale"] for r in records}):
+        points = sorted((r["bpp"], r["psnr"]) for r in records if r["scale"] == scale)
+        ax.plot(*zip(*points), marker="o", label=f"DS 1/{scale:g}")
+    best = next(r for r in records if r.get("best"))
+    ax.scatter([best["bpp"]], [best["psnr"]], s=160, facecolors="none", edgecolors="k", label="trade-off point")
+    ax.set_xlabel("bits per voxel (real file)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+
+
+def write_report(records: list[dict], folder: Path, overwrite: bool = False) -> list[Path]:
+    """``sweep.csv``, ``sweep.md`` and ``sweep.png`` in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "sweep.csv", folder / "sweep.md", folder / "sweep.png"]
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{existing[0]}: exists (use --overwrite to replace it)")
+    for path, text in zip(paths, (table_csv(records), table_markdown(records))):
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    plot(records, paths[2])
+    return paths

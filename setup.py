@@ -27,10 +27,12 @@ setup(
         "scikit-image>=0.19",
         "pyyaml>=5.4",
         "tensorboard>=2.10",
+        "zstandard>=0.20",
     ],
     extras_require={
-        "test": ["pytest>=7", "nilearn>=0.10"],
+        "test": ["pytest>=7", "nilearn>=0.10", "matplotlib>=3.5", "hypothesis>=6"],
         "train": ["nilearn>=0.10"],
+        "bench": ["imagecodecs>=2024.1", "matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["arssr=arssr.cli:main"]},
 )

@@ -35,7 +35,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         print(f"{args.output}: {report['bytes']} bytes, {report['bpp']:.4f} bpp, ratio {report['compression_ratio']:.1f}:1, "
-              f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.4f}, SIREN {report['config']['depth']} x "
+              f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim'] or float('nan'):.4f}, SIREN {report['config']['depth']} x "
               f"{report['config']['width']}, scale {report['config']['scale']:g}, {report['encode_s']:.1f} s",
               file=sys.stderr)
     if args.json:

@@ -359,9 +359,10 @@ def width_for_budget(volume: Volume, config: CompressionConfig, budget_bytes: fl
 
 
 def _quality(decoded: Volume, original: Volume) -> dict:
-    from arssr.metrics import psnr, ssim
+    from arssr.metrics import SSIM_WINDOW, psnr, ssim
 
-    return {"psnr": psnr(decoded.data, original.data), "ssim": ssim(decoded.data, original.data)}
+    small = min(original.shape) < SSIM_WINDOW  # SSIM is undefined there
+    return {"psnr": psnr(decoded.data, original.data), "ssim": None if small else ssim(decoded.data, original.data)}
 
 
 def compress_volume(

@@ -1,0 +1,68 @@
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from arssr.container import MAGIC, pack, read_container, unpack, write_container
+from arssr.errors import InputError, OutputExistsError
+
+META = {"shape": [3, 4, 5], "affine": [0.5, 0, 0, -1.25, 0, 1, 0, 2, 0, 0, 3, 0.1], "dtype": "int16"}
+PAYLOAD = bytes(range(40))
+BLOB = pack(META, PAYLOAD)
+
+
+def test_round_trip_and_layout():
+    assert unpack(BLOB) == (META, PAYLOAD)
+    assert BLOB.startswith(MAGIC)
+    assert int.from_bytes(BLOB[-4:], "little") == zlib.crc32(BLOB[:-4])
+
+
+def test_every_single_byte_change_is_caught():
+    for position in range(len(BLOB)):
+        for flip in (0x01, 0x80, 0xFF):
+            broken = bytearray(BLOB)
+            broken[position] ^= flip
+            with pytest.raises(InputError, match="corrupted|not an .arssr file|version|truncated|trailing"):
+                unpack(bytes(broken))
+
+
+def test_every_truncation_and_extension_is_caught():
+    for length in range(len(BLOB)):
+        with pytest.raises(InputError, match="truncated|not an .arssr file"):
+            unpack(BLOB[:length])
+    with pytest.raises(InputError, match="trailing bytes"):
+        unpack(BLOB + b"\x00")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(BLOB) - 1), st.integers(1, 255)), min_size=1, max_size=6))
+def test_random_corruptions_never_give_other_data(changes):
+    broken = bytearray(BLOB)
+    for position, flip in changes:
+        broken[position] ^= flip
+    if bytes(broken) == BLOB:
+        return
+    with pytest.raises(InputError):
+        unpack(bytes(broken))
+
+
+def test_foreign_file_and_unknown_version():
+    with pytest.raises(InputError, match="not an .arssr file"):
+        unpack(b"\x1f\x8b\x08\x00" + bytes(100))  # a gzip (NIfTI) stream
+    newer = bytearray(BLOB)
+    newer[len(MAGIC)] = 2
+    newer[-4:] = zlib.crc32(bytes(newer[:-4])).to_bytes(4, "little")
+    with pytest.raises(InputError, match="format version 2 is not supported"):
+        unpack(bytes(newer))
+
+
+def test_files_are_written_whole_and_not_overwritten(tmp_path):
+    path = tmp_path / "a.arssr"
+    assert write_container(path, META, PAYLOAD) == len(BLOB) == path.stat().st_size
+    assert read_container(path) == (META, PAYLOAD)
+    with pytest.raises(OutputExistsError, match="exists"):
+        write_container(path, META, b"")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.arssr"]
+    with pytest.raises(InputError, match="file not found"):
+        read_container(tmp_path / "missing.arssr")

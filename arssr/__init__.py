@@ -17,6 +17,7 @@ _PUBLIC = {
     "save_volume": "arssr.volume",
     "upsample": "arssr.inference",
     "upsample_volume": "arssr.inference",
+    "run_evaluation": "arssr.report",
     "ArssrError": "arssr.errors",
     "InputError": "arssr.errors",
     "ModelFileError": "arssr.errors",

@@ -164,6 +164,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numbers(text: str, option: str) -> list[float]:
+    try:
+        return [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise UsageError(f"{option} takes comma-separated numbers, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from arssr.report import run_evaluation
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    run_evaluation(
+        args.gt, args.output_dir, lr=args.lr, atlas=args.atlas, scales=_numbers(args.scales, "--scales"),
+        degradations=_names(args.degradations), methods=_names(args.methods), lpips=not args.no_lpips,
+        dice=not args.no_dice, figures=not args.no_figures, device=args.device, tile=args.tile,
+        overwrite=args.overwrite, log=None if args.quiet else (lambda line: print(line, file=sys.stderr)),
+    )
+    if not args.quiet:
+        print(f"results in {args.output_dir}: results.csv, results.json, results.md"
+              + ("" if args.no_figures else ", figures/"), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arssr", description="Arbitrary-scale super-resolution of 3D medical volumes.")
     parser.add_argument("--version", action="version", version=f"arssr {__version__}")
@@ -209,6 +239,34 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower on GPUs)")
     tr.add_argument("--threads", type=int, help="CPU threads for torch")
     tr.set_defaults(func=cmd_train)
+
+    from arssr.protocol import DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS
+
+    ev = sub.add_parser("evaluate", help="score SR methods against ground truths (PSNR, SSIM, LPIPS, Dice)",
+                        description=(
+        "Simulate LR inputs from ground-truth volumes (or take given LR/HR pairs), upsample them back with every "
+        "method on the aligned grid, and write results.csv, results.json, results.md and PNG figures."))
+    ev.add_argument("--gt", nargs="+", required=True, metavar="FILE", help="ground-truth (HR) NIfTI volumes")
+    ev.add_argument("--lr", nargs="+", metavar="FILE", help="LR inputs paired in order with --gt (no simulation)")
+    ev.add_argument("--atlas", nargs="+", metavar="FILE",
+                    help="AAL label maps on each ground truth's grid: Dice also for deep GM and cerebellum")
+    ev.add_argument("--scales", default=",".join(f"{s:g}" for s in DEFAULT_SCALES),
+                    help="comma-separated scales (default: %(default)s)")
+    ev.add_argument("--degradations", default=",".join(DEFAULT_DEGRADATIONS),
+                    help="comma-separated LR simulations: kspace, cubic, lanczos, gaussian (default: %(default)s)")
+    ev.add_argument("--methods", default=",".join(METHODS), help=(
+        "comma-separated methods: " + ", ".join(METHODS) + ", a weights file (.safetensors or the official "
+        ".pkl/.pt), or NAME=FILE (default: all)"))
+    ev.add_argument("-o", "--output-dir", required=True, help="folder for the results and figures/")
+    ev.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    ev.add_argument("--no-dice", action="store_true", help="skip the ANTs Atropos segmentation and Dice")
+    ev.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N for models and LPIPS")
+    ev.add_argument("--tile", type=int, help="LR tile edge for models (default: chosen from free memory)")
+    ev.add_argument("--threads", type=int, help="CPU threads for torch")
+    ev.add_argument("--overwrite", "--force", action="store_true", help="replace existing results")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no per-case lines")
+    ev.set_defaults(func=cmd_evaluate)
 
     from arssr.cli_compress import add_commands
 

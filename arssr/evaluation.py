@@ -3,113 +3,196 @@
 Every method returns a volume on the ground truth's own grid: an LR volume of
 ``m = round(n / k)`` voxels is upsampled by ``n / m`` per axis, so the
 geometry of SPEC section 4 holds in both directions and no method is
-compared on a shifted grid.
+compared on a shifted grid. A method is a callable ``(lr: Volume, hr_shape)
+-> array``; :func:`method` builds one from a name or a weights file.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Sequence
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from arssr import geometry
 from arssr.degrade import degrade, resample
+from arssr.errors import InputError
 from arssr.inference import upsample
-from arssr.metrics import psnr, ssim
-from arssr.models import ArSSR
+from arssr.metrics import brain_mask, dice, psnr, ssim
+from arssr.models import ArSSR, load_model
+from arssr.protocol import BASELINES, DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS
 from arssr.volume import Volume
 
-#: Interpolation baselines (``arssr.degrade.resample`` methods): ``kspace`` is zero-filled k-space interpolation.
-BASELINES = ("nearest", "linear", "cubic", "lanczos", "kspace")
+Method = Callable[[Volume, tuple[int, int, int]], np.ndarray]
 
 
-def simulate_lr(hr: np.ndarray, scale: float | Sequence[float], degradation: str) -> np.ndarray:
-    """Low-resolution version of ``hr`` with ``round(n / k)`` voxels per axis."""
+def simulate_lr(hr: Volume, scale: float | Sequence[float], degradation: str) -> Volume:
+    """Low-resolution version of ``hr`` with ``round(n / k)`` voxels per axis, on the FOV-preserving grid."""
     factors = geometry.parse_triple(scale if not isinstance(scale, (int, float)) else float(scale), "scale")
     shape = geometry.output_shape(hr.shape, [1.0 / k for k in factors])
-    lr = degrade(torch.from_numpy(np.asarray(hr, dtype=np.float64)), shape, degradation)
-    return lr.numpy().astype(np.float32)
+    lr = degrade(torch.from_numpy(np.asarray(hr.data, dtype=np.float64)), shape, degradation)
+    return Volume(lr.numpy().astype(np.float32), geometry.resampled_affine(hr.affine, hr.shape, shape))
 
 
-def baseline(method: str) -> Callable[[np.ndarray, tuple[int, int, int]], np.ndarray]:
-    def run(lr: np.ndarray, hr_shape: tuple[int, int, int]) -> np.ndarray:
-        out = resample(torch.from_numpy(np.asarray(lr, dtype=np.float64)), hr_shape, method).numpy()
-        return np.clip(out, lr.min(), lr.max()).astype(np.float32)
+def baseline(name: str) -> Method:
+    """Interpolation back to ``hr_shape`` (:data:`BASELINES`), clipped to the LR's intensity range."""
+    kind = BASELINES[name]
+
+    def run(lr: Volume, hr_shape: tuple[int, int, int]) -> np.ndarray:
+        out = resample(torch.from_numpy(np.asarray(lr.data, dtype=np.float64)), hr_shape, kind).numpy()
+        return np.clip(out, lr.data.min(), lr.data.max()).astype(np.float32)
 
     return run
 
 
-def model_method(model: ArSSR, device: str = "auto", tile: int | None = None):
-    def run(lr: np.ndarray, hr_shape: tuple[int, int, int]) -> np.ndarray:
+def ants_bspline(lr: Volume, hr_shape: tuple[int, int, int]) -> np.ndarray:
+    """ANTs cubic B-spline resampling (``resample_image_to_target``) onto the aligned grid.
+
+    The LR image is placed in HR voxel units: spacing ``n / m`` and origin
+    ``(n / m - 1) / 2``, so LR voxel ``j`` sits at HR coordinate ``(j + 0.5) n / m - 0.5``.
+    """
+    import ants
+
+    step = tuple(n / m for n, m in zip(hr_shape, lr.shape))
+    source = ants.from_numpy(np.asarray(lr.data, dtype=np.float32), origin=tuple((s - 1) / 2 for s in step),
+                             spacing=step)
+    target = ants.from_numpy(np.zeros(hr_shape, dtype=np.float32))
+    out = ants.resample_image_to_target(source, target, interp_type="bSpline").numpy()
+    return np.clip(out, lr.data.min(), lr.data.max()).astype(np.float32)
+
+
+def model_method(model: ArSSR, device: str = "auto", tile: int | None = None) -> Method:
+    def run(lr: Volume, hr_shape: tuple[int, int, int]) -> np.ndarray:
         scale = tuple(n / m for n, m in zip(hr_shape, lr.shape))
-        lr_affine = np.diag([*scale, 1.0])  # ground-truth voxels of 1 mm: the LR spacing is the scale
-        result = upsample(Volume(lr, lr_affine), model, scale=scale, device=device, tile=tile)
-        return result.data
+        return upsample(lr, model, scale=scale, device=device, tile=tile).data
 
     return run
+
+
+def method(spec: str, device: str = "auto", tile: int | None = None) -> tuple[str, Method]:
+    """``(name, method)`` from a name in :data:`METHODS`, a weights file, or ``NAME=FILE``."""
+    if spec in BASELINES:
+        return spec, baseline(spec)
+    if spec == "bspline":
+        return spec, ants_bspline
+    if spec == "arssr":
+        return spec, model_method(load_model(None), device, tile)
+    name, _, path = spec.rpartition("=")
+    if not Path(path).is_file():
+        raise InputError(f"unknown method {spec!r}: not one of {', '.join(METHODS)} nor a weights file")
+    return name or Path(path).name.split(".")[0], model_method(load_model(path), device, tile)
+
+
+@dataclass
+class Subject:
+    """One ground truth, its foreground mask, an optional atlas on its grid, and an optional given LR input."""
+
+    name: str
+    gt: Volume
+    mask: np.ndarray
+    atlas: np.ndarray | None = None
+    lr: Volume | None = None
+
+    @classmethod
+    def from_volumes(cls, name: str, gt: Volume, atlas: Volume | None = None, lr: Volume | None = None) -> "Subject":
+        if atlas is not None and atlas.shape != gt.shape:
+            raise InputError(f"{name}: atlas shape {atlas.shape} does not match the ground truth's {gt.shape}")
+        if lr is not None and any(m > n for m, n in zip(lr.shape, gt.shape)):
+            raise InputError(f"{name}: the LR input {lr.shape} is larger than the ground truth {gt.shape}")
+        return cls(name, gt, brain_mask(gt.data), None if atlas is None else np.rint(atlas.data).astype(np.int32), lr)
 
 
 @dataclass
 class Record:
     method: str
-    scale: float
+    scale: float | list[float]
     degradation: str
     subject: str
     psnr: float
     psnr_mask: float
     ssim: float
-    seconds: float
+    lpips: float | None
+    dice: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.__dict__.items()}
+        def clean(value):
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            return None if isinstance(value, float) and math.isnan(value) else value
+
+        return {key: clean(value) for key, value in self.__dict__.items()}
+
+
+@dataclass
+class Scorer:
+    """What every estimate is scored with; ``lpips`` and ``segment`` are optional (``None``)."""
+
+    lpips: Callable[[np.ndarray, np.ndarray], float] | None = None
+    segment: Callable[[Subject, np.ndarray], np.ndarray] | None = None
+    classes: dict[str, int] = field(default_factory=dict)
+
+
+def scale_label(scale: float | list[float]) -> str:
+    """``x2.5`` for an isotropic scale, ``x1x1x4`` for per-axis scales."""
+    return f"x{scale:g}" if isinstance(scale, (int, float)) else "x" + "x".join(f"{s:g}" for s in scale)
+
+
+def lr_inputs(subject: Subject, scales: Sequence[float], degradations: Sequence[str]) -> Iterator[tuple]:
+    """``(lr, degradation, scale)`` per case: the given LR, or one simulation per degradation and scale."""
+    if subject.lr is not None:
+        ratios = [round(n / m, 4) for n, m in zip(subject.gt.shape, subject.lr.shape)]
+        yield subject.lr, "given", ratios[0] if len(set(ratios)) == 1 else ratios
+        return
+    for degradation in degradations:
+        for scale in scales:
+            yield simulate_lr(subject.gt, scale, degradation), degradation, float(scale)
 
 
 def evaluate(
-    gt: np.ndarray,
-    methods: dict[str, Callable[[np.ndarray, tuple[int, int, int]], np.ndarray]],
-    scales: Sequence[float],
-    degradations: Sequence[str],
-    subject: str = "subject",
-    mask: np.ndarray | None = None,
+    subjects: Sequence[Subject],
+    methods: dict[str, Method],
+    scales: Sequence[float] = DEFAULT_SCALES,
+    degradations: Sequence[str] = DEFAULT_DEGRADATIONS,
+    scorer: Scorer | None = None,
+    on_case: Callable[[Subject, Volume, str, float, dict[str, np.ndarray]], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[Record]:
-    """Score every method at every scale and degradation on one ground truth."""
-    import time
-
+    """Score every method on every LR input of every subject; ``on_case`` sees each case's outputs (figures)."""
+    scorer = scorer or Scorer()
     records = []
-    for degradation in degradations:
-        for scale in scales:
-            lr = simulate_lr(gt, scale, degradation)
-            for name, method in methods.items():
+    for subject in subjects:
+        gt = subject.gt.data
+        reference_labels = scorer.segment(subject, gt) if scorer.segment else None
+        for lr, degradation, scale in lr_inputs(subject, scales, degradations):
+            outputs = {}
+            for name, run in methods.items():
                 start = time.perf_counter()
-                estimate = method(lr, gt.shape)
+                estimate = run(lr, subject.gt.shape)
                 seconds = time.perf_counter() - start
+                if estimate.shape != subject.gt.shape:
+                    raise InputError(f"method {name} returned shape {estimate.shape}, "
+                                     f"the ground truth has {subject.gt.shape}")
+                labels = scorer.segment(subject, estimate) if scorer.segment else None
                 record = Record(
-                    method=name, scale=float(scale), degradation=degradation, subject=subject,
-                    psnr=psnr(estimate, gt), psnr_mask=psnr(estimate, gt, mask) if mask is not None else float("nan"),
-                    ssim=ssim(estimate, gt), seconds=seconds,
+                    method=name, scale=scale, degradation=degradation, subject=subject.name,
+                    psnr=psnr(estimate, gt), psnr_mask=psnr(estimate, gt, subject.mask), ssim=ssim(estimate, gt),
+                    lpips=scorer.lpips(estimate, gt) if scorer.lpips else None,
+                    dice=dice(labels, reference_labels, scorer.classes) if labels is not None else {},
+                    seconds=seconds,
                 )
                 records.append(record)
+                outputs[name] = estimate
                 if log:
-                    log(f"{degradation:8s} x{scale:<4g} {name:12s} PSNR {record.psnr:6.2f} dB  "
-                        f"SSIM {record.ssim:.4f}  ({seconds:.1f} s)")
+                    extra = f"  LPIPS {record.lpips:.4f}" if record.lpips is not None else ""
+                    if record.dice:
+                        extra += f"  Dice {np.nanmean(list(record.dice.values())):.4f}"
+                    log(f"{subject.name} {degradation:7s} {scale_label(scale):6s} {name:10s} PSNR {record.psnr:6.2f} dB "
+                        f"(mask {record.psnr_mask:6.2f})  SSIM {record.ssim:.4f}{extra}  ({seconds:.1f} s)")
+            if on_case:
+                on_case(subject, lr, degradation, scale, outputs)
     return records
-
-
-def markdown_table(records: list[Record], metric: str = "psnr") -> str:
-    """Method x scale table of ``metric``, one block per degradation."""
-    lines = []
-    for degradation in dict.fromkeys(r.degradation for r in records):
-        rows = [r for r in records if r.degradation == degradation]
-        scales = list(dict.fromkeys(r.scale for r in rows))
-        lines.append(f"| {metric} ({degradation}) | " + " | ".join(f"x{s:g}" for s in scales) + " |")
-        lines.append("|---" * (len(scales) + 1) + "|")
-        for method in dict.fromkeys(r.method for r in rows):
-            values = {r.scale: getattr(r, metric) for r in rows if r.method == method}
-            fmt = "{:.2f}" if metric.startswith("psnr") else "{:.4f}"
-            lines.append(f"| {method} | " + " | ".join(fmt.format(values[s]) for s in scales) + " |")
-        lines.append("")
-    return "\n".join(lines)

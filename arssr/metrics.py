@@ -9,11 +9,17 @@ ArSSR evaluation), also when they are reported inside a mask.
   (11 taps per axis), population covariances, ``K1 = 0.01``, ``K2 = 0.03``,
   computed by :func:`skimage.metrics.structural_similarity`.
 - :func:`brain_mask`: the foreground (head) mask used for "inside the brain" figures.
+- :func:`slicewise_mean`: a 2D metric over every slice of the three orthogonal
+  orientations, averaged over all those slices (the paper's protocol for LPIPS).
+- :func:`load_lpips`: AlexNet LPIPS of the ``lpips`` package as such a 2D metric,
+  or the reason it cannot be had (its backbone weights are downloaded on first use).
+- :func:`dice`: Dice overlap per labelled class of two label maps.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable, Mapping
 
 import numpy as np
 from scipy import ndimage
@@ -91,3 +97,72 @@ def brain_mask(reference: np.ndarray, threshold: float | None = None) -> np.ndar
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return ndimage.binary_fill_holes(labels == int(sizes.argmax()))
+
+
+#: A 2D metric: a batch of estimate slices and reference slices ``(B, H, W)`` -> ``B`` scores.
+SliceMetric = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def slicewise_mean(metric: SliceMetric, estimate: np.ndarray, reference: np.ndarray, batch: int = 32) -> float:
+    """Mean of ``metric`` over the slices along each of the three axes, pooled.
+
+    Slices where the reference is constant (empty background) are left out:
+    they carry no structure and would pull the mean toward a perfect score.
+    """
+    estimate, reference, _ = _pair(estimate, reference, None)
+    scores = []
+    for axis in range(3):
+        est = np.moveaxis(estimate, axis, 0)
+        ref = np.moveaxis(reference, axis, 0)
+        keep = np.flatnonzero(np.ptp(ref.reshape(ref.shape[0], -1), axis=1) > 0)
+        for start in range(0, keep.size, batch):
+            index = keep[start:start + batch]
+            scores.append(np.asarray(metric(est[index], ref[index]), dtype=np.float64).reshape(-1))
+    if not scores:
+        raise InputError("reference is constant in every slice: no slice to score")
+    return float(np.concatenate(scores).mean())
+
+
+class MetricUnavailable(Exception):
+    """A metric whose implementation or weights cannot be loaded here; the message says why."""
+
+
+def load_lpips(device: str = "cpu") -> Callable[[np.ndarray, np.ndarray], float]:
+    """Volume LPIPS (AlexNet, ``lpips`` 0.1): slices scaled to [-1, 1] by the reference's range, grey to RGB.
+
+    Raises :class:`MetricUnavailable` with the reason when the package, its
+    torchvision backbone or the pretrained weights cannot be loaded.
+    """
+    try:
+        import lpips
+        import torch
+
+        network = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
+    except Exception as err:  # offline download, missing torchvision, ...: all mean "not here"
+        raise MetricUnavailable(f"{type(err).__name__}: {err}".strip().splitlines()[0]) from err
+
+    def volume_lpips(estimate: np.ndarray, reference: np.ndarray) -> float:
+        low, peak = float(np.min(reference)), data_range(reference)
+
+        def batch_lpips(est: np.ndarray, ref: np.ndarray) -> np.ndarray:
+            pair = [torch.from_numpy(2 * (x - low) / peak - 1).float().to(device)[:, None].expand(-1, 3, -1, -1)
+                    for x in (est, ref)]
+            with torch.no_grad():
+                return network(*pair).reshape(-1).cpu().numpy()
+
+        return slicewise_mean(batch_lpips, estimate, reference)
+
+    return volume_lpips
+
+
+def dice(labels: np.ndarray, reference: np.ndarray, classes: Mapping[str, int]) -> dict[str, float]:
+    """Dice ``2|A and B| / (|A| + |B|)`` per class; ``nan`` for a class absent from both maps."""
+    labels, reference = np.asarray(labels), np.asarray(reference)
+    if labels.shape != reference.shape:
+        raise InputError(f"label maps differ in shape: {labels.shape} vs {reference.shape}")
+    scores = {}
+    for name, value in classes.items():
+        a, b = labels == value, reference == value
+        total = int(a.sum()) + int(b.sum())
+        scores[name] = 2.0 * int(np.logical_and(a, b).sum()) / total if total else float("nan")
+    return scores

@@ -35,6 +35,7 @@ from arssr.degrade import DEGRADATIONS
 from arssr.errors import InputError
 from arssr.files import atomic_path
 from arssr.models import ArSSR, save_model
+from arssr.volume import Volume
 
 DEFAULTS: dict[str, Any] = {
     "data": None,  # folder, glob, CSV, NIfTI file or mni-synthetic
@@ -443,7 +444,7 @@ class Trainer:
         scores: dict[float, list[tuple[float, float, float]]] = {k: [] for k in val["scales"]}
         for i, (_, hr) in enumerate(self.val_volumes):
             for k in val["scales"]:
-                lr = simulate_lr(hr, k, method)
+                lr = simulate_lr(Volume(hr, np.eye(4)), k, method).data
                 sr = super_resolve(lr, model, hr.shape, tile=val["tile"], device=self.device, precision=precision)
                 scores[k].append((float(np.abs(sr - hr).mean()), psnr(sr, hr), ssim(sr, hr)))
                 if i == 0:

@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from arssr.evaluation import baseline, evaluate, markdown_table, model_method, simulate_lr
 from arssr.degrade import kspace
+from arssr.errors import InputError
+from arssr.evaluation import Scorer, Subject, ants_bspline, baseline, evaluate, method, model_method, simulate_lr
+from arssr.geometry import resampled_affine
+from arssr.metrics import brain_mask
+from arssr.volume import Volume
+from conftest import oblique_affine
 
 
 def band_limited(shape, seed=0):
@@ -13,14 +18,15 @@ def band_limited(shape, seed=0):
     for _ in range(4):
         f = rng.integers(0, 3, size=3)
         out += rng.uniform(5, 10) * np.cos(f[0] * grids[0] + f[1] * grids[1] + f[2] * grids[2] + rng.uniform(0, 6))
-    return out.astype(np.float32)
+    return Volume(out.astype(np.float32), oblique_affine())
 
 
-def test_simulated_lr_has_rounded_shape_and_matches_the_degradation():
+def test_simulated_lr_has_rounded_shape_geometry_and_the_degradation():
     hr = band_limited((33, 30, 24))
     lr = simulate_lr(hr, 3.2, "kspace")
     assert lr.shape == (10, 9, 8)  # round(33 / 3.2), round(30 / 3.2), round(24 / 3.2)
-    np.testing.assert_allclose(lr, kspace(torch.from_numpy(hr).double(), (10, 9, 8)).numpy(), atol=1e-4)
+    np.testing.assert_allclose(lr.data, kspace(torch.from_numpy(hr.data).double(), (10, 9, 8)).numpy(), atol=1e-4)
+    np.testing.assert_allclose(lr.affine, resampled_affine(hr.affine, hr.shape, lr.shape))
     assert simulate_lr(hr, (1, 1, 4), "cubic").shape == (33, 30, 6)
 
 
@@ -28,35 +34,81 @@ def test_zero_filled_kspace_inverts_kspace_truncation_of_a_band_limited_volume()
     hr = band_limited((32, 30, 28))
     lr = simulate_lr(hr, 2, "kspace")
     # Exact up to the clip to the LR's intensity range that every method gets.
-    np.testing.assert_allclose(baseline("kspace")(lr, hr.shape), np.clip(hr, lr.min(), lr.max()), atol=1e-3)
-    assert np.abs(baseline("cubic")(lr, hr.shape) - hr).max() > 0.01
+    expected = np.clip(hr.data, lr.data.min(), lr.data.max())
+    np.testing.assert_allclose(baseline("kspace")(lr, hr.shape), expected, atol=1e-3)
+    assert np.abs(baseline("cubic")(lr, hr.shape) - hr.data).max() > 0.01
+
+
+def test_ants_bspline_is_on_the_aligned_grid():
+    hr = band_limited((80, 72, 60))
+    lr = simulate_lr(hr, 2.5, "kspace")
+    out = ants_bspline(lr, hr.shape)
+    cubic = baseline("cubic")(lr, hr.shape)
+    inner = (slice(15, -15),) * 3
+    # Both are cubic B-spline interpolation: away from the borders (where their boundary rules differ) they agree.
+    assert np.abs(out - cubic)[inner].max() < 2e-3 * np.ptp(hr.data)
+    # Placed with the plain origin (first voxels coinciding) it would be a voxel off and far worse.
+    assert np.abs(out - hr.data)[inner].max() < 0.01 * np.ptp(hr.data)
+
+
+def test_methods_by_name_and_weights_file(tiny_weights):
+    assert method("trilinear")[0] == "trilinear"
+    name, run = method(f"small={tiny_weights}", device="cpu")
+    assert name == "small"
+    assert method(str(tiny_weights))[0] == "tiny"
+    with pytest.raises(InputError, match="unknown method 'bicubic'"):
+        method("bicubic")
 
 
 def test_evaluate_records_scores_on_real_anatomy(mni_t1):
-    gt = mni_t1.data[60:108, 70:118, 60:100]
+    gt = Volume(mni_t1.data[60:108, 70:118, 60:100], mni_t1.affine)
+    subject = Subject.from_volumes("mni", gt)
     calls = []
 
     def perfect(lr, shape):
         calls.append((lr.shape, shape))
-        return gt.copy()
+        return gt.data.copy()
 
     methods = {"cubic": baseline("cubic"), "kspace": baseline("kspace"), "perfect": perfect}
-    records = evaluate(gt, methods, [2, 3.2], ["kspace", "cubic"], subject="mni", mask=gt > 40)
-    assert len(records) == 2 * 2 * 3
+    cases = []
+    records = evaluate([subject], methods, [2, 3.2], ["kspace", "cubic"],
+                       scorer=Scorer(lpips=lambda est, ref: float(np.abs(est - ref).mean())),
+                       on_case=lambda s, lr, d, k, outputs: cases.append((d, k, sorted(outputs))))
+    assert len(records) == 2 * 2 * 3 and len(cases) == 4
+    assert cases[0] == ("kspace", 2.0, ["cubic", "kspace", "perfect"])
     assert calls[0] == ((24, 24, 20), gt.shape) and calls[1] == ((15, 15, 13), gt.shape)
+    mask = brain_mask(gt.data)
     for record in records:
         if record.method == "perfect":
-            assert record.psnr == float("inf")
+            assert record.psnr == float("inf") and record.lpips == 0.0
+            assert record.as_dict()["dice"] == {}
             continue
         lr = simulate_lr(gt, record.scale, record.degradation)
-        estimate = methods[record.method](lr, gt.shape)
-        mse = np.mean((estimate.astype(np.float64) - gt) ** 2)
-        assert record.psnr == pytest.approx(10 * np.log10(np.ptp(gt) ** 2 / mse), abs=1e-6)
+        estimate = methods[record.method](lr, gt.shape).astype(np.float64)
+        mse = np.mean((estimate - gt.data) ** 2)
+        assert record.psnr == pytest.approx(10 * np.log10(np.ptp(gt.data) ** 2 / mse), abs=1e-6)
+        mse_mask = np.mean((estimate - gt.data)[mask] ** 2)
+        assert record.psnr_mask == pytest.approx(10 * np.log10(np.ptp(gt.data) ** 2 / mse_mask), abs=1e-6)
+        assert record.lpips == pytest.approx(np.abs(estimate - gt.data).mean(), rel=1e-5)
         assert 15 < record.psnr < 45 and 0.3 < record.ssim < 1
     by_scale = {(r.method, r.scale): r.psnr for r in records if r.degradation == "kspace"}
     assert by_scale[("cubic", 2)] > by_scale[("cubic", 3.2)]
-    table = markdown_table(records)
-    assert "| psnr (kspace) | x2 | x3.2 |" in table and "| perfect | inf | inf |" in table
+
+
+def test_given_lr_inputs_are_scored_at_their_own_ratio(mni_crop):
+    gt = mni_crop
+    lr = simulate_lr(gt, (1, 1, 2), "kspace")
+    records = evaluate([Subject.from_volumes("crop", gt, lr=lr)], {"cubic": baseline("cubic")}, [3], ["cubic"])
+    assert [(r.degradation, r.scale) for r in records] == [("given", [1.0, 1.0, 2.0])]
+    with pytest.raises(InputError, match="larger than the ground truth"):
+        Subject.from_volumes("crop", lr, lr=gt)
+    with pytest.raises(InputError, match="atlas shape"):
+        Subject.from_volumes("crop", gt, atlas=lr)
+
+
+def test_a_method_returning_the_wrong_shape_is_an_error(mni_crop):
+    with pytest.raises(InputError, match="returned shape"):
+        evaluate([Subject.from_volumes("crop", mni_crop)], {"bad": lambda lr, shape: lr.data}, [2], ["cubic"])
 
 
 def test_model_method_returns_the_ground_truth_grid(tiny_model):
@@ -64,4 +116,4 @@ def test_model_method_returns_the_ground_truth_grid(tiny_model):
     lr = simulate_lr(hr, 2.5, "lanczos")
     out = model_method(tiny_model, device="cpu")(lr, hr.shape)
     assert out.shape == hr.shape and out.dtype == np.float32
-    assert lr.min() <= out.min() and out.max() <= lr.max()
+    assert lr.data.min() <= out.min() and out.max() <= lr.data.max()

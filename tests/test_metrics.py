@@ -1,14 +1,17 @@
-"""PSNR, SSIM and the foreground mask against hand computations, scikit-image and real anatomy."""
+"""Metrics against hand computations, scikit-image, stand-in networks and real anatomy."""
 
 import math
+import sys
+import types
 
 import numpy as np
 import pytest
 from scipy import ndimage
+import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from arssr.errors import InputError
-from arssr.metrics import brain_mask, psnr, ssim
+from arssr.metrics import MetricUnavailable, brain_mask, dice, load_lpips, psnr, slicewise_mean, ssim
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +135,68 @@ def test_brain_mask_fills_holes_and_drops_small_blobs():
     assert mask.sum() == 20**3
     with pytest.raises(InputError, match="threshold"):
         brain_mask(volume, threshold=1000.0)
+
+
+def test_slicewise_mean_pools_the_slices_of_all_three_orientations():
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(6, 5, 4))
+    reference[0] = 0.0  # a constant slice along axis 0: left out
+    estimate = reference + rng.normal(scale=0.1, size=reference.shape)
+    seen = []
+
+    def mean_abs(est, ref):
+        seen.append(est.shape[1:])
+        return np.abs(est - ref).mean(axis=(1, 2))
+
+    expected = [np.abs(estimate[i] - reference[i]).mean() for i in range(1, 6)]
+    expected += [np.abs(estimate[:, j] - reference[:, j]).mean() for j in range(5)]
+    expected += [np.abs(estimate[:, :, k] - reference[:, :, k]).mean() for k in range(4)]
+    assert slicewise_mean(mean_abs, estimate, reference, batch=2) == pytest.approx(np.mean(expected), rel=1e-12)
+    assert set(seen) == {(5, 4), (6, 4), (6, 5)}
+    with pytest.raises(InputError, match="constant in every slice"):
+        slicewise_mean(mean_abs, estimate, np.ones_like(reference))
+
+
+def test_lpips_unavailable_gives_the_reason(monkeypatch):
+    monkeypatch.setitem(sys.modules, "lpips", None)  # as if not installed
+    with pytest.raises(MetricUnavailable, match="lpips"):
+        load_lpips()
+
+
+def test_lpips_feeds_the_network_rgb_slices_in_minus_one_to_one(monkeypatch, mni_crop):
+    batches = []
+
+    class StandInLPIPS(torch.nn.Module):
+        def __init__(self, net, verbose):
+            super().__init__()
+            assert net == "alex"
+
+        def forward(self, a, b):
+            batches.append((a.clone(), b.clone()))
+            return (a - b).abs().mean(dim=(1, 2, 3), keepdim=True)
+
+    monkeypatch.setitem(sys.modules, "lpips", types.SimpleNamespace(LPIPS=StandInLPIPS))
+    reference = mni_crop.data
+    estimate = reference + 5.0
+    score = load_lpips()(estimate, reference)
+    low, high = reference.min(), reference.max()
+    assert all(a.shape[1] == 3 and torch.equal(a[:, 0], a[:, 2]) for a, _ in batches)
+    assert min(b.min().item() for _, b in batches) == pytest.approx(-1.0)
+    assert max(b.max().item() for _, b in batches) == pytest.approx(1.0)
+    assert score == pytest.approx(2 * 5.0 / (high - low), rel=1e-5)  # a shift of 5 is 10 / range in [-1, 1]
+
+
+def test_dice_on_label_maps_with_known_overlap():
+    a = np.zeros((10, 10, 10), dtype=np.uint8)
+    b = np.zeros_like(a)
+    a[:5] = 1  # 500 voxels
+    b[:4] = 1  # 400 voxels, all inside a's
+    a[5:] = 2
+    b[4:8] = 2  # overlap with a's class 2: rows 5..7 = 300 voxels of 500 and 400
+    scores = dice(a, b, {"one": 1, "two": 2, "absent": 3})
+    assert scores["one"] == pytest.approx(2 * 400 / 900)
+    assert scores["two"] == pytest.approx(2 * 300 / 900)
+    assert np.isnan(scores["absent"])
+    assert dice(a, a, {"one": 1}) == {"one": 1.0}
+    with pytest.raises(InputError, match="differ in shape"):
+        dice(a, a[:5], {"one": 1})

@@ -1,0 +1,8 @@
+"""The evaluation protocol's names and defaults (paper section 4), importable without torch for the CLI."""
+
+#: Interpolation baselines on the aligned grid, by ``arssr.degrade.resample`` method (``kspace``: zero filling).
+BASELINES = {"nearest": "nearest", "trilinear": "linear", "cubic": "cubic", "lanczos": "lanczos", "kspace": "kspace"}
+#: What ``--methods`` accepts besides weights files: the baselines, ANTs B-spline, and the shipped model.
+METHODS = (*BASELINES, "bspline", "arssr")
+DEFAULT_SCALES = (2.0, 2.5, 3.0, 3.5, 4.0)
+DEFAULT_DEGRADATIONS = ("kspace", "cubic")

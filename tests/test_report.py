@@ -1,0 +1,115 @@
+"""``arssr evaluate`` end to end on real anatomy: every result file, figures, and errors for bad input."""
+
+import csv
+import json
+
+import matplotlib.image
+import nibabel as nib
+import numpy as np
+import pytest
+
+from arssr.evaluation import Subject, baseline, simulate_lr
+from arssr.metrics import psnr
+from arssr.report import markdown_report, run_evaluation
+from arssr.segmentation import REGIONS
+from test_cli import run
+
+
+@pytest.fixture
+def mni_files(tmp_path, mni_crop):
+    """The MNI crop as a NIfTI ground truth, and an AAL-numbered atlas on its grid (caudate and cerebellum blocks)."""
+    gt = tmp_path / "mni.nii.gz"
+    nib.save(nib.Nifti1Image(mni_crop.data, mni_crop.affine), gt)
+    atlas = np.zeros(mni_crop.shape, dtype=np.int16)
+    atlas[4:12, 8:16, 6:12] = 71
+    atlas[14:20, 2:10, 2:8] = 95
+    atlas_path = tmp_path / "atlas.nii.gz"
+    nib.save(nib.Nifti1Image(atlas, mni_crop.affine), atlas_path)
+    return gt, atlas_path
+
+
+def test_evaluate_writes_every_result_and_figure(tmp_path, capsys, mni_files, mni_crop, tiny_weights):
+    gt, atlas = mni_files
+    out = tmp_path / "eval"
+    code, _, err = run(capsys, "evaluate", "--gt", gt, "--atlas", atlas, "--scales", "2,3", "--degradations",
+                       "kspace,cubic", "--methods", f"cubic,kspace,bspline,tiny={tiny_weights}", "-o", out,
+                       "--device", "cpu")
+    assert code == 0, err
+    assert "warning: LPIPS: unavailable (" in err or "LPIPS" not in err
+    records = json.loads((out / "results.json").read_text())
+    assert len(records) == 2 * 2 * 4
+    assert {(r["degradation"], r["scale"]) for r in records} == {("kspace", 2), ("kspace", 3), ("cubic", 2), ("cubic", 3)}
+    assert {r["method"] for r in records} == {"cubic", "kspace", "bspline", "tiny"}
+    for record in records:
+        assert {"method", "scale", "degradation", "subject", "psnr", "ssim", "lpips", "dice"} <= set(record)
+        assert set(record["dice"]) == set(REGIONS) and record["subject"] == "mni"
+        assert all(v is None or 0 <= v <= 1 for v in record["dice"].values())
+        assert -1 < record["ssim"] < 1 and 5 < record["psnr"] < 50  # the tiny model has random weights
+        if record["method"] != "tiny":
+            assert record["ssim"] > 0.5 and record["psnr"] > 15
+    # One number checked against an independent run of the same protocol.
+    cubic = next(r for r in records if (r["method"], r["degradation"], r["scale"]) == ("cubic", "kspace", 3))
+    lr = simulate_lr(mni_crop, 3, "kspace")
+    assert cubic["psnr"] == pytest.approx(psnr(baseline("cubic")(lr, mni_crop.shape), mni_crop.data), abs=1e-9)
+
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == len(records) and rows[0]["dice_deep GM"] != ""
+    assert float(rows[0]["psnr"]) == pytest.approx(records[0]["psnr"])
+    table = (out / "results.md").read_text()
+    assert "## LR by kspace degradation" in table and "## LR by cubic degradation" in table
+    assert "| PSNR (dB) | x2 | x3 |" in table and "| Dice: scale | method | CSF | GM | WM | deep GM | cerebellum |" in table
+    lpips_values = {r["lpips"] for r in records}
+    if lpips_values == {None}:
+        assert "LPIPS: unavailable (" in table and "| LPIPS" not in table
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert len(figures) == 4 * 3 and "mni_kspace_x3_profile.png" in figures
+    image = matplotlib.image.imread(out / "figures" / "mni_cubic_x2_mosaic.png")
+    assert image.ndim == 3 and image.shape[0] > image.shape[1]  # rows: LR, four methods, GT
+
+    code, _, err = run(capsys, "evaluate", "--gt", gt, "--scales", "2", "--methods", "cubic", "-o", out)
+    assert code == 1 and "results.csv: exists (use --overwrite" in err
+
+
+def test_evaluate_given_lr_pairs(tmp_path, mni_files, mni_crop):
+    gt, _ = mni_files
+    lr = tmp_path / "lr.nii.gz"
+    lr_volume = simulate_lr(mni_crop, (2, 2, 1), "kspace")
+    nib.save(nib.Nifti1Image(lr_volume.data, lr_volume.affine), lr)
+    records = run_evaluation([str(gt)], tmp_path / "pairs", lr=[str(lr)], methods=["cubic"], lpips=False,
+                             dice=False, figures=False)
+    assert [(r.degradation, r.scale) for r in records] == [("given", [2.0, 2.0, 1.0])]
+    assert "| PSNR (dB) | x2x2x1 |" in (tmp_path / "pairs" / "results.md").read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--gt", "missing.nii.gz"], "missing.nii.gz: file not found"),
+    (["--gt", "{gt}", "--lr", "{gt}", "{gt}"], "one LR input per ground truth"),
+    (["--gt", "{gt}", "--methods", "bicubic"], "unknown method 'bicubic'"),
+    (["--gt", "{gt}", "--degradations", "blur"], "unknown degradation 'blur'"),
+    (["--gt", "{gt}", "--scales", "0.5"], "scale"),
+])
+def test_bad_evaluate_input_is_one_error_line_and_writes_nothing(tmp_path, capsys, mni_files, argv, message):
+    gt, _ = mni_files
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "evaluate", *[a.format(gt=gt) for a in argv], "-o", out, "--no-dice")
+    assert code == 1 and message in err and err.startswith("error:"), err
+    assert not out.exists()
+
+
+def test_evaluate_usage_errors_exit_2(capsys, mni_files):
+    gt, _ = mni_files
+    with pytest.raises(SystemExit) as exc:
+        run(capsys, "evaluate", "--gt", gt, "--scales", "2,x", "-o", "out")
+    assert exc.value.code == 2 and "--scales takes comma-separated numbers" in capsys.readouterr().err
+
+
+def test_markdown_marks_values_missing_for_some_subjects(mni_crop):
+    from arssr.evaluation import Record
+
+    records = [Record(method, 2.0, "kspace", subject, 30.0, 31.0, 0.9, lpips, {})
+               for method, subject, lpips in (("cubic", "a", 0.1), ("cubic", "b", None), ("lanczos", "a", 0.2),
+                                              ("lanczos", "b", 0.3))]
+    table = markdown_report(records)
+    assert "| cubic | 30.00 |" in table
+    assert "| LPIPS (lower is better) | x2 |\n|---|---|\n| cubic | - |\n| lanczos | 0.2500 |" in table
+    assert Subject.from_volumes("a", mni_crop).mask.any()

@@ -185,6 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run_evaluation(
         args.gt, args.output_dir, lr=args.lr, atlas=args.atlas, scales=_numbers(args.scales, "--scales"),
         degradations=_names(args.degradations), methods=_names(args.methods), lpips=not args.no_lpips,
+        sharpness=not args.no_psi,
         dice=not args.no_dice, figures=not args.no_figures, device=args.device, tile=args.tile,
         overwrite=args.overwrite, log=None if args.quiet else (lambda line: print(line, file=sys.stderr)),
     )
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from arssr.protocol import DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS
 
-    ev = sub.add_parser("evaluate", help="score SR methods against ground truths (PSNR, SSIM, LPIPS, Dice)",
+    ev = sub.add_parser("evaluate", help="score SR methods against ground truths (PSNR, SSIM, LPIPS, PSI, Dice)",
                         description=(
         "Simulate LR inputs from ground-truth volumes (or take given LR/HR pairs), upsample them back with every "
         "method on the aligned grid, and write results.csv, results.json, results.md and PNG figures."))
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         ".pkl/.pt), or NAME=FILE (default: all)"))
     ev.add_argument("-o", "--output-dir", required=True, help="folder for the results and figures/")
     ev.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    ev.add_argument("--no-psi", action="store_true", help="skip PSI (no-reference sharpness)")
     ev.add_argument("--no-dice", action="store_true", help="skip the ANTs Atropos segmentation and Dice")
     ev.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N for models and LPIPS")

@@ -116,6 +116,7 @@ class Record:
     psnr_mask: float
     ssim: float
     lpips: float | None
+    psi: float | None = None
     dice: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -130,9 +131,10 @@ class Record:
 
 @dataclass
 class Scorer:
-    """What every estimate is scored with; ``lpips`` and ``segment`` are optional (``None``)."""
+    """What every estimate is scored with; ``lpips``, ``sharpness`` and ``segment`` are optional (``None``)."""
 
     lpips: Callable[[np.ndarray, np.ndarray], float] | None = None
+    sharpness: Callable[[np.ndarray], float] | None = None
     segment: Callable[[Subject, np.ndarray], np.ndarray] | None = None
     classes: dict[str, int] = field(default_factory=dict)
 
@@ -182,6 +184,7 @@ def evaluate(
                     method=name, scale=scale, degradation=degradation, subject=subject.name,
                     psnr=psnr(estimate, gt), psnr_mask=psnr(estimate, gt, subject.mask), ssim=ssim(estimate, gt),
                     lpips=scorer.lpips(estimate, gt) if scorer.lpips else None,
+                    psi=scorer.sharpness(estimate) if scorer.sharpness else None,
                     dice=dice(labels, reference_labels, scorer.classes) if labels is not None else {},
                     seconds=seconds,
                 )
@@ -189,6 +192,8 @@ def evaluate(
                 outputs[name] = estimate
                 if log:
                     extra = f"  LPIPS {record.lpips:.4f}" if record.lpips is not None else ""
+                    if record.psi is not None:
+                        extra += f"  PSI {record.psi:.4f}"
                     if record.dice:
                         extra += f"  Dice {np.nanmean(list(record.dice.values())):.4f}"
                     log(f"{subject.name} {degradation:7s} {scale_label(scale):6s} {name:10s} PSNR {record.psnr:6.2f} dB "

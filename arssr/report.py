@@ -27,6 +27,7 @@ TABLES = (
     ("psnr_mask", "PSNR inside the brain mask (dB)", "{:.2f}"),
     ("ssim", "SSIM", "{:.4f}"),
     ("lpips", "LPIPS (lower is better)", "{:.4f}"),
+    ("psi", "PSI (no reference, higher is sharper)", "{:.4f}"),
     ("dice", "Dice, mean over classes", "{:.4f}"),
 )
 
@@ -78,7 +79,7 @@ def markdown_report(records: list[Record], notes: Sequence[str] = ()) -> str:
 def csv_text(records: list[Record]) -> str:
     """One row per record; Dice classes become ``dice_<class>`` columns; missing values are empty."""
     classes = list(dict.fromkeys(c for r in records for c in r.dice))
-    columns = ["method", "scale", "degradation", "subject", "psnr", "psnr_mask", "ssim", "lpips",
+    columns = ["method", "scale", "degradation", "subject", "psnr", "psnr_mask", "ssim", "lpips", "psi",
                *(f"dice_{c}" for c in classes), "seconds"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
@@ -140,6 +141,7 @@ def run_evaluation(
     degradations: Sequence[str] = DEFAULT_DEGRADATIONS,
     methods: Sequence[str] = METHODS,
     lpips: bool = True,
+    sharpness: bool = True,
     dice: bool = True,
     figures: bool = True,
     device: str = "auto",
@@ -148,6 +150,8 @@ def run_evaluation(
     log: Callable[[str], None] | None = None,
 ) -> list[Record]:
     """Evaluate every method on every ground truth and write the result files (and figures) into ``out_dir``.
+
+    ``sharpness`` adds PSI (:mod:`arssr.sharpness`) of every result and of each ground truth.
 
     LPIPS or Dice that cannot be computed here (no pretrained AlexNet weights
     offline, no antspyx) are reported as unavailable with the reason, in a
@@ -173,6 +177,11 @@ def run_evaluation(
             scorer.lpips = load_lpips("cuda" if device.startswith("cuda") else "cpu")
         except MetricUnavailable as err:
             notes.append(f"LPIPS: unavailable ({err})")
+    if sharpness:
+        from arssr.sharpness import volume_psi
+
+        scorer.sharpness = volume_psi
+        notes.append("PSI of the ground truth: " + ", ".join(f"{s.name} {volume_psi(s.gt.data):.4f}" for s in subjects))
     if dice:
         try:
             from arssr.segmentation import REGIONS, TISSUES, segment

@@ -41,7 +41,8 @@ def test_evaluate_writes_every_result_and_figure(tmp_path, capsys, mni_files, mn
     assert {(r["degradation"], r["scale"]) for r in records} == {("kspace", 2), ("kspace", 3), ("cubic", 2), ("cubic", 3)}
     assert {r["method"] for r in records} == {"cubic", "kspace", "bspline", "tiny"}
     for record in records:
-        assert {"method", "scale", "degradation", "subject", "psnr", "ssim", "lpips", "dice"} <= set(record)
+        assert {"method", "scale", "degradation", "subject", "psnr", "ssim", "lpips", "psi", "dice"} <= set(record)
+        assert record["psi"] == 0.0  # PSI needs slices of at least 3 x 32 pixels; this crop has none
         assert set(record["dice"]) == set(REGIONS) and record["subject"] == "mni"
         assert all(v is None or 0 <= v <= 1 for v in record["dice"].values())
         assert -1 < record["ssim"] < 1 and 5 < record["psnr"] < 50  # the tiny model has random weights
@@ -57,7 +58,7 @@ def test_evaluate_writes_every_result_and_figure(tmp_path, capsys, mni_files, mn
     assert float(rows[0]["psnr"]) == pytest.approx(records[0]["psnr"])
     table = (out / "results.md").read_text()
     assert "## LR by kspace degradation" in table and "## LR by cubic degradation" in table
-    assert "| PSNR (dB) | x2 | x3 |" in table and "| Dice: scale | method | CSF | GM | WM | deep GM | cerebellum |" in table
+    assert "| PSNR (dB) | x2 | x3 |" in table and "PSI of the ground truth: mni 0.0000" in table and "| Dice: scale | method | CSF | GM | WM | deep GM | cerebellum |" in table
     lpips_values = {r["lpips"] for r in records}
     if lpips_values == {None}:
         assert "LPIPS: unavailable (" in table and "| LPIPS" not in table
@@ -106,7 +107,7 @@ def test_evaluate_usage_errors_exit_2(capsys, mni_files):
 def test_markdown_marks_values_missing_for_some_subjects(mni_crop):
     from arssr.evaluation import Record
 
-    records = [Record(method, 2.0, "kspace", subject, 30.0, 31.0, 0.9, lpips, {})
+    records = [Record(method, 2.0, "kspace", subject, 30.0, 31.0, 0.9, lpips)
                for method, subject, lpips in (("cubic", "a", 0.1), ("cubic", "b", None), ("lanczos", "a", 0.2),
                                               ("lanczos", "b", 0.3))]
     table = markdown_report(records)

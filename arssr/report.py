@@ -157,6 +157,7 @@ def run_evaluation(
     offline, no antspyx) are reported as unavailable with the reason, in a
     warning and in ``results.md``; everything else is still produced.
     """
+    from arssr.inference import resolve_device
     from arssr.metrics import MetricUnavailable, load_lpips
 
     out = Path(out_dir)
@@ -174,7 +175,7 @@ def run_evaluation(
     notes, scorer = [], Scorer()
     if lpips:
         try:
-            scorer.lpips = load_lpips("cuda" if device.startswith("cuda") else "cpu")
+            scorer.lpips = load_lpips(str(resolve_device(device)))
         except MetricUnavailable as err:
             notes.append(f"LPIPS: unavailable ({err})")
     if sharpness:

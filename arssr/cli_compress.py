@@ -78,16 +78,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub) -> None:
-    from arssr.compress import PRESETS
-    from arssr.volume import OUTPUT_DTYPES
-
     co = sub.add_parser("compress", help="compress a volume into an .arssr file", description=(
         "Downsample by --scale, fit a SIREN to the LR volume, quantise and entropy-code its weights into an .arssr "
         "file. Decoding runs the SIREN, then the SR model (--decoder-weights) back to the original grid. The file "
         "records the decoder's name and sha256 but does not contain it."))
     co.add_argument("input", metavar="INPUT", help="a 3D NIfTI volume")
     co.add_argument("-o", "--output", help="the .arssr file to write")
-    co.add_argument("--preset", default="paper-2025", choices=sorted(PRESETS), help="settings to start from")
+    co.add_argument("--preset", default="paper-2025", help="paper-2025 (default), paper-2023 or fast")
     target = co.add_mutually_exclusive_group()
     target.add_argument("--target-bpp", type=float, help="largest file size in bits per HR voxel (sets the width)")
     target.add_argument("--target-psnr", type=float, help="PSNR in dB to reach with the smallest SIREN tried")
@@ -108,7 +105,7 @@ def add_commands(sub) -> None:
     de = sub.add_parser("decompress", help="decode an .arssr file to NIfTI")
     de.add_argument("input", metavar="IN.arssr", help="a file written by arssr compress")
     de.add_argument("-o", "--output", required=True, help="the NIfTI file to write")
-    de.add_argument("--dtype", default="input", choices=OUTPUT_DTYPES,
-                    help="output data type (default: 'input', the original volume's)")
+    de.add_argument("--dtype", default="input",
+                    help="output data type: float32, float64, int16, uint16, uint8 or input (the original's, default)")
     _common(de)
     de.set_defaults(func=cmd_decompress)

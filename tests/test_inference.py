@@ -154,7 +154,7 @@ def test_model_card_ranges_warn_outside_training_data(tmp_path, oblique_volume, 
 def test_default_model_beats_cubic_on_real_anatomy(mni_t1):
     """The shipped model on the whole MNI152 T1 (at 2 mm, the data it was made from) degraded by k-space truncation.
 
-    A sanity check that the shipped weights load and work; held-out scores are in eval/results/quality_colin27.md.
+    A sanity check that the shipped weights load and work; held-out scores are in eval/results/colin27/results.md.
     """
     from arssr.evaluation import baseline, model_method, simulate_lr
     from arssr.metrics import psnr, ssim
@@ -163,9 +163,10 @@ def test_default_model_beats_cubic_on_real_anatomy(mni_t1):
     model = load_model()
     assert default_model_path().name == "arssr_rdn_v1.safetensors"
     assert model.card["input_spacing_mm"] == "2,4" and model.card["scale_range"] == "2,4"
-    gt = mni_t1.data[::2, ::2, ::2]
-    lr = simulate_lr(gt, 2, "kspace")
-    ours = model_method(model, device="cpu")(lr, gt.shape)
-    cubic = baseline("cubic")(lr, gt.shape)
+    hr = Volume(mni_t1.data[::2, ::2, ::2], mni_t1.affine @ np.diag([2.0, 2.0, 2.0, 1.0]))
+    lr = simulate_lr(hr, 2, "kspace")
+    ours = model_method(model, device="cpu")(lr, hr.shape)
+    cubic = baseline("cubic")(lr, hr.shape)
+    gt = hr.data
     assert psnr(ours, gt) > psnr(cubic, gt) and ssim(ours, gt) > ssim(cubic, gt) + 0.005, (
         psnr(ours, gt), psnr(cubic, gt), ssim(ours, gt), ssim(cubic, gt))

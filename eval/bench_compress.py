@@ -74,8 +74,11 @@ def native(volume: Volume) -> np.ndarray:
 
 
 def fit_level(encode, low: float, high: float, budget: int, larger_is_bigger: bool, steps: int = 14):
-    """Bisect a codec's quality parameter for the largest stream within ``budget`` bytes."""
-    best = None
+    """Bisect a codec's quality parameter for the largest stream within ``budget`` bytes.
+
+    A codec that cannot get down to the budget gives its smallest stream (the row is then marked over budget).
+    """
+    best, smallest = None, None
     for _ in range(steps):
         mid = (low + high) / 2
         streams = encode(mid)
@@ -83,13 +86,13 @@ def fit_level(encode, low: float, high: float, budget: int, larger_is_bigger: bo
         fits = size <= budget
         if fits:
             best = (mid, streams)
+        if smallest is None or size < smallest[0]:
+            smallest = (size, (mid, streams))
         if fits == larger_is_bigger:
             low = mid
         else:
             high = mid
-    if best is None:
-        raise RuntimeError("no parameter fits the budget")
-    return best
+    return best if best is not None else smallest[1]
 
 
 def slice_codec(name: str, volume: Volume, budget: int):
@@ -198,9 +201,11 @@ def main() -> None:
             record("zstd-lossless", name, volume, *zstd_lossless(volume)),
         ]
         for row in rows:
+            row["over_budget"] = row["method"] != "zstd-lossless" and row["bytes"] > budget
             print(f"{row['volume']:16s} {row['method']:14s} {row['bytes']:9d} B {row['bpp']:7.3f} bpp  "
                   f"PSNR {row['psnr']:6.2f} (mask {row['psnr_mask']:6.2f})  SSIM {row['ssim']:.4f}  "
-                  f"enc {row['encode_s']:7.1f} s  dec {row['decode_s']:6.1f} s", flush=True)
+                  f"enc {row['encode_s']:7.1f} s  dec {row['decode_s']:6.1f} s"
+                  + ("  (over budget)" if row["over_budget"] else ""), flush=True)
         records.extend(rows)
     if args.json:
         env = {"torch": torch.__version__, "device": str(args.device), "threads": torch.get_num_threads()}

@@ -164,11 +164,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _numbers(text: str, option: str) -> list[float]:
+def parse_numbers(text: str, option: str, kind: type = float) -> list:
+    """A non-empty comma-separated list of numbers for ``option``; anything else is a usage error."""
     try:
-        return [float(item) for item in text.split(",") if item.strip()]
+        values = [kind(item) for item in text.split(",") if item.strip()]
     except ValueError:
         raise UsageError(f"{option} takes comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise UsageError(f"{option} takes comma-separated numbers, got none")
+    return values
 
 
 def _names(text: str) -> list[str]:
@@ -183,7 +187,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     run_evaluation(
-        args.gt, args.output_dir, lr=args.lr, atlas=args.atlas, scales=_numbers(args.scales, "--scales"),
+        args.gt, args.output_dir, lr=args.lr, atlas=args.atlas, scales=parse_numbers(args.scales, "--scales"),
         degradations=_names(args.degradations), methods=_names(args.methods), lpips=not args.no_lpips,
         sharpness=not args.no_psi,
         dice=not args.no_dice, figures=not args.no_figures, device=args.device, tile=args.tile,

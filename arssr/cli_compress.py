@@ -44,15 +44,17 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from arssr.cli import parse_numbers
     from arssr.compress import make_config
-    from arssr.compress_sweep import parse_list, sweep, write_report
+    from arssr.compress_sweep import sweep, write_report
     from arssr.volume import load_volume
 
     device, progress = _setup(args)
     base = make_config(args.preset, method=args.method, depth=args.depth, steps=args.steps, quant=args.quant)
-    records = sweep(load_volume(args.input), base, parse_list(args.sweep_scales, float),
-                    parse_list(args.sweep_widths, int), decoder=args.decoder_weights, time_budget=args.time_budget,
-                    device=device, progress=progress)
+    scales = parse_numbers(args.sweep_scales, "--sweep-scales")
+    widths = parse_numbers(args.sweep_widths, "--sweep-widths", int)
+    records = sweep(load_volume(args.input), base, scales, widths, decoder=args.decoder_weights,
+                    time_budget=args.time_budget, device=device, progress=progress)
     for path in write_report(records, Path(args.sweep), overwrite=args.overwrite):
         print(path, file=sys.stderr)
     return 0

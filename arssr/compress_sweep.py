@@ -19,22 +19,12 @@ from pathlib import Path
 import torch
 
 from arssr.compress import CompressionConfig, compress_volume
-from arssr.errors import InputError, OutputExistsError
+from arssr.errors import OutputExistsError
 from arssr.files import atomic_path
 from arssr.volume import Volume
 
 COLUMNS = ("scale", "width", "depth", "siren_params", "bytes", "bpp", "compression_ratio", "paper_cr", "psnr", "ssim",
            "score", "encode_s", "decode_s")
-
-
-def parse_list(text: str, kind=float) -> list:
-    try:
-        values = [kind(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise InputError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise InputError("an empty list of sweep values")
-    return values
 
 
 def score(record: dict) -> float:

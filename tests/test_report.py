@@ -102,6 +102,9 @@ def test_evaluate_usage_errors_exit_2(capsys, mni_files):
     with pytest.raises(SystemExit) as exc:
         run(capsys, "evaluate", "--gt", gt, "--scales", "2,x", "-o", "out")
     assert exc.value.code == 2 and "--scales takes comma-separated numbers" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        run(capsys, "evaluate", "--gt", gt, "--scales", ",", "-o", "out")
+    assert exc.value.code == 2 and "--scales takes comma-separated numbers, got none" in capsys.readouterr().err
 
 
 def test_markdown_marks_values_missing_for_some_subjects(mni_crop):

@@ -8,6 +8,7 @@ centre of the foreground's bounding box.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import nibabel as nib
 import numpy as np
@@ -46,6 +47,21 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _view_grid(plt, rows, image: Callable[[str, str], np.ndarray], **style):
+    """One row per name in ``rows``, one column per view; ``image(name, view)`` gives each panel."""
+    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.4 * len(rows)), squeeze=False, layout="constrained")
+    for row, name in enumerate(rows):
+        for col, view in enumerate(VIEWS):
+            ax = axes[row, col]
+            ax.imshow(image(name, view), origin="lower", **style)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(view)
+        axes[row, 0].set_ylabel(name)
+    return fig, axes
+
+
 def case_figures(folder: Path, stem: str, gt: np.ndarray, affine: np.ndarray, mask: np.ndarray,
                  lr_on_grid: np.ndarray, outputs: dict[str, np.ndarray], title: str) -> list[Path]:
     """Write ``<stem>_mosaic.png``, ``<stem>_error.png`` and ``<stem>_profile.png`` into ``folder``."""
@@ -57,32 +73,16 @@ def case_figures(folder: Path, stem: str, gt: np.ndarray, affine: np.ndarray, ma
     low, high = float(gt.min()), float(gt.max())
     paths = []
 
-    fig, axes = plt.subplots(len(images), 3, figsize=(7.5, 2.4 * len(images)), squeeze=False, layout="constrained")
-    for row, (name, volume) in enumerate(images.items()):
-        for col, view in enumerate(VIEWS):
-            ax = axes[row, col]
-            ax.imshow(view_slice(volume, view, centre), cmap="gray", vmin=low, vmax=high, origin="lower")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(view)
-        axes[row, 0].set_ylabel(name)
+    fig, _ = _view_grid(plt, images, lambda name, view: view_slice(images[name], view, centre),
+                        cmap="gray", vmin=low, vmax=high)
     fig.suptitle(title)
     paths.append(_save(fig, folder / f"{stem}_mosaic.png"))
 
-    errors = {name: images[name] for name in outputs}
-    fig, axes = plt.subplots(len(errors), 3, figsize=(7.5, 2.4 * len(errors)), squeeze=False, layout="constrained")
-    for row, (name, volume) in enumerate(errors.items()):
-        for col, view in enumerate(VIEWS):
-            ax = axes[row, col]
-            error = np.abs(view_slice(volume, view, centre) - view_slice(images["GT"], view, centre)) / (high - low)
-            shown = ax.imshow(error, cmap="magma", vmin=0, vmax=ERROR_CEILING, origin="lower")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(view)
-        axes[row, 0].set_ylabel(name)
-    fig.colorbar(shown, ax=axes, shrink=0.6, label="|estimate - GT| / GT range")
+    def error(name: str, view: str) -> np.ndarray:
+        return np.abs(view_slice(images[name], view, centre) - view_slice(images["GT"], view, centre)) / (high - low)
+
+    fig, axes = _view_grid(plt, outputs, error, cmap="magma", vmin=0, vmax=ERROR_CEILING)
+    fig.colorbar(axes[0, 0].images[0], ax=axes, shrink=0.6, label="|estimate - GT| / GT range")
     fig.suptitle(f"{title}: absolute error")
     paths.append(_save(fig, folder / f"{stem}_error.png"))
 

@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from arssr import geometry
-from arssr.degrade import DEGRADATIONS, resample
+from arssr.degrade import DEGRADATIONS
 from arssr.errors import InputError, OutputExistsError
-from arssr.evaluation import Record, Scorer, Subject, evaluate, method, scale_label
+from arssr.evaluation import Record, Scorer, Subject, baseline, evaluate, method, scale_label
 from arssr.protocol import DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS
 from arssr.files import atomic_path
 from arssr.volume import load_volume
@@ -202,7 +202,7 @@ def run_evaluation(
     def draw(subject: Subject, lr_volume, degradation: str, scale, outputs: dict[str, np.ndarray]) -> None:
         from arssr.figures import case_figures
 
-        lr_on_grid = resample(lr_volume.data.astype(np.float64), subject.gt.shape, "nearest").numpy()
+        lr_on_grid = baseline("nearest")(lr_volume, subject.gt.shape)
         stem = f"{subject.name}_{degradation}_{scale_label(scale)}"
         case_figures(out / "figures", stem, subject.gt.data, subject.gt.affine, subject.mask, lr_on_grid, outputs,
                      title=f"{subject.name}, {degradation} {scale_label(scale)}")

@@ -170,16 +170,18 @@ def foreground_crop(volume: np.ndarray, options: CropOptions, rng: np.random.Gen
 class CropJobs(Dataset):
     """Job ``k`` -> ``(per_volume, size, size, size)`` float32 crops of one subject (empty if it cannot be read).
 
-    ``subjects`` is a list of paths, or ``None`` for the synthetic MNI source.
+    ``subjects`` is a list of paths, or ``None`` for the synthetic MNI source
+    (:class:`arssr.synthetic.SyntheticMNI` with the options ``synthetic``).
     """
 
     def __init__(
         self, subjects: Sequence[str] | None, options: CropOptions, seed: int,
-        normalization: str = "percentile", axis_order: str = "xyz",
+        normalization: str = "percentile", axis_order: str = "xyz", synthetic: dict | None = None,
     ) -> None:
         self.subjects = list(subjects) if subjects is not None else None
         self.options, self.seed = options, seed
         self.normalization, self.axis_order = normalization, axis_order
+        self.synthetic_options = dict(synthetic or {})
         self._synthetic = None
 
     def subject(self, k: int) -> str | None:
@@ -198,7 +200,7 @@ class CropJobs(Dataset):
         if self._synthetic is None:
             from arssr.synthetic import SyntheticMNI
 
-            self._synthetic = SyntheticMNI(self.seed)
+            self._synthetic = SyntheticMNI(self.seed, **self.synthetic_options)
         return prepare(self._synthetic.sample(rng), self.normalization, self.axis_order)
 
     def __getitem__(self, k: int) -> torch.Tensor:
@@ -286,14 +288,16 @@ class CropPool:
 
 
 def validation_volumes(
-    subjects: Sequence[str] | None, count: int, seed: int, normalization: str, axis_order: str = "xyz"
+    subjects: Sequence[str] | None, count: int, seed: int, normalization: str, axis_order: str = "xyz",
+    synthetic: dict | None = None,
 ) -> list[tuple[str, np.ndarray]]:
-    """Up to ``count`` normalised ``(name, volume)`` pairs: the first val subjects, or fixed-seed synthetic variants."""
+    """Up to ``count`` normalised ``(name, volume)`` pairs: the first val subjects, or fixed-seed synthetic variants
+    (``SyntheticMNI`` options ``synthetic``)."""
     if subjects is not None:
         return [(Path(p).name, load_normalized(p, normalization, axis_order)) for p in list(subjects)[:count]]
     from arssr.synthetic import SyntheticMNI
 
-    source = SyntheticMNI(seed)
+    source = SyntheticMNI(seed, **(synthetic or {}))
     return [
         (f"synthetic-{i}", prepare(source.sample(np.random.default_rng([seed, 3, i])), normalization, axis_order))
         for i in range(count)

@@ -109,6 +109,16 @@ def smooth_field(rng: np.random.Generator, coarse_shape: tuple[int, ...], shape:
     return values
 
 
+def sharpened(maps: tuple[np.ndarray, ...], power: float) -> tuple[np.ndarray, ...]:
+    """Probability maps raised to ``power`` and rescaled so that their voxelwise sum is unchanged."""
+    if power == 1.0:
+        return maps
+    total = sum(maps)
+    powered = [m ** np.float32(power) for m in maps]
+    scale = total / np.maximum(sum(powered), np.float32(1e-12))
+    return tuple(p * scale for p in powered)
+
+
 def rotation_matrix(angles: np.ndarray) -> np.ndarray:
     """Rotation by ``angles`` (radians) about the three array axes in turn."""
     matrix = np.eye(3)
@@ -140,7 +150,9 @@ class SyntheticMNI:
       with probability ``p_t2`` (T2-like) or shuffled with probability
       ``p_unordered``; plus ``U(0.5, 1)`` times the template's texture (negated
       for T2-like, random sign when shuffled) and non-brain tissue at ``U(0.5, 1.2)``
-      times its T1 intensity;
+      times its T1 intensity; the class maps are first sharpened by a power
+      ``U(*tissue_power)`` and renormalised to their sum, so boundaries are
+      as crisp as a single subject's rather than the 152-brain average's;
     - a bias field ``exp(b)``, ``b`` a smooth field on a 4^3 control grid with
       ``N(0, s^2)`` values, ``s ~ U(0, max_bias)``;
     - scaling to a maximum of 255, Gaussian noise with standard deviation
@@ -154,6 +166,7 @@ class SyntheticMNI:
     p_t2: float = 0.2
     p_unordered: float = 0.1
     max_log_gamma: float = 0.4
+    tissue_power: tuple[float, float] = (1.0, 1.0)
     max_displacement_mm: float = 2.0
     control_spacing_mm: float = 40.0
     max_rotation_deg: float = 3.0
@@ -168,6 +181,8 @@ class SyntheticMNI:
         if not all(0.0 <= p <= 1.0 for p in probabilities) or self.p_t2 + self.p_unordered > 1.0:
             raise InputError(f"contrast probabilities must lie in [0, 1] with p_t2 + p_unordered <= 1, got "
                              f"{probabilities}")
+        if not (len(self.tissue_power) == 2 and 1.0 <= self.tissue_power[0] <= self.tissue_power[1]):
+            raise InputError(f"tissue_power must be a range [low, high] with 1 <= low <= high, got {self.tissue_power}")
         if self.order not in (1, 3):
             raise InputError(f"interpolation order must be 1 or 3, got {self.order}")
         self.rng = np.random.default_rng(self.seed)
@@ -197,10 +212,16 @@ class SyntheticMNI:
         elif draw < self.p_t2 + self.p_unordered:
             means, sign = rng.permutation(means), rng.choice([-1.0, 1.0])
         weights = [*means, rng.uniform(0.5, 1.2), sign * rng.uniform(0.5, 1.0)]
+        classes = sharpened((maps.csf, maps.gm, maps.wm), self._tissue_power(rng))
         image = np.zeros_like(maps.t1)
-        for weight, part in zip(weights, (maps.csf, maps.gm, maps.wm, maps.other, maps.texture)):
+        for weight, part in zip(weights, (*classes, maps.other, maps.texture)):
             image += np.float32(weight) * part
         return image
+
+    def _tissue_power(self, rng: np.random.Generator) -> float:
+        """``U(*tissue_power)``; no draw for ``(1, 1)``, so the default keeps the random stream of earlier releases."""
+        low, high = self.tissue_power
+        return 1.0 if high == 1.0 else float(rng.uniform(low, high))
 
     def _warp(self, image: np.ndarray, maps: _Templates, rng: np.random.Generator) -> np.ndarray:
         """Resample the cropped template-space ``image`` onto the full grid; zero where the warp leaves the head."""

@@ -34,11 +34,12 @@ from arssr import __version__, datasets
 from arssr.degrade import DEGRADATIONS
 from arssr.errors import InputError
 from arssr.files import atomic_path
-from arssr.models import ArSSR, save_model
+from arssr.models import ArSSR, load_model, save_model
 from arssr.volume import Volume
 
 DEFAULTS: dict[str, Any] = {
     "data": None,  # folder, glob, CSV, NIfTI file or mni-synthetic
+    "init": None,  # weights file to start from ("default": the shipped model); its architecture replaces "model"
     "out": None,  # run folder
     "seed": 0,
     "deterministic": False,
@@ -59,12 +60,13 @@ DEFAULTS: dict[str, Any] = {
                  "crops_per_volume": 6, "pool_volumes": 8, "foreground_threshold": 0.1, "min_foreground": 0.5,
                  "max_tries": 20, "num_workers": 0},
     "degradation": {"methods": {"cubic": 1.0}, "noise": None, "noise_std": 0.0, "bias": 0.0},
+    "synthetic": {},  # arssr.synthetic.SyntheticMNI options for data: mni-synthetic
     "split": {"ratios": list(datasets.PAPER_SPLIT), "seed": 0},
     "optim": {"lr": 1.0e-4, "betas": [0.9, 0.999], "eps": 1.0e-8, "decay_every": 200, "decay": 0.5},
     "val": {"volumes": 4, "scales": [2.0, 3.2], "method": None, "seed": 0, "tile": None},
 }
 #: Dicts whose keys are free (any encoder argument, any degradation name).
-FREE_KEYS = ("model.encoder_args", "degradation.methods")
+FREE_KEYS = ("model.encoder_args", "degradation.methods", "synthetic")
 #: Numbers or ``[low, high]`` ranges drawn per example.
 RANGE_KEYS = ("degradation.noise_std", "degradation.bias")
 #: YAML 1.1 reads ``1e-4`` (no dot) as a string.
@@ -193,7 +195,19 @@ def check_config(config: dict) -> dict:
     for ok, message in checks:
         if not ok:
             raise InputError(f"config: {message}")
+    _check_synthetic(config["synthetic"])
     return config
+
+
+def _check_synthetic(options: Any) -> None:
+    from arssr.synthetic import SyntheticMNI
+
+    if not isinstance(options, dict):
+        raise InputError(f"config: synthetic must be a mapping of SyntheticMNI options, got {options!r}")
+    try:
+        SyntheticMNI(**options)
+    except TypeError as err:
+        raise InputError(f"config: synthetic: {err}") from None
 
 
 def pair_options(config: dict) -> datasets.PairOptions:
@@ -270,13 +284,16 @@ class Trainer:
             raise InputError(f"batch_size {config['batch_size']} is smaller than the {self.world} processes")
         self.device = self._device()
         checkpoint = self._checkpoint_path(resume)
+        initial = self._initial_model()
         self._seed()
         self.split = self._split(checkpoint is not None)
         try:
             self.module = ArSSR(**config["model"])
         except (TypeError, ValueError) as err:
             raise InputError(f"config: model: {err}") from None
-        if checkpoint is None:
+        if checkpoint is None and initial is not None:
+            self.module.load_state_dict(initial.state_dict())
+        elif checkpoint is None:
             start_alive(self.module)
         self.module.to(self.device).train()
         self.model = self._distributed() if self.world > 1 else self.module
@@ -290,7 +307,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config["amp"] == "fp16")
         self.pairs, crops = pair_options(config), crop_options(config)
         jobs = datasets.CropJobs(train_subjects, crops, config["seed"], self.module.normalization,
-                                 self.module.axis_order)
+                                 self.module.axis_order, config["synthetic"])
         self.pool = datasets.CropPool(jobs, sampling["pool_volumes"] * crops.per_volume, config["seed"],
                                       sampling["num_workers"])
         self.generator = torch.Generator().manual_seed(_derived_seed(config["seed"]))
@@ -301,7 +318,7 @@ class Trainer:
         val = config["val"]
         self.val_volumes = datasets.validation_volumes(
             self.split["val"], val["volumes"] if self.rank == 0 else 0, val["seed"], self.module.normalization,
-            self.module.axis_order)
+            self.module.axis_order, config["synthetic"])
 
     def _device(self) -> torch.device:
         from arssr.inference import resolve_device
@@ -323,6 +340,15 @@ class Trainer:
         if not Path(resume).is_file():
             raise InputError(f"{resume}: checkpoint not found")
         return Path(resume)
+
+    def _initial_model(self) -> ArSSR | None:
+        """The ``init`` weights, if any; their architecture replaces the config's ``model`` (also when resuming)."""
+        init = self.config["init"]
+        if init is None:
+            return None
+        model = load_model(None if init == "default" else init)
+        self.config["model"] = copy.deepcopy(model.args)
+        return model
 
     def _seed(self) -> None:
         seed = self.config["seed"]

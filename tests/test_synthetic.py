@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from arssr.errors import InputError
 from arssr.metrics import brain_mask
-from arssr.synthetic import SyntheticMNI, mni_template_path, smooth_field
+from arssr.synthetic import SyntheticMNI, mni_template_path, sharpened, smooth_field
 
 MNI_SHAPE = (197, 233, 189)
 NO_WARP = {"max_displacement_mm": 0.0, "max_rotation_deg": 0.0, "max_scale": 0.0}
@@ -96,6 +96,28 @@ def test_forced_contrast_orders_the_tissues(template, options, ordering):
         assert means["wm"] < means["gm"] < means["csf"], means
 
 
+def test_sharpened_maps_keep_their_sum_and_steepen():
+    p = np.array([0.6, 0.3, 0.0], dtype=np.float32)
+    q = np.array([0.4, 0.2, 0.5], dtype=np.float32)
+    sharp_p, sharp_q = sharpened((p, q), 2.0)
+    np.testing.assert_allclose(sharp_p + sharp_q, p + q, rtol=1e-6)
+    # 0.6 of 1.0 -> 0.36 / (0.36 + 0.16); 0.3 of 0.5 -> 0.09 / (0.09 + 0.04) * 0.5; an empty class stays empty.
+    np.testing.assert_allclose(sharp_p, [0.36 / 0.52, 0.09 / 0.13 * 0.5, 0.0], rtol=1e-6)
+    assert sharpened((p, q), 1.0) == (p, q)
+
+
+def test_tissue_power_gives_crisper_boundaries_on_the_same_contrast(template):
+    gm, wm = load("gm") / 255.0, load("wm") / 255.0
+    head = ndimage.binary_erosion(template > 0, iterations=3)
+    options = dict(seed=5, p_template=0.0, p_t2=0.0, p_unordered=0.0, max_bias=0.0, max_noise=0.0, **NO_WARP)
+    soft, crisp = (SyntheticMNI(tissue_power=(power, power), **options).sample() for power in (1.0, 4.0))
+    pure_wm = head & (wm > 0.95)
+    np.testing.assert_allclose(crisp[pure_wm].mean(), soft[pure_wm].mean(), rtol=0.02)
+    boundary = head & (np.abs(gm - wm) < 0.5) & (gm + wm > 0.8)  # GM/WM partial volume
+    steepness = [np.linalg.norm(np.gradient(v), axis=0)[boundary].mean() for v in (soft, crisp)]
+    assert steepness[1] > 1.4 * steepness[0], steepness
+
+
 def test_template_paths_and_bad_options():
     assert {mni_template_path(name).name.split("_")[2] for name in ("t1", "gm", "wm")} == {"t1", "gm", "wm"}
     with pytest.raises(InputError, match="unknown MNI template"):
@@ -104,3 +126,5 @@ def test_template_paths_and_bad_options():
         SyntheticMNI(p_t2=0.7, p_unordered=0.5)
     with pytest.raises(InputError, match="order"):
         SyntheticMNI(order=2)
+    with pytest.raises(InputError, match="tissue_power"):
+        SyntheticMNI(tissue_power=(0.5, 2.0))

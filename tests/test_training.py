@@ -4,6 +4,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -111,6 +112,34 @@ def test_bad_data_or_model_raise_input_errors(tmp_path, data):
         (tmp_path / "junk" / name).write_bytes(b"\x00" * 100)
     with pytest.warns(UserWarning, match="nii(.gz)?: skipped"), pytest.raises(InputError, match="none of the 2 files"):
         training.train(tiny_config(tmp_path / "junk", tmp_path / "run2"))
+
+
+def test_init_starts_from_the_given_weights_and_takes_their_architecture(run, data, tmp_path):
+    # A paper-size model in the config; the init weights (the tiny run's) decide the architecture.
+    config = training.load_config(None, [{"data": str(data), "out": str(tmp_path / "fine"), "steps": 1,
+                                          "init": str(run / "last.safetensors"), "optim": {"lr": 1e-20},
+                                          "val": {"volumes": 0}}])
+    fine = training.train(config)
+    start, after = load_file(run / "last.safetensors"), load_file(fine / "last.safetensors")
+    assert start.keys() == after.keys()
+    assert all(torch.allclose(start[k], after[k], rtol=0, atol=1e-12) for k in start)
+    assert yaml.safe_load((fine / "config.yaml").read_text())["model"] == load_model(run / "last.safetensors").args
+    from arssr.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match="nothing.safetensors: weights file not found"):
+        training.train(tiny_config(data, tmp_path / "missing", f"init={tmp_path / 'nothing.safetensors'}"))
+
+
+def test_synthetic_options_reach_the_synthetic_source():
+    from arssr.datasets import validation_volumes
+
+    plain, crisp = (validation_volumes(None, 1, 0, "percentile", synthetic=options)[0][1]
+                    for options in ({}, {"tissue_power": [3.0, 3.0]}))
+    assert plain.shape == crisp.shape and not np.allclose(plain, crisp)
+    with pytest.raises(InputError, match="config: synthetic: .*unexpected keyword argument 'tisue_power'"):
+        training.load_config(None, ["data=mni-synthetic", "out=o", "synthetic.tisue_power=[1, 2]"])
+    with pytest.raises(InputError, match="tissue_power must be a range"):
+        training.load_config(None, ["data=mni-synthetic", "out=o", "synthetic={tissue_power: [0.5, 2]}"])
 
 
 def test_loss_falls(run):

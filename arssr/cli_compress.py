@@ -32,6 +32,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         target_bpp=args.target_bpp, target_psnr=args.target_psnr, time_budget=args.time_budget, device=device,
         progress=progress, search_scale=args.scale is None, scale=args.scale, method=args.method,
         width=args.width, depth=args.depth, steps=args.steps, quant=args.quant,
+        finetune="bias" if args.finetune_decoder else None,
     )
     if not args.quiet:
         print(f"{args.output}: {report['bytes']} bytes, {report['bpp']:.4f} bpp, ratio {report['compression_ratio']:.1f}:1, "
@@ -97,6 +98,9 @@ def add_commands(sub) -> None:
     co.add_argument("--steps", type=int, help="most optimisation steps")
     co.add_argument("--quant", help="weights: fp32, fp16 or int2 .. int8 (per-tensor)")
     co.add_argument("--time-budget", type=float, help="seconds of fitting at most (per fit)")
+    co.add_argument("--finetune-decoder", action="store_true",
+                    help="end to end: train the SR model's biases with the SIREN on this volume for the last 30 %% of "
+                         "the steps or time; their changes go into the file (and count in its size)")
     co.add_argument("--json", help="write the report (rate, PSNR, SSIM, times, settings) to this JSON file")
     co.add_argument("--sweep", metavar="DIR", help="run the trade-off sweep instead and write its table and plot here")
     co.add_argument("--sweep-scales", default="2,4", help="downsampling factors of the sweep (default: 2,4)")

@@ -12,6 +12,11 @@ window travels in the file, and decoded values are clipped to the original
 ``[min, max]`` and cast to the original dtype (float32 if the input was
 stored with a scale slope).
 
+With ``finetune="bias"`` (seed 003's end-to-end mode, cut to what a file can
+carry), the SIREN and the SR model's biases are then trained together against
+the HR volume; the bias changes are quantised like the SIREN's weights and go
+into the payload, so they count in the file's size.
+
 Rate is that of the real file: ``bpp = 8 * bytes / HR voxels``.
 """
 
@@ -39,6 +44,10 @@ LOSSES = ("l1", "mse")
 DECODE_CHUNK = 1 << 16
 #: SIREN widths tried, smallest first, when a target PSNR chooses the size.
 WIDTH_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+#: What the end-to-end phase may change in the SR model: nothing, or its biases.
+FINETUNE = ("none", "bias")
+#: HR voxels per end-to-end step (the SR model's decoder runs on each).
+FINETUNE_BATCH = 1 << 15
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,10 @@ class CompressionConfig:
     ``quant``: ``fp32``, ``fp16`` or ``int2`` .. ``int8``; ``qat``: share of
     the steps (and of a time budget) spent on quantisation-aware fine-tuning
     at lr / 10; ``batch``: most coordinates per step (random subsets beyond);
-    ``seed``: initialisation and sampling seed.
+    ``seed``: initialisation and sampling seed; ``finetune``: ``none`` or
+    ``bias`` (the SR model's biases trained with the SIREN on the HR volume,
+    their changes stored in the file) for the last ``finetune_share`` of the
+    steps or time budget.
     """
 
     scale: float = 2.0
@@ -67,6 +79,8 @@ class CompressionConfig:
     qat: float = 0.1
     batch: int = 1 << 18
     seed: int = 0
+    finetune: str = "none"
+    finetune_share: float = 0.3
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.scale) and self.scale >= 1):
@@ -77,6 +91,10 @@ class CompressionConfig:
             raise InputError(f"unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
         if self.steps < 1 or self.batch < 1 or not 0 <= self.qat < 1 or not self.lr > 0:
             raise InputError("steps and batch must be >= 1, qat in [0, 1), lr > 0")
+        if self.finetune not in FINETUNE:
+            raise InputError(f"unknown decoder fine-tuning {self.finetune!r}; known: {', '.join(FINETUNE)}")
+        if self.finetune != "none" and (self.scale == 1 or not 0 < self.finetune_share < 1):
+            raise InputError("decoder fine-tuning needs a scale above 1 (an SR decoder) and finetune_share in (0, 1)")
         quantize.check_mode(self.quant)
         Siren(self.width, self.depth, self.w0)  # validates the network's arguments
 
@@ -167,6 +185,70 @@ def fit_siren(
             limit = min(limit, step + max(1, round(config.qat * step)))
     bar.close()
     return model.eval()
+
+
+def finetuned_names(model) -> list[str]:
+    """The SR model's parameters that ``finetune="bias"`` changes, in the order the payload stores them."""
+    return [name for name, _ in model.named_parameters() if name.endswith("bias")]
+
+
+def finetune_decoder(
+    siren: Siren,
+    model,
+    hr: np.ndarray,
+    config: CompressionConfig,
+    device: torch.device = torch.device("cpu"),
+    steps: int = 1000,
+    time_budget: float | None = None,
+    progress: bool = False,
+) -> list[torch.Tensor]:
+    """Train ``siren`` and the biases of the SR ``model`` together so that SR of the SIREN's LR volume
+    matches ``hr`` (normalised, nibabel order); returns the bias changes, in :func:`finetuned_names` order.
+
+    Both are trained through the quantiser, so the decoder sees what was optimised. ``siren`` is
+    updated in place; ``model`` is left as it was.
+    """
+    from torch.func import functional_call
+    from tqdm.auto import tqdm
+
+    from arssr.models.arssr import axis_permutation
+
+    order = axis_permutation(model.axis_order)
+    model = model.to(device).eval()
+    base = {name: p.detach() for name, p in model.named_parameters()}
+    names = finetuned_names(model)
+    deltas = [torch.zeros_like(base[name], requires_grad=True) for name in names]
+    siren.to(device).train()
+    lr_shape = _lr_shape(hr.shape, config.scale)
+    lr_coords = geometry.grid_coordinates(lr_shape).reshape(-1, 3).to(device)
+    target = np.ascontiguousarray(hr.transpose(order), dtype=np.float32)
+    hr_coords = geometry.grid_coordinates(target.shape).reshape(-1, 3)
+    hr_values = torch.from_numpy(target).reshape(-1, 1)
+    quantized = lambda t: quantize.fake_quantize(t, config.quant)  # noqa: E731
+    optimizer = torch.optim.Adam([*siren.parameters(), *deltas], lr=config.lr / 10)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    peak = float(hr_values.max() - hr_values.min()) or 1.0
+    batch = min(FINETUNE_BATCH, len(hr_coords))
+    start = time.perf_counter()
+    bar = tqdm(total=steps, disable=not progress, leave=False, dynamic_ncols=True, unit="step", desc="end to end")
+    for _ in range(steps):
+        if time_budget is not None and time.perf_counter() - start >= time_budget:
+            break
+        lr = siren(lr_coords, quantized).reshape(lr_shape).permute(order)[None, None]
+        pick = torch.randint(len(hr_coords), (batch,), generator=generator)
+        params = {name: base[name] + quantized(delta) for name, delta in zip(names, deltas)}
+        predicted = functional_call(model, params, (lr, hr_coords[pick][None].to(device)))
+        error = predicted.reshape(-1, 1) - hr_values[pick].to(device)
+        loss = error.abs().mean() if config.loss == "l1" else error.square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running = 10 * math.log10(peak**2 / max(float(error.detach().square().mean()), 1e-20))
+        bar.set_postfix_str(f"PSNR {running:.2f} dB", refresh=False)
+        bar.update()
+    bar.close()
+    siren.eval()
+    return [delta.detach() for delta in deltas]
 
 
 def evaluate_siren(model: Siren, shape, device: torch.device) -> np.ndarray:
@@ -271,8 +353,21 @@ def encode(
 ) -> tuple[dict, bytes]:
     """``(meta, payload)`` of ``volume``: fit, quantise and entropy-code."""
     meta, target = prepare(volume, config, decoder)
-    siren = fit_siren(target, config, device, target_psnr, time_budget, progress)
-    raw = quantize.pack_tensors(list(siren.state_dict().values()), config.quant)
+    if config.finetune == "none":
+        siren = fit_siren(target, config, device, target_psnr, time_budget, progress)
+        deltas = []
+    else:
+        from arssr.models import load_model
+
+        share = config.finetune_share
+        first = replace(config, steps=max(1, round((1 - share) * config.steps)))
+        siren = fit_siren(target, first, device, target_psnr,
+                          None if time_budget is None else (1 - share) * time_budget, progress)
+        deltas = finetune_decoder(siren, load_model(decoder), normalize(volume.data, meta["window"]), config, device,
+                                  config.steps - first.steps, None if time_budget is None else share * time_budget,
+                                  progress)
+        meta["finetune"] = {"mode": config.finetune, "params": sum(d.numel() for d in deltas)}
+    raw = quantize.pack_tensors([*siren.state_dict().values(), *deltas], config.quant)
     meta["codec"], payload = quantize.entropy_encode(raw)
     return meta, payload
 
@@ -298,11 +393,17 @@ def decode(
         affine = np.vstack([np.asarray(meta["affine"], dtype=np.float64).reshape(3, 4), [0, 0, 0, 1]])
         dtype, codes = np.dtype(meta["dtype"]), [int(c) for c in meta["codes"]]
         window, clip = tuple(meta["window"]), tuple(meta["range"])
+        tuned = _finetuned_parameters(meta.get("finetune"), model)
         raw = quantize.entropy_decode(meta["codec"], payload)
-        tensors = quantize.unpack_tensors(raw, [t.shape for t in siren.state_dict().values()], meta["quant"])
+        shapes = [t.shape for t in siren.state_dict().values()] + [p.shape for p in tuned]
+        tensors = quantize.unpack_tensors(raw, shapes, meta["quant"])
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"malformed .arssr metadata ({type(err).__name__}: {err})") from None
-    siren.load_state_dict(dict(zip(siren.state_dict(), tensors)))
+    count = len(siren.state_dict())
+    siren.load_state_dict(dict(zip(siren.state_dict(), tensors[:count])))
+    with torch.no_grad():
+        for parameter, delta in zip(tuned, tensors[count:]):
+            parameter += delta
     lr = evaluate_siren(siren.to(device), lr_shape, device)
     if model is not None:
         order = axis_permutation(model.axis_order)
@@ -315,15 +416,30 @@ def decode(
     return Volume(np.ascontiguousarray(denormalize(lr, window, clip)), affine, header)
 
 
+def _finetuned_parameters(record: dict | None, model) -> list[torch.Tensor]:
+    """The SR model's parameters that the file's ``finetune`` record changes (checked against it)."""
+    if record is None or record["mode"] == "none":
+        return []
+    if record["mode"] not in FINETUNE or model is None:
+        raise InputError(f"unknown decoder fine-tuning {record['mode']!r} in the file")
+    parameters = [model.get_parameter(name) for name in finetuned_names(model)]
+    if sum(p.numel() for p in parameters) != record["params"]:
+        raise InputError(f"the file fine-tunes {record['params']} decoder parameters, the decoder model has "
+                         f"{sum(p.numel() for p in parameters)}")
+    return parameters
+
+
 # ---------------------------------------------------------------------------
 # Rate
 # ---------------------------------------------------------------------------
 
 
 def rate(meta: dict, file_bytes: int) -> dict:
-    """Rate of a file: bpp, ratio against the raw volume at its dtype, and seed 003's CR ``1 - params / voxels``."""
+    """Rate of a file: bpp, ratio against the raw volume at its dtype, and seed 003's CR ``1 - params / voxels``
+    (params: the SIREN's and any fine-tuned decoder parameters)."""
     voxels = math.prod(meta["shape"])
     params = Siren.parameter_count(meta["siren"]["width"], meta["siren"]["depth"])
+    params += (meta.get("finetune") or {}).get("params", 0)
     raw = voxels * np.dtype(meta["dtype"]).itemsize
     return {
         "bytes": file_bytes,
@@ -336,14 +452,19 @@ def rate(meta: dict, file_bytes: int) -> dict:
     }
 
 
-def width_for_budget(volume: Volume, config: CompressionConfig, budget_bytes: float, meta: dict) -> int:
-    """Widest SIREN whose file cannot exceed ``budget_bytes`` (raw weight stream, header and slack counted)."""
+def width_for_budget(volume: Volume, config: CompressionConfig, budget_bytes: float, meta: dict,
+                     extra: list[torch.Tensor] = ()) -> int:
+    """Widest SIREN whose file cannot exceed ``budget_bytes`` (raw weight stream, header and slack counted);
+    ``extra``: further tensors the payload carries (fine-tuned decoder parameters)."""
     per_tensor = quantize.tensor_overhead(config.quant)
     size = quantize.value_bytes(config.quant)
+    fixed = sum(size * t.numel() + per_tensor for t in extra)
+    if extra:
+        meta = {**meta, "finetune": {"mode": config.finetune, "params": sum(t.numel() for t in extra)}}
     best = 0
     for width in range(1, 4097):
         trial = {**meta, "siren": {**meta["siren"], "width": width}}
-        weights = size * Siren.parameter_count(width, config.depth) + per_tensor * 2 * (config.depth + 1)
+        weights = size * Siren.parameter_count(width, config.depth) + per_tensor * 2 * (config.depth + 1) + fixed
         if len(container.pack(trial, b"")) + weights + 16 > budget_bytes:  # 16: metadata digits and codec name
             break
         best = width
@@ -388,7 +509,14 @@ def compress_volume(
         if not target_bpp > 0:
             raise InputError(f"target bpp must be positive, got {target_bpp}")
         meta, _ = prepare(volume, config, decoder)
-        config = replace(config, width=width_for_budget(volume, config, target_bpp * math.prod(volume.shape) / 8, meta))
+        extra = []
+        if config.finetune != "none":
+            from arssr.models import load_model
+
+            model = load_model(decoder)
+            extra = [model.get_parameter(name) for name in finetuned_names(model)]
+        budget = target_bpp * math.prod(volume.shape) / 8
+        config = replace(config, width=width_for_budget(volume, config, budget, meta, extra))
     if target_psnr is None:
         trials = [config]
     else:

@@ -3,7 +3,8 @@
 Layout (little-endian)::
 
     magic     6 bytes  b"ARSSRZ"
-    version   u8       FORMAT_VERSION
+    version   u8       1, or 2 when the payload also carries fine-tuned SR-model parameters
+                       (a reader that knows only version 1 must refuse those files)
     reserved  u8       0
     meta_len  u32      bytes of the metadata block
     data_len  u32      bytes of the payload
@@ -30,7 +31,9 @@ from arssr.errors import InputError, OutputExistsError
 from arssr.files import atomic_path
 
 MAGIC = b"ARSSRZ"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this reader decodes.
+READS = (1, 2)
 SUFFIX = ".arssr"
 _HEAD = struct.Struct("<6sBBII")
 _CRC = struct.Struct("<I")
@@ -41,7 +44,8 @@ MIN_SIZE = _HEAD.size + _CRC.size
 def pack(meta: dict, payload: bytes) -> bytes:
     """The file's bytes for ``meta`` (JSON-serialisable) and ``payload``."""
     block = zlib.compress(json.dumps(meta, separators=(",", ":"), sort_keys=True).encode(), 9)
-    body = _HEAD.pack(MAGIC, FORMAT_VERSION, 0, len(block), len(payload)) + block + payload
+    version = 2 if meta.get("finetune") else 1
+    body = _HEAD.pack(MAGIC, version, 0, len(block), len(payload)) + block + payload
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -52,8 +56,8 @@ def unpack(blob: bytes, name: str = "file") -> tuple[dict, bytes]:
             raise InputError(f"{name}: truncated .arssr file ({len(blob)} bytes)")
         raise InputError(f"{name}: not an .arssr file (wrong magic number)")
     _, version, _, meta_len, data_len = _HEAD.unpack_from(blob)
-    if version != FORMAT_VERSION:
-        raise InputError(f"{name}: .arssr format version {version} is not supported (this arssr reads {FORMAT_VERSION})")
+    if version not in READS:
+        raise InputError(f"{name}: .arssr format version {version} is not supported (this arssr reads up to {FORMAT_VERSION})")
     expected = _HEAD.size + meta_len + data_len + _CRC.size
     if len(blob) != expected:
         state = "truncated" if len(blob) < expected else "has trailing bytes"

@@ -107,6 +107,35 @@ def test_real_anatomy_with_the_shipped_model(mni_crop):
     assert report["bpp"] == 8 * len(blob) / mni_crop.data.size < 3.0
 
 
+def test_finetuned_decoder_travels_in_the_file_and_lowers_the_error(mni_crop):
+    """Real anatomy, shipped model: seed 003's end-to-end phase on top of the very same SIREN fit."""
+    tuned_config = make_config(scale=2.0, width=32, steps=200, finetune="bias")  # 140 SIREN steps, then 60
+    plain_blob, plain = compress_volume(mni_crop, make_config(scale=2.0, width=32, steps=140), device="cpu")
+    tuned_blob, tuned = compress_volume(mni_crop, tuned_config, device="cpu")
+    model = load_model()
+    biases = sum(p.numel() for name, p in model.named_parameters() if name.endswith("bias"))
+    meta, payload = unpack(tuned_blob)
+    assert meta["finetune"] == {"mode": "bias", "params": biases} and tuned_blob[6] == 2 and plain_blob[6] == 1
+    assert len(tuned_blob) > len(plain_blob) + biases // 2  # the changes are in the file (int8, entropy-coded)
+    assert tuned["paper_cr"] == 1 - (plain["siren_params"] + biases) / mni_crop.data.size
+    assert tuned["psnr"] > plain["psnr"] + 0.5, (plain["psnr"], tuned["psnr"])
+    assert psnr(decode(meta, payload, device="cpu").data, mni_crop.data) == tuned["psnr"]
+    meta["finetune"]["params"] = 5
+    with pytest.raises(InputError, match=f"the file fine-tunes 5 decoder parameters, the decoder model has {biases}"):
+        decode(meta, payload, device="cpu")
+
+
+def test_finetune_options_and_budget(tiny_weights):
+    with pytest.raises(InputError, match="unknown decoder fine-tuning 'all'"):
+        make_config(finetune="all")
+    with pytest.raises(InputError, match="needs a scale above 1"):
+        make_config(scale=1.0, finetune="bias")
+    volume = Volume(smooth_volume((16, 16, 16)), oblique_affine())
+    blob, report = compress_volume(volume, make_config("fast", scale=2.0, steps=10, finetune="bias"), tiny_weights,
+                                   target_bpp=4.0, device="cpu")
+    assert len(blob) <= 4.0 * volume.data.size / 8 and report["config"]["width"] > 1
+
+
 def test_sweep_finds_the_lowest_score(tmp_path, tiny_weights):
     volume = Volume(smooth_volume((12, 12, 12)), oblique_affine())
     records = sweep(volume, make_config("fast", steps=20), [1.0, 2.0], [8, 16], decoder=tiny_weights)

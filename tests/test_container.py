@@ -51,10 +51,17 @@ def test_foreign_file_and_unknown_version():
     with pytest.raises(InputError, match="not an .arssr file"):
         unpack(b"\x1f\x8b\x08\x00" + bytes(100))  # a gzip (NIfTI) stream
     newer = bytearray(BLOB)
-    newer[len(MAGIC)] = 2
+    newer[len(MAGIC)] = 3
     newer[-4:] = zlib.crc32(bytes(newer[:-4])).to_bytes(4, "little")
-    with pytest.raises(InputError, match="format version 2 is not supported"):
+    with pytest.raises(InputError, match=r"format version 3 is not supported \(this arssr reads up to 2\)"):
         unpack(bytes(newer))
+
+
+def test_version_2_marks_files_with_fine_tuned_decoder_parameters():
+    assert BLOB[len(MAGIC)] == 1
+    tuned = {**META, "finetune": {"mode": "bias", "params": 3}}
+    blob = pack(tuned, PAYLOAD)
+    assert blob[len(MAGIC)] == 2 and unpack(blob) == (tuned, PAYLOAD)
 
 
 def test_files_are_written_whole_and_not_overwritten(tmp_path):

@@ -439,7 +439,7 @@ def rate(meta: dict, file_bytes: int) -> dict:
     (params: the SIREN's and any fine-tuned decoder parameters)."""
     voxels = math.prod(meta["shape"])
     params = Siren.parameter_count(meta["siren"]["width"], meta["siren"]["depth"])
-    params += (meta.get("finetune") or {}).get("params", 0)
+    tuned = (meta.get("finetune") or {}).get("params", 0)
     raw = voxels * np.dtype(meta["dtype"]).itemsize
     return {
         "bytes": file_bytes,
@@ -448,7 +448,8 @@ def rate(meta: dict, file_bytes: int) -> dict:
         "raw_bytes": raw,
         "compression_ratio": raw / file_bytes,
         "siren_params": params,
-        "paper_cr": 1 - params / voxels,
+        "decoder_params": tuned,
+        "paper_cr": 1 - (params + tuned) / voxels,
     }
 
 

@@ -78,7 +78,7 @@ def describe_compressed(path: Path) -> list[str]:
         f"hr_voxels: {facts['voxels']}",
         f"bpp: {facts['bpp']:.4f}",
         f"compression_ratio: {facts['compression_ratio']:.2f} (raw {facts['raw_bytes']} bytes as {meta['dtype']})",
-        f"paper_cr: {100 * facts['paper_cr']:.3f} % (1 - SIREN parameters / voxels, seed 003's definition)",
+        f"paper_cr: {100 * facts['paper_cr']:.3f} % (1 - stored parameters / voxels, seed 003's definition)",
         f"shape: {' x '.join(map(str, meta['shape']))}",
         f"dtype: {meta['dtype']}",
         f"intensity: min {meta['range'][0]:.6g}, max {meta['range'][1]:.6g}",
@@ -88,4 +88,6 @@ def describe_compressed(path: Path) -> list[str]:
         f"siren: {siren['depth']} x {siren['width']} (w0 {siren['w0']:g}), {facts['siren_params']} parameters, "
         f"{meta['quant']} weights, {meta['codec']} coded",
         "decoder: " + (f"{decoder['name']} sha256 {decoder['sha256']}" if decoder else "none (scale 1: the SIREN alone)"),
+        f"decoder_finetune: {meta['finetune']['mode']}, {facts['decoder_params']} parameters changed (in the payload)"
+        if meta.get("finetune") else "decoder_finetune: none",
     ]

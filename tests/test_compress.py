@@ -163,9 +163,17 @@ def test_cli_compress_info_decompress(tmp_path, int16_nifti, tiny_weights, capsy
     size = out.stat().st_size
     assert lines["bytes"] == str(size) and lines["bpp"] == f"{8 * size / 1452:.4f}"
     assert lines["compression_ratio"].startswith(f"{2904 / size:.2f}")
-    assert lines["decoder"].startswith("tiny.safetensors sha256 ")
+    assert lines["decoder"].startswith("tiny.safetensors sha256 ") and lines["decoder_finetune"] == "none"
     assert main(["decompress", str(out), "-o", str(tmp_path / "back.nii.gz"), *args]) == 0
     assert nib.load(tmp_path / "back.nii.gz").shape == (12, 11, 11)
+    tuned = tmp_path / "tuned.arssr"
+    assert main(["compress", str(int16_nifti), "-o", str(tuned), "--preset", "fast", "--scale", "2", "--steps", "20",
+                 "--width", "12", "--finetune-decoder", *args]) == 0
+    assert main(["info", str(tuned)]) == 0
+    biases = sum(p.numel() for name, p in load_model(tiny_weights).named_parameters() if name.endswith("bias"))
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert lines["decoder_finetune"] == f"bias, {biases} parameters changed (in the payload)"
+    assert main(["decompress", str(tuned), "-o", str(tmp_path / "tuned.nii.gz"), *args]) == 0
     assert main(["compress", str(int16_nifti), "-o", str(out), *args]) == 1
     assert "exists" in capsys.readouterr().err
     assert main(["compress", str(int16_nifti), "--sweep", str(tmp_path / "s"), "--sweep-scales", "1", "--sweep-widths", "4",

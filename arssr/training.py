@@ -39,8 +39,8 @@ from arssr.volume import Volume
 
 DEFAULTS: dict[str, Any] = {
     "data": None,  # folder, glob, CSV, NIfTI file or mni-synthetic
-    "init": None,  # weights file to start from ("default": the shipped model); its architecture replaces "model"
     "out": None,  # run folder
+    "init": None,  # weights file to start from ("default": the shipped model); its architecture replaces "model"
     "seed": 0,
     "deterministic": False,
     "device": "auto",

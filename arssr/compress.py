@@ -192,6 +192,10 @@ def finetuned_names(model) -> list[str]:
     return [name for name, _ in model.named_parameters() if name.endswith("bias")]
 
 
+def finetuned_parameters(model) -> list[torch.nn.Parameter]:
+    return [model.get_parameter(name) for name in finetuned_names(model)]
+
+
 def finetune_decoder(
     siren: Siren,
     model,
@@ -422,7 +426,7 @@ def _finetuned_parameters(record: dict | None, model) -> list[torch.Tensor]:
         return []
     if record["mode"] not in FINETUNE or model is None:
         raise InputError(f"unknown decoder fine-tuning {record['mode']!r} in the file")
-    parameters = [model.get_parameter(name) for name in finetuned_names(model)]
+    parameters = finetuned_parameters(model)
     if sum(p.numel() for p in parameters) != record["params"]:
         raise InputError(f"the file fine-tunes {record['params']} decoder parameters, the decoder model has "
                          f"{sum(p.numel() for p in parameters)}")
@@ -514,8 +518,7 @@ def compress_volume(
         if config.finetune != "none":
             from arssr.models import load_model
 
-            model = load_model(decoder)
-            extra = [model.get_parameter(name) for name in finetuned_names(model)]
+            extra = finetuned_parameters(load_model(decoder))
         budget = target_bpp * math.prod(volume.shape) / 8
         config = replace(config, width=width_for_budget(volume, config, budget, meta, extra))
     if target_psnr is None:

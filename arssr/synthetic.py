@@ -151,8 +151,8 @@ class SyntheticMNI:
       ``p_unordered``; plus ``U(0.5, 1)`` times the template's texture (negated
       for T2-like, random sign when shuffled) and non-brain tissue at ``U(0.5, 1.2)``
       times its T1 intensity; the class maps are first sharpened by a power
-      ``U(*tissue_power)`` and renormalised to their sum, so boundaries are
-      as crisp as a single subject's rather than the 152-brain average's;
+      ``U(*tissue_power)`` and renormalised to their sum, which makes tissue
+      boundaries crisper than the 152-brain average's (1.7x steeper at power 4);
     - a bias field ``exp(b)``, ``b`` a smooth field on a 4^3 control grid with
       ``N(0, s^2)`` values, ``s ~ U(0, max_bias)``;
     - scaling to a maximum of 255, Gaussian noise with standard deviation

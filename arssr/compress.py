@@ -123,6 +123,11 @@ def make_config(preset: str = "paper-2025", **overrides) -> CompressionConfig:
 # ---------------------------------------------------------------------------
 
 
+def _running_psnr(error: torch.Tensor, peak: float) -> float:
+    """PSNR of a step's residuals for the progress bar."""
+    return 10 * math.log10(peak**2 / max(float(error.detach().square().mean()), 1e-20))
+
+
 def fit_siren(
     target: np.ndarray,
     config: CompressionConfig,
@@ -174,7 +179,7 @@ def fit_siren(
         loss.backward()
         optimizer.step()
         step += 1
-        running = 10 * math.log10(peak**2 / max(float(error.detach().square().mean()), 1e-20))
+        running = _running_psnr(error, peak)
         bar.set_postfix_str(f"PSNR {running:.2f} dB", refresh=False)
         bar.update()
         if target_psnr is not None and running >= target_psnr:
@@ -247,8 +252,7 @@ def finetune_decoder(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        running = 10 * math.log10(peak**2 / max(float(error.detach().square().mean()), 1e-20))
-        bar.set_postfix_str(f"PSNR {running:.2f} dB", refresh=False)
+        bar.set_postfix_str(f"PSNR {_running_psnr(error, peak):.2f} dB", refresh=False)
         bar.update()
     bar.close()
     siren.eval()
@@ -270,10 +274,9 @@ def evaluate_siren(model: Siren, shape, device: torch.device) -> np.ndarray:
 
 def decoder_identity(path: str | os.PathLike | None) -> dict:
     """``{"name", "sha256"}`` of an SR model file (default: the shipped model)."""
-    from arssr.models import default_model_path, file_sha256, load_model
+    from arssr.models import default_model_path, file_sha256
 
     path = Path(path) if path is not None else default_model_path()
-    load_model(path)  # a clear error now for a missing or foreign file
     return {"name": path.name, "sha256": file_sha256(path)}
 
 
@@ -332,18 +335,18 @@ def _header_meta(volume: Volume, config: CompressionConfig, lr_shape, window, de
 
 
 def prepare(volume: Volume, config: CompressionConfig, decoder: str | os.PathLike | None = None):
-    """``(meta, normalised LR target)``: everything but the weights."""
+    """``(meta, normalised LR target, SR model)``: everything but the weights (no SR model at scale 1)."""
     if config.scale == 1:
         window = (float(volume.data.min()), float(volume.data.max()))
-        return _header_meta(volume, config, volume.shape, window, None), normalize(volume.data, window)
+        return _header_meta(volume, config, volume.shape, window, None), normalize(volume.data, window), None
     from arssr.models import load_model
 
-    identity = decoder_identity(decoder)
-    model = load_model(decoder)
+    model = load_model(decoder)  # a clear error first for a missing or foreign file
     lr_shape = _lr_shape(volume.shape, config.scale)
     lr = degrade(torch.from_numpy(volume.data), lr_shape, config.method).numpy()
     window = intensity_window(lr, model.normalization)
-    return _header_meta(volume, config, lr_shape, window, identity), normalize(lr, window)
+    meta = _header_meta(volume, config, lr_shape, window, decoder_identity(decoder))
+    return meta, normalize(lr, window), model
 
 
 def encode(
@@ -356,18 +359,16 @@ def encode(
     progress: bool = False,
 ) -> tuple[dict, bytes]:
     """``(meta, payload)`` of ``volume``: fit, quantise and entropy-code."""
-    meta, target = prepare(volume, config, decoder)
+    meta, target, model = prepare(volume, config, decoder)
     if config.finetune == "none":
         siren = fit_siren(target, config, device, target_psnr, time_budget, progress)
         deltas = []
     else:
-        from arssr.models import load_model
-
         share = config.finetune_share
         first = replace(config, steps=max(1, round((1 - share) * config.steps)))
         siren = fit_siren(target, first, device, target_psnr,
                           None if time_budget is None else (1 - share) * time_budget, progress)
-        deltas = finetune_decoder(siren, load_model(decoder), normalize(volume.data, meta["window"]), config, device,
+        deltas = finetune_decoder(siren, model, normalize(volume.data, meta["window"]), config, device,
                                   config.steps - first.steps, None if time_budget is None else share * time_budget,
                                   progress)
         meta["finetune"] = {"mode": config.finetune, "params": sum(d.numel() for d in deltas)}
@@ -422,7 +423,7 @@ def decode(
 
 def _finetuned_parameters(record: dict | None, model) -> list[torch.Tensor]:
     """The SR model's parameters that the file's ``finetune`` record changes (checked against it)."""
-    if record is None or record["mode"] == "none":
+    if not record:
         return []
     if record["mode"] not in FINETUNE or model is None:
         raise InputError(f"unknown decoder fine-tuning {record['mode']!r} in the file")
@@ -513,12 +514,8 @@ def compress_volume(
     if target_bpp is not None:
         if not target_bpp > 0:
             raise InputError(f"target bpp must be positive, got {target_bpp}")
-        meta, _ = prepare(volume, config, decoder)
-        extra = []
-        if config.finetune != "none":
-            from arssr.models import load_model
-
-            extra = finetuned_parameters(load_model(decoder))
+        meta, _, model = prepare(volume, config, decoder)
+        extra = finetuned_parameters(model) if config.finetune != "none" else []
         budget = target_bpp * math.prod(volume.shape) / 8
         config = replace(config, width=width_for_budget(volume, config, budget, meta, extra))
     if target_psnr is None:

@@ -100,7 +100,8 @@ def add_commands(sub) -> None:
     co.add_argument("--time-budget", type=float, help="seconds of fitting at most (per fit)")
     co.add_argument("--finetune-decoder", action="store_true",
                     help="end to end: train the SR model's biases with the SIREN on this volume for the last 30 %% of "
-                         "the steps or time; their changes go into the file (and count in its size)")
+                         "the steps or time, one random block of 24^3 LR voxels a step; their changes go into "
+                         "the file (and count in its size)")
     co.add_argument("--json", help="write the report (rate, PSNR, SSIM, times, settings) to this JSON file")
     co.add_argument("--sweep", metavar="DIR", help="run the trade-off sweep instead and write its table and plot here")
     co.add_argument("--sweep-scales", default="2,4", help="downsampling factors of the sweep (default: 2,4)")

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from arssr.cli import main
-from arssr.compress import compress, compress_volume, decode, decompress, make_config, rate
+from arssr.compress import (_draw_block, compress, compress_volume, decode, decompress, finetune_decoder, fit_siren,
+                            make_config, rate)
 from arssr.compress_sweep import score, sweep, write_report
 from arssr.container import read_container, unpack
 from arssr.degrade import degrade
+from arssr import geometry
 from arssr.errors import InputError, ModelFileError, OutputExistsError
 from arssr.inference import super_resolve
 from arssr.intensity import denormalize, intensity_window, normalize
@@ -123,6 +125,52 @@ def test_finetuned_decoder_travels_in_the_file_and_lowers_the_error(mni_crop):
     meta["finetune"]["params"] = 5
     with pytest.raises(InputError, match=f"the file fine-tunes 5 decoder parameters, the decoder model has {biases}"):
         decode(meta, payload, device="cpu")
+
+
+@pytest.mark.parametrize("lr_shape, hr_shape", [((30, 11, 9), (60, 35, 9)), ((5, 40, 7), (16, 100, 22))])
+def test_end_to_end_blocks_decode_as_the_whole_volume(tiny_model, lr_shape, hr_shape):
+    """With the full receptive radius as halo, a block's queries equal whole-volume SR at the same voxels;
+    the blocks' targets are the HR voxels whose trilinear neighbourhoods start in the core."""
+    torch.manual_seed(0)
+    lr = torch.rand(1, 1, *lr_shape)
+    hr_grid = geometry.grid_coordinates(hr_shape)
+    halo = tiny_model.receptive_radius
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        whole = tiny_model(lr, hr_grid.reshape(1, -1, 3)).reshape(hr_shape)
+        for _ in range(4):
+            lr_block, hr_block, feature_coords = _draw_block(lr_shape, hr_shape, 3, halo, generator)
+            for n, m, lr_axis, hr_axis in zip(lr_shape, hr_shape, lr_block, hr_block):
+                owner = np.maximum(np.floor((np.arange(m) + 0.5) * n / m - 0.5), 0)  # LR voxel below each HR one
+                if n <= 3 + 2 * halo:
+                    assert (lr_axis, hr_axis) == (slice(0, n), slice(0, m))
+                    continue
+                core = owner[hr_axis]
+                assert core.max() - core.min() < 3  # targets: every HR voxel owned by the core, no other
+                assert np.array_equal(np.flatnonzero((owner >= core.min()) & (owner <= core.max())),
+                                      np.arange(hr_axis.start, hr_axis.stop))
+                assert lr_axis.start == max(0, core.min() - halo) and lr_axis.stop >= min(n, core.max() + 1 + halo)
+            block = tiny_model(lr[(..., *lr_block)], hr_grid[hr_block].reshape(1, -1, 3),
+                               feature_coords.reshape(1, -1, 3))
+            torch.testing.assert_close(block.reshape(whole[hr_block].shape), whole[hr_block], atol=1e-5, rtol=1e-5)
+
+
+def test_end_to_end_steps_encode_bounded_blocks(tiny_weights):
+    """On a volume larger than a block, each end-to-end step encodes at most core + 2 x halo LR voxels per
+    axis, and the steps still train the decoder's biases through the blocks."""
+    volume = Volume(smooth_volume((80, 72, 40)), oblique_affine())
+    config = make_config("fast", scale=2.0, width=16, steps=40, finetune="bias", finetune_block=6,
+                         finetune_share=0.5)
+    encoded = []
+    model = load_model(tiny_weights)
+    hook = model.encoder.register_forward_pre_hook(lambda module, args: encoded.append(tuple(args[0].shape[2:])))
+    siren = fit_siren(normalize(degrade(torch.from_numpy(volume.data), (40, 36, 20), "kspace").numpy(),
+                                (0.0, 1.0)), config)
+    deltas = finetune_decoder(siren, model, normalize(volume.data, (0.0, 1.0)), config, steps=12)
+    hook.remove()
+    assert len(encoded) == 12 and all(shape[2] == 20 for shape in encoded)  # 20 <= 6 + 2 x 8: the whole axis
+    assert all(a <= 22 and b <= 22 for a, b, _ in encoded) and len(set(encoded)) > 1
+    assert all(delta.abs().max() > 0 for delta in deltas)
 
 
 def test_finetune_options_and_budget(tiny_weights):

@@ -79,17 +79,23 @@ class ArSSR(nn.Module):
         """``(B, 1, D0, D1, D2)`` normalised LR -> ``(B, feature_dim, D0, D1, D2)`` features."""
         return self.encoder(lr)
 
-    def query(self, features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    def query(
+        self, features: torch.Tensor, coords: torch.Tensor, feature_coords: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Intensities at ``coords``: ``(B, K, 3)`` in ``[-1, 1]``, array-axis order -> ``(B, K, 1)``.
 
         Features are interpolated trilinearly between voxel centres
         (``align_corners=False``); outside the outermost centres they fade
-        towards zero, as in the official release.
+        towards zero, as in the official release. When ``features`` cover
+        only a block of the volume, ``feature_coords`` says where ``coords``
+        fall in that block's own ``[-1, 1]`` frame; the decoder still reads
+        the whole-volume ``coords``.
         """
-        grid = to_grid_sample_order(coords)[:, :, None, None, :]
+        at = coords if feature_coords is None else feature_coords
+        grid = to_grid_sample_order(at)[:, :, None, None, :]
         sampled = F.grid_sample(features, grid.to(features.dtype), mode="bilinear", align_corners=False)
         sampled = sampled[:, :, :, 0, 0].transpose(1, 2)
         return self.decoder(torch.cat([sampled, coords.to(sampled.dtype)], dim=-1))
 
-    def forward(self, lr: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        return self.query(self.encode(lr), coords)
+    def forward(self, lr: torch.Tensor, coords: torch.Tensor, feature_coords: torch.Tensor | None = None) -> torch.Tensor:
+        return self.query(self.encode(lr), coords, feature_coords)

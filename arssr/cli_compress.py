@@ -37,7 +37,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"{args.output}: {report['bytes']} bytes, {report['bpp']:.4f} bpp, ratio {report['compression_ratio']:.1f}:1, "
               f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim'] or float('nan'):.4f}, SIREN {report['config']['depth']} x "
-              f"{report['config']['width']}, scale {report['config']['scale']:g}, {report['encode_s']:.1f} s",
+              f"{report['config']['width']}, scale {report['config']['scale']:g}, {report['encode_s']:.1f} s"
+              + ("" if report.get("finetune_kept", True) else "; end-to-end changes dropped (they decoded worse)"),
               file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

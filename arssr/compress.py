@@ -15,13 +15,16 @@ stored with a scale slope).
 With ``finetune="bias"`` (seed 003's end-to-end mode, cut to what a file can
 carry), the SIREN and the SR model's biases are then trained together against
 the HR volume; the bias changes are quantised like the SIREN's weights and go
-into the payload, so they count in the file's size.
+into the payload, so they count in the file's size. The file keeps them only if
+the decoded volume is closer to the original with them than with the SIREN as
+it was before that phase.
 
 Rate is that of the real file: ``bpp = 8 * bytes / HR voxels``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -392,24 +395,31 @@ def encode(
     target_psnr: float | None = None,
     time_budget: float | None = None,
     progress: bool = False,
-) -> tuple[dict, bytes]:
-    """``(meta, payload)`` of ``volume``: fit, quantise and entropy-code."""
+) -> list[tuple[dict, bytes]]:
+    """Candidate ``(meta, payload)`` encodings of ``volume``: the fitted SIREN, quantised and entropy-coded;
+    with ``config.finetune``, first the result of the end-to-end phase, then the SIREN as it was before it
+    (:func:`compress_volume` keeps whichever decodes closer to the volume)."""
     meta, target, model = prepare(volume, config, decoder)
-    if config.finetune == "none":
-        siren = fit_siren(target, config, device, target_psnr, time_budget, progress)
-        deltas = []
-    else:
-        share = config.finetune_share
-        first = replace(config, steps=max(1, round((1 - share) * config.steps)))
-        siren = fit_siren(target, first, device, target_psnr,
-                          None if time_budget is None else (1 - share) * time_budget, progress)
-        deltas = finetune_decoder(siren, model, normalize(volume.data, meta["window"]), config, device,
+    share = config.finetune_share if config.finetune != "none" else 0.0
+    first = replace(config, steps=max(1, round((1 - share) * config.steps)))
+    siren = fit_siren(target, first, device, target_psnr, None if time_budget is None else (1 - share) * time_budget,
+                      progress)
+    candidates = [(siren, [])]
+    if config.finetune != "none":
+        tuned = copy.deepcopy(siren)
+        deltas = finetune_decoder(tuned, model, normalize(volume.data, meta["window"]), config, device,
                                   config.steps - first.steps, None if time_budget is None else share * time_budget,
                                   progress)
-        meta["finetune"] = {"mode": config.finetune, "params": sum(d.numel() for d in deltas)}
-    raw = quantize.pack_tensors([*siren.state_dict().values(), *deltas], config.quant)
-    meta["codec"], payload = quantize.entropy_encode(raw)
-    return meta, payload
+        candidates.insert(0, (tuned, deltas))
+    encoded = []
+    for net, deltas in candidates:
+        record = dict(meta)
+        if deltas:
+            record["finetune"] = {"mode": config.finetune, "params": sum(d.numel() for d in deltas)}
+        raw = quantize.pack_tensors([*net.state_dict().values(), *deltas], config.quant)
+        record["codec"], payload = quantize.entropy_encode(raw)
+        encoded.append((record, payload))
+    return encoded
 
 
 def decode(
@@ -561,17 +571,20 @@ def compress_volume(
     best = None
     for trial in trials:
         start = time.perf_counter()
-        meta, payload = encode(volume, trial, decoder, device, target_psnr, time_budget, progress)
+        candidates = encode(volume, trial, decoder, device, target_psnr, time_budget, progress)
         encode_s = time.perf_counter() - start
-        blob = container.pack(meta, payload)
-        start = time.perf_counter()
-        quality = _quality(decode(meta, payload, decoder, device), volume)
-        report = {**rate(meta, len(blob)), **quality, "encode_s": encode_s,
-                  "decode_s": time.perf_counter() - start, "config": asdict(trial)}
-        if best is None or report["psnr"] > best[1]["psnr"]:
-            best = (blob, report)
-        if target_psnr is None or report["psnr"] >= target_psnr:
-            return blob, report
+        for meta, payload in candidates:
+            blob = container.pack(meta, payload)
+            start = time.perf_counter()
+            quality = _quality(decode(meta, payload, decoder, device), volume)
+            report = {**rate(meta, len(blob)), **quality, "encode_s": encode_s,
+                      "decode_s": time.perf_counter() - start, "config": asdict(trial)}
+            if trial.finetune != "none":
+                report["finetune_kept"] = "finetune" in meta
+            if best is None or report["psnr"] > best[1]["psnr"]:
+                best = (blob, report)
+        if target_psnr is None or best[1]["psnr"] >= target_psnr:
+            return best
     warnings.warn(f"no tried setting reached {target_psnr} dB; kept the best ({best[1]['psnr']:.2f} dB)", stacklevel=2)
     return best
 

@@ -4,7 +4,8 @@ One run, same volumes, one PSNR definition (data range of the original, also
 inside its foreground mask ``arssr.metrics.brain_mask``) for every method:
   arssr          DS by --scale (k-space), SIREN on the LR volume sized by the byte budget, int8, SR decoder;
   arssr-finetuned  the same with seed 003's end-to-end phase (``--finetune-decoder``): the SR model's biases
-                 trained with the SIREN for the last 30 % of the time, their int8 changes in the file;
+                 trained with the SIREN for the last 30 % of the time, their int8 changes in the file (unless
+                 the SIREN from before that phase decodes closer: then that one is written);
   single-siren   the same file format at scale 1: a SIREN on the HR grid at the same byte budget (seed 003);
   jpeg2000       slice by slice (axis 2), one quality level for all slices, searched to fit the budget;
   jpegxl         slice by slice, one distance for all slices, searched to fit the budget;
@@ -166,7 +167,8 @@ def ours(method: str, name: str, volume: Volume, args, scale: float, finetune: s
                                    device=args.device)
     decoded = decode(*unpack(blob), args.decoder, args.device).data
     return record(method, name, volume, len(blob), decoded, report["encode_s"], report["decode_s"],
-                  scale=scale, width=report["config"]["width"], siren_params=report["siren_params"])
+                  scale=scale, width=report["config"]["width"], siren_params=report["siren_params"],
+                  **({"finetune_kept": report["finetune_kept"]} if "finetune_kept" in report else {}))
 
 
 def main() -> None:
@@ -208,7 +210,8 @@ def main() -> None:
             print(f"{row['volume']:16s} {row['method']:16s} {row['bytes']:9d} B {row['bpp']:7.3f} bpp  "
                   f"PSNR {row['psnr']:6.2f} (mask {row['psnr_mask']:6.2f})  SSIM {row['ssim']:.4f}  "
                   f"enc {row['encode_s']:7.1f} s  dec {row['decode_s']:6.1f} s"
-                  + ("  (over budget)" if row["over_budget"] else ""), flush=True)
+                  + ("  (over budget)" if row["over_budget"] else "")
+                  + ("  (end-to-end changes dropped)" if row.get("finetune_kept") is False else ""), flush=True)
         records.extend(rows)
     if args.json:
         env = {"torch": torch.__version__, "device": str(args.device), "threads": torch.get_num_threads()}

@@ -121,7 +121,7 @@ def test_finetuned_decoder_travels_in_the_file_and_lowers_the_error(mni_crop):
     assert len(tuned_blob) > len(plain_blob) + biases // 2  # the changes are in the file (int8, entropy-coded)
     assert tuned["paper_cr"] == 1 - (plain["siren_params"] + biases) / mni_crop.data.size
     assert tuned["psnr"] > plain["psnr"] + 0.5, (plain["psnr"], tuned["psnr"])
-    assert psnr(decode(meta, payload, device="cpu").data, mni_crop.data) == tuned["psnr"]
+    assert psnr(decode(meta, payload, device="cpu").data, mni_crop.data) == tuned["psnr"] and tuned["finetune_kept"]
     meta["finetune"]["params"] = 5
     with pytest.raises(InputError, match=f"the file fine-tunes 5 decoder parameters, the decoder model has {biases}"):
         decode(meta, payload, device="cpu")
@@ -171,6 +171,24 @@ def test_end_to_end_steps_encode_bounded_blocks(tiny_weights):
     assert len(encoded) == 12 and all(shape[2] == 20 for shape in encoded)  # 20 <= 6 + 2 x 8: the whole axis
     assert all(a <= 22 and b <= 22 for a, b, _ in encoded) and len(set(encoded)) > 1
     assert all(delta.abs().max() > 0 for delta in deltas)
+
+
+def test_end_to_end_changes_that_decode_worse_are_dropped(mni_crop, monkeypatch):
+    """The file keeps the end-to-end phase only if it decodes closer: here that phase is replaced by one that
+    shifts every bias of the real model by 0.5, and the SIREN from before it is written instead."""
+    import arssr.compress
+
+    real = arssr.compress.finetune_decoder
+
+    def harmful(siren, model, *args, **kwargs):
+        return [delta + 0.5 for delta in real(siren, model, *args, **kwargs)]
+
+    monkeypatch.setattr(arssr.compress, "finetune_decoder", harmful)
+    config = make_config(scale=2.0, width=32, steps=200, finetune="bias")
+    blob, report = compress_volume(mni_crop, config, device="cpu")
+    plain_blob, plain = compress_volume(mni_crop, make_config(scale=2.0, width=32, steps=140), device="cpu")
+    assert report["finetune_kept"] is False and "finetune" not in unpack(blob)[0] and blob[6] == 1
+    assert blob == plain_blob and report["psnr"] == plain["psnr"] and report["decoder_params"] == 0
 
 
 def test_finetune_options_and_budget(tiny_weights):

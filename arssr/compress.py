@@ -578,10 +578,11 @@ def compress_volume(
             blob = container.pack(meta, payload)
             start = time.perf_counter()
             quality = _quality(decode(meta, payload, decoder, device), volume)
-            reports.append((blob, {**rate(meta, len(blob)), **quality, "decode_s": time.perf_counter() - start,
-                                   "config": asdict(trial)}))
+            report = {**rate(meta, len(blob)), **quality, "decode_s": time.perf_counter() - start,
+                      "config": asdict(trial)}
             if trial.finetune != "none":
-                reports[-1][1]["finetune_kept"] = "finetune" in meta
+                report["finetune_kept"] = "finetune" in meta
+            reports.append((blob, report))
         # Choosing between candidates is part of encoding: their decodes count in its time.
         encode_s += sum(report["decode_s"] for _, report in reports) if len(reports) > 1 else 0.0
         for blob, report in reports:

@@ -226,8 +226,9 @@ def _draw_block(lr_shape, hr_shape, core: int, halo: int, generator: torch.Gener
         size = n if n <= core + 2 * halo else core
         a = int(torch.randint(n - size + 1, (1,), generator=generator))
         b0, b1 = max(0, a - halo), min(n, a + size + halo)
-        o0, o1 = AxisPlan.build(n, m).outputs_of(a, a + size)
-        source = geometry.source_coordinates(n, m)[o0:o1]
+        plan = AxisPlan.build(n, m)
+        o0, o1 = plan.outputs_of(a, a + size)
+        source = plan.lower[o0:o1] + plan.weight[o0:o1]  # the HR voxels' LR coordinates
         lr_slices.append(slice(b0, b1))
         hr_slices.append(slice(o0, o1))
         axes.append(torch.from_numpy(geometry.voxel_to_normalized(source - b0, b1 - b0)).float())

@@ -1,8 +1,14 @@
-"""The evaluation protocol's names and defaults (paper section 4), importable without torch for the CLI."""
+"""Names and defaults of the evaluation protocol (paper section 4) and of the consistency options, importable without torch for the CLI."""
 
 #: Interpolation baselines on the aligned grid, by ``arssr.degrade.resample`` method (``kspace``: zero filling).
 BASELINES = {"nearest": "nearest", "trilinear": "linear", "cubic": "cubic", "lanczos": "lanczos", "kspace": "kspace"}
-#: What ``--methods`` accepts besides weights files: the baselines, ANTs B-spline, and the shipped model.
-METHODS = (*BASELINES, "bspline", "arssr")
+#: What ``--methods`` accepts besides weights files: the baselines, ANTs B-spline, and the shipped model,
+#: alone and projected onto the default consistency operator (``+dc``; ``+dc:OPERATOR`` for another).
+METHODS = (*BASELINES, "bspline", "arssr", "arssr+dc")
 DEFAULT_SCALES = (2.0, 2.5, 3.0, 3.5, 4.0)
 DEFAULT_DEGRADATIONS = ("kspace", "cubic")
+
+#: Consistency projections of an SR output (``arssr.consistency``): the degradations, or ``none``.
+CONSISTENCY_OPERATORS = ("kspace", "cubic", "lanczos", "gaussian", "none")
+#: k-space truncation, because that is what an MR acquisition at lower resolution is; measured in the README.
+DEFAULT_CONSISTENCY = "kspace"

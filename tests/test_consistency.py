@@ -1,0 +1,179 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from arssr import geometry
+from arssr.consistency import CONSISTENCY_OPERATORS, degrade_volume, project
+from arssr.degrade import degrade, resample, resampling_matrix
+from arssr.errors import InputError
+from arssr.inference import upsample
+from arssr.metrics import psnr
+from arssr.volume import Volume
+from conftest import smooth_volume
+
+OPERATORS = [op for op in CONSISTENCY_OPERATORS if op != "none"]
+# (HR shape, LR shape): isotropic even, per-axis odd and even, one axis of scale 1.
+GRIDS = [((24, 20, 16), (12, 10, 8)), ((25, 19, 14), (8, 10, 14)), ((21, 30, 11), (7, 12, 5))]
+
+
+def guess_and_input(hr_shape, lr_shape, seed=0):
+    """A rough SR guess (cubic upsampling plus noise) and an LR input it is not consistent with."""
+    rng = np.random.default_rng(seed)
+    lr = smooth_volume(lr_shape, seed)
+    guess = resample(torch.from_numpy(lr.astype(np.float64)), hr_shape, "cubic").numpy()
+    return (guess + rng.normal(0, 5, hr_shape)).astype(np.float32), lr
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+@pytest.mark.parametrize("hr_shape,lr_shape", GRIDS)
+def test_projection_degrades_back_to_the_input_and_is_idempotent(operator, hr_shape, lr_shape):
+    guess, lr = guess_and_input(hr_shape, lr_shape)
+    span = np.ptp(lr)
+    assert np.abs(degrade_volume(guess, lr_shape, operator) - lr).max() > 1e-2 * span  # not consistent before
+    projected = project(guess, lr, operator)
+    assert projected.dtype == np.float32 and projected.shape == hr_shape
+    # The operator as the degradation module applies it (float64), independent of the slab-wise one.
+    again = degrade(torch.from_numpy(projected.astype(np.float64)), lr_shape, operator).numpy()
+    assert np.abs(again - lr).max() < 1e-4 * span
+    assert np.abs(project(projected, lr, operator) - projected).max() < 1e-4 * span
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_projection_equals_the_dense_least_squares_solution(operator):
+    """``y + pinv(K) (x - K y)`` with ``K`` the full Kronecker matrix, in numpy float64."""
+    hr_shape, lr_shape = (9, 8, 7), (4, 5, 7)
+    guess, lr = guess_and_input(hr_shape, lr_shape, seed=1)
+    dense = np.kron(np.kron(*(resampling_matrix(operator, n, m).numpy() for n, m in zip(hr_shape[:2], lr_shape[:2]))),
+                    resampling_matrix(operator, hr_shape[2], lr_shape[2]).numpy())
+    y = guess.astype(np.float64).ravel()
+    expected = y + np.linalg.pinv(dense) @ (lr.astype(np.float64).ravel() - dense @ y)
+    np.testing.assert_allclose(project(guess, lr, operator).ravel(), expected, atol=1e-4 * np.ptp(lr))
+
+
+def test_kspace_projection_replaces_the_central_spectrum():
+    """Odd sizes, x3 on every axis: the kept frequencies come from the truth, the others from the guess."""
+    truth = smooth_volume((27, 21, 15), seed=2) + np.random.default_rng(3).normal(0, 3, (27, 21, 15)).astype(np.float32)
+    guess = np.random.default_rng(4).normal(100, 20, truth.shape).astype(np.float32)
+    lr = degrade(torch.from_numpy(truth.astype(np.float64)), (9, 7, 5), "kspace").numpy().astype(np.float32)
+    spectrum = np.fft.fftn(project(guess, lr, "kspace"))
+    central = np.zeros(truth.shape, dtype=bool)
+    central[np.ix_(*[np.abs(np.fft.fftfreq(n) * n) <= m // 2 for n, m in zip(truth.shape, (9, 7, 5))])] = True
+    scale = np.abs(np.fft.fftn(truth)).max()
+    assert np.abs(spectrum - np.fft.fftn(truth))[central].max() < 1e-5 * scale
+    assert np.abs(spectrum - np.fft.fftn(guess))[~central].max() < 1e-5 * scale
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_a_consistent_volume_is_unchanged(operator, mni_crop):
+    hr = mni_crop.data
+    lr = degrade(torch.from_numpy(hr.astype(np.float64)), (12, 10, 20), operator).numpy().astype(np.float32)
+    np.testing.assert_allclose(project(hr, lr, operator), hr, atol=1e-4 * np.ptp(hr))
+
+
+def test_equal_grids_give_the_input_and_none_gives_a_copy():
+    guess, lr = guess_and_input((10, 9, 8), (10, 9, 8))
+    np.testing.assert_array_equal(project(guess, lr, "kspace"), lr)
+    kept = project(guess, lr, "none")
+    np.testing.assert_array_equal(kept, guess)
+    assert kept is not guess
+
+
+def test_bad_operator_and_grids_are_errors():
+    guess, lr = guess_and_input((10, 9, 8), (5, 9, 4))
+    with pytest.raises(InputError, match="unknown consistency operator 'fft'"):
+        project(guess, lr, "fft")
+    with pytest.raises(InputError, match="at least as large"):
+        project(lr, guess, "kspace")
+
+
+def test_inputs_are_not_changed():
+    guess, lr = guess_and_input((12, 10, 8), (6, 5, 4))
+    before = guess.copy(), lr.copy()
+    project(guess, lr, "cubic")
+    np.testing.assert_array_equal(guess, before[0])
+    np.testing.assert_array_equal(lr, before[1])
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_upsample_output_is_consistent_with_its_input(oblique_volume, tiny_model, operator):
+    """Through the whole pipeline, on an oblique LPS-like file, per-axis scales, one of them 1."""
+    result = upsample(oblique_volume, tiny_model, scale=(2.5, 1, 1.7), consistency=operator)
+    again = degrade(torch.from_numpy(result.data.astype(np.float64)), oblique_volume.shape, operator).numpy()
+    assert np.abs(again - oblique_volume.data).max() < 1e-3 * np.ptp(oblique_volume.data)
+    assert result.data.min() >= 0
+
+
+def test_projection_with_a_floor_stays_non_negative_and_consistent(mni_t1):
+    """Real anatomy at the edge of the head (zero background): k-space ringing would go below zero."""
+    hr = np.ascontiguousarray(mni_t1.data[0:60:2, 60:120:2, 100:160:2])
+    assert hr.min() == 0
+    lr = degrade(torch.from_numpy(hr.astype(np.float64)), (15, 10, 12), "kspace").numpy().astype(np.float32)
+    lr = np.abs(lr)  # a magnitude image, as MR scanners write
+    guess = resample(torch.from_numpy(lr.astype(np.float64)), hr.shape, "linear").numpy().astype(np.float32)
+    exact = project(guess, lr, "kspace")
+    assert exact.min() < -1e-2 * hr.max()  # unbounded: negative ringing
+    bounded = project(guess, lr, "kspace", floor=0.0)
+    assert bounded.min() >= 0
+
+    def residual(volume):
+        return np.abs(degrade_volume(volume, lr.shape, "kspace") - lr).max()
+
+    # Alternating projections end far closer to consistency than clipping the exact projection once.
+    assert residual(bounded) < 1e-2 * hr.max() and residual(bounded) < 0.3 * residual(np.maximum(exact, 0))
+
+
+def test_scale_one_returns_the_input(oblique_volume, tiny_model):
+    result = upsample(oblique_volume, tiny_model, scale="1,1,1")
+    np.testing.assert_array_equal(result.data, oblique_volume.data)
+    np.testing.assert_allclose(result.affine, oblique_volume.affine)
+
+
+def test_kspace_consistency_improves_the_default_model_on_real_anatomy(mni_t1):
+    """MNI152 T1 block at 1 mm, k-space LR at x2: the projection brings the model closer to the truth."""
+    hr = Volume(mni_t1.data[40:120, 60:140, 50:114], mni_t1.affine)
+    lr_shape = geometry.output_shape(hr.shape, (0.5, 0.5, 0.5))
+    lr = Volume(degrade(torch.from_numpy(hr.data.astype(np.float64)), lr_shape, "kspace").numpy().astype(np.float32),
+                geometry.resampled_affine(hr.affine, hr.shape, lr_shape))
+    raw = upsample(lr, scale=2, consistency="none", device="cpu").data
+    projected = upsample(lr, scale=2, device="cpu").data
+    zero_filled = resample(torch.from_numpy(lr.data.astype(np.float64)), hr.shape, "kspace").numpy()
+    assert psnr(projected, hr.data) > psnr(raw, hr.data) + 0.3, (psnr(projected, hr.data), psnr(raw, hr.data))
+    assert psnr(projected, hr.data) > psnr(zero_filled, hr.data) + 0.3
+
+
+def flipped_and_permuted(volume: Volume, permutation, flips) -> Volume:
+    """The same image stored with array axes permuted and reversed: the affine follows."""
+    data = volume.data.transpose(permutation)
+    affine = volume.affine[:, [*permutation, 3]].copy()
+    for axis in np.flatnonzero(flips):
+        data = np.flip(data, axis)
+        affine[:, 3] += affine[:, axis] * (data.shape[axis] - 1)
+        affine[:, axis] *= -1
+    return Volume(np.ascontiguousarray(data), affine)
+
+
+def world_values(volume: Volume, reference_affine: np.ndarray, shape) -> np.ndarray:
+    """``volume`` read at the voxel centres of a reference grid (nearest voxel: the grids coincide)."""
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
+    world = index @ reference_affine[:3, :3].T + reference_affine[:3, 3]
+    own = (world - volume.affine[:3, 3]) @ np.linalg.inv(volume.affine[:3, :3]).T
+    rounded = np.rint(own).astype(int)
+    assert np.abs(own - rounded).max() < 1e-6
+    return volume.data[tuple(rounded.T)].reshape(shape)
+
+
+@pytest.mark.parametrize("consistency", ["none", "kspace"])
+def test_every_orientation_gives_the_same_world_space_result(mni_crop, tiny_model, consistency):
+    """All 48 axis orientations (6 permutations x 8 flips) of a real MNI152 block."""
+    base = Volume(mni_crop.data[:14, :12, :10], mni_crop.affine)
+    scale = np.array([2.0, 1.5, 2.5])
+    reference = upsample(base, tiny_model, scale=tuple(scale), consistency=consistency)
+    span = np.ptp(base.data)
+    for permutation in itertools.permutations(range(3)):
+        for flips in itertools.product([False, True], repeat=3):
+            stored = flipped_and_permuted(base, permutation, flips)
+            result = upsample(stored, tiny_model, scale=tuple(scale[list(permutation)]), consistency=consistency)
+            same = world_values(result, reference.affine, reference.shape)
+            assert np.abs(same - reference.data).max() <= 1e-4 * span, (permutation, flips)

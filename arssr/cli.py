@@ -121,7 +121,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             result = upsample(
                 source, model, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
-                device=device, precision=args.precision, progress=progress,
+                device=device, precision=args.precision, progress=progress, consistency=args.consistency,
             )
             save_volume(result, target, overwrite=args.overwrite, dtype=args.dtype)
         except ArssrError as err:
@@ -135,7 +135,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
                 "arssr_version": __version__, "input": str(source), "output": str(target),
                 "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
                 "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
-                "precision": args.precision, "tile": args.tile, "seconds": round(elapsed, 3),
+                "precision": args.precision, "consistency": args.consistency, "tile": args.tile, "seconds": round(elapsed, 3),
                 "arguments": sys.argv[1:],
             })
         if not args.quiet:
@@ -204,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"arssr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    from arssr.protocol import CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS
+
     up = sub.add_parser("upsample", help="super-resolve NIfTI volumes", description=(
         "Super-resolve 3D NIfTI volumes. The field of view is kept: n voxels at scale k give round(n*k) voxels, "
         "output voxel i sits at input voxel (i + 0.5) n/m - 0.5."))
@@ -216,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--output-dir", help="folder for the outputs, each named <input><suffix>.nii.gz")
     up.add_argument("--suffix", default="_sr", help="added to input names in a folder of outputs (default: _sr)")
     up.add_argument("--weights", help="model file (.safetensors, or the official .pkl/.pt); default: the shipped model")
+    up.add_argument("--consistency", default=DEFAULT_CONSISTENCY, choices=CONSISTENCY_OPERATORS, help=(
+        "project the output onto the volumes that this degradation takes back to the input exactly "
+        f"(default: {DEFAULT_CONSISTENCY}, as an MR acquisition; none: the network's output as it is)"))
     up.add_argument("--tile", type=int, help="LR tile edge in voxels (default: chosen from free memory)")
     up.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     up.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast precision")
@@ -244,8 +249,6 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower on GPUs)")
     tr.add_argument("--threads", type=int, help="CPU threads for torch")
     tr.set_defaults(func=cmd_train)
-
-    from arssr.protocol import DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS
 
     ev = sub.add_parser("evaluate", help="score SR methods against ground truths (PSNR, SSIM, LPIPS, PSI, Dice)",
                         description=(

@@ -417,6 +417,9 @@ def encode(
         record = dict(meta)
         if deltas:
             record["finetune"] = {"mode": config.finetune, "params": sum(d.numel() for d in deltas)}
+        elif model is not None:
+            # Decoding projects the SR result onto the decoded LR; the end-to-end phase learnt without it.
+            record["consistency"] = config.method
         raw = quantize.pack_tensors([*net.state_dict().values(), *deltas], config.quant)
         record["codec"], payload = quantize.entropy_encode(raw)
         encoded.append((record, payload))
@@ -433,6 +436,7 @@ def decode(
     """The volume that ``(meta, payload)`` describe; the SR model at ``decoder`` must be the recorded one."""
     import nibabel as nib
 
+    from arssr.consistency import check_operator, project
     from arssr.inference import resolve_device, super_resolve
     from arssr.models.arssr import axis_permutation
 
@@ -445,6 +449,7 @@ def decode(
         dtype, codes = np.dtype(meta["dtype"]), [int(c) for c in meta["codes"]]
         window, clip = tuple(meta["window"]), tuple(meta["range"])
         tuned = _finetuned_parameters(meta.get("finetune"), model)
+        check_operator(meta.get("consistency", "none"))
         raw = quantize.entropy_decode(meta["codec"], payload)
         shapes = [t.shape for t in siren.state_dict().values()] + [p.shape for p in tuned]
         tensors = quantize.unpack_tensors(raw, shapes, meta["quant"])
@@ -458,8 +463,10 @@ def decode(
     lr = evaluate_siren(siren.to(device), lr_shape, device)
     if model is not None:
         order = axis_permutation(model.axis_order)
-        lr = super_resolve(lr.transpose(order), model.to(device).eval(), tuple(shape[i] for i in order),
+        sr = super_resolve(lr.transpose(order), model.to(device).eval(), tuple(shape[i] for i in order),
                            device=device, progress=progress).transpose(order)
+        floor = (0.0 - window[0]) / (window[1] - window[0]) if clip[0] >= 0 else None  # 0 in intensity units
+        lr = project(sr, lr, meta.get("consistency", "none"), floor)
     header = nib.Nifti1Header()
     header.set_data_dtype(dtype)
     header.set_qform(affine, code=codes[0])

@@ -24,7 +24,9 @@ from arssr.errors import InputError
 from arssr.inference import upsample
 from arssr.metrics import brain_mask, dice, psnr, ssim
 from arssr.models import ArSSR, load_model
-from arssr.protocol import BASELINES, DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS
+from arssr.protocol import (
+    BASELINES, CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS,
+)
 from arssr.volume import Volume
 
 Method = Callable[[Volume, tuple[int, int, int]], np.ndarray]
@@ -65,26 +67,47 @@ def ants_bspline(lr: Volume, hr_shape: tuple[int, int, int]) -> np.ndarray:
     return np.clip(out, lr.data.min(), lr.data.max()).astype(np.float32)
 
 
-def model_method(model: ArSSR, device: str = "auto", tile: int | None = None) -> Method:
+def model_method(model: ArSSR, device: str = "auto", tile: int | None = None, consistency: str = "none") -> Method:
+    """The model through :func:`arssr.inference.upsample`, with the given consistency projection."""
     def run(lr: Volume, hr_shape: tuple[int, int, int]) -> np.ndarray:
         scale = tuple(n / m for n, m in zip(hr_shape, lr.shape))
-        return upsample(lr, model, scale=scale, device=device, tile=tile).data
+        return upsample(lr, model, scale=scale, device=device, tile=tile, consistency=consistency).data
 
     return run
 
 
+def model_options(suffixes: Sequence[str], spec: str) -> dict:
+    """Keyword arguments of :func:`model_method` from a spec's ``+`` suffixes (``dc``, ``dc:OPERATOR``)."""
+    options = {}
+    for suffix in suffixes:
+        kind, _, value = suffix.partition(":")
+        if kind == "dc" and value in ("", *CONSISTENCY_OPERATORS):
+            options["consistency"] = value or DEFAULT_CONSISTENCY
+        else:
+            raise InputError(f"unknown method option {suffix!r} in {spec!r} (use +dc or +dc:OPERATOR, "
+                             f"OPERATOR one of {', '.join(CONSISTENCY_OPERATORS)})")
+    return options
+
+
 def method(spec: str, device: str = "auto", tile: int | None = None) -> tuple[str, Method]:
-    """``(name, method)`` from a name in :data:`METHODS`, a weights file, or ``NAME=FILE``."""
+    """``(name, method)`` from a name in :data:`METHODS`, a weights file, or ``NAME=FILE``.
+
+    A model may carry options after ``+``: ``arssr+dc`` projects its output
+    onto the default consistency operator, ``arssr+dc:cubic`` onto another.
+    """
     if spec in BASELINES:
         return spec, baseline(spec)
     if spec == "bspline":
         return spec, ants_bspline
-    if spec == "arssr":
-        return spec, model_method(load_model(None), device, tile)
-    name, _, path = spec.rpartition("=")
+    base, *suffixes = spec.split("+")
+    options = model_options(suffixes, spec)
+    if base == "arssr":
+        return spec, model_method(load_model(None), device, tile, **options)
+    name, _, path = base.rpartition("=")
     if not Path(path).is_file():
         raise InputError(f"unknown method {spec!r}: not one of {', '.join(METHODS)} nor a weights file")
-    return name or Path(path).name.split(".")[0], model_method(load_model(path), device, tile)
+    label = (name or Path(path).name.split(".")[0]) + "".join("+" + s for s in suffixes)
+    return label, model_method(load_model(path), device, tile, **options)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import nibabel as nib
 import numpy as np
 import torch
 
@@ -118,3 +119,27 @@ def spacing_of(affine: np.ndarray) -> Triple:
     """Voxel spacing (mm) along each array axis: column norms of the affine."""
     norms = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
     return (float(norms[0]), float(norms[1]), float(norms[2]))
+
+
+def ras_orientation(affine: np.ndarray) -> np.ndarray:
+    """nibabel's orientation ``(axis, flip)`` per array axis that brings the array closest to RAS."""
+    return nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))
+
+
+def to_ras_order(data: np.ndarray, orientation: np.ndarray) -> np.ndarray:
+    """The array flipped and transposed to RAS axis order (a view where possible)."""
+    return nib.orientations.apply_orientation(data, orientation)
+
+
+def ras_shape(shape: Sequence[int], orientation: np.ndarray) -> tuple[int, int, int]:
+    """The shape that :func:`to_ras_order` gives an array of ``shape``."""
+    out = [0, 0, 0]
+    for size, (axis, _) in zip(shape, orientation):
+        out[int(axis)] = int(size)
+    return tuple(out)  # type: ignore[return-value]
+
+
+def from_ras_order(data: np.ndarray, orientation: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`to_ras_order`: back to the file's own axis order."""
+    ras = nib.orientations.axcodes2ornt("RAS")
+    return nib.orientations.apply_orientation(data, nib.orientations.ornt_transform(ras, orientation))

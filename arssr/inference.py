@@ -23,10 +23,12 @@ import numpy as np
 import torch
 
 from arssr import geometry
+from arssr.consistency import check_operator, project
 from arssr.errors import InputError
 from arssr.intensity import denormalize, intensity_window, normalize
 from arssr.models import ArSSR, load_model
 from arssr.models.arssr import axis_permutation
+from arssr.protocol import DEFAULT_CONSISTENCY
 from arssr.volume import Volume, load_volume
 
 #: Decoder queries per chunk: activations of 4096 x 256 floats stay in a CPU's L2 cache.
@@ -296,16 +298,23 @@ def upsample(
     precision: str = "fp32",
     chunk: int = DEFAULT_CHUNK,
     progress: bool = False,
+    consistency: str = DEFAULT_CONSISTENCY,
 ) -> Volume:
     """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
 
     The field of view is preserved (see ``arssr.geometry``); the result has
-    the input's header codes and intensity range, as float32.
+    the input's header codes, as float32. The network sees the array in RAS
+    axis order whatever the file's orientation, so every orientation of one
+    volume gives the same result in world space. ``consistency`` names the
+    degradation that the output is projected onto (``arssr.consistency``;
+    kept non-negative when the input is); ``none`` keeps the network's
+    output, clipped to the input's intensity range.
     """
     if not isinstance(volume, Volume):
         volume = load_volume(volume)
     if not isinstance(model, ArSSR):
         model = load_model(model)
+    check_operator(consistency)
     if (scale is None) == (voxel_size is None):
         raise InputError("give exactly one of scale and voxel_size")
     if scale is not None:
@@ -319,16 +328,19 @@ def upsample(
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     model = model.to(device).eval()
 
+    orientation = geometry.ras_orientation(volume.affine)
+    lr = geometry.to_ras_order(volume.data, orientation)
+    ras_shape = geometry.ras_shape(out_shape, orientation)
     window = intensity_window(volume.data, model.normalization)
     order = axis_permutation(model.axis_order)
-    lr = normalize(volume.data, window).transpose(order)
     result = super_resolve(
-        lr, model, tuple(out_shape[i] for i in order), tile=tile, device=device,
-        precision=precision, chunk=chunk, progress=progress,
+        normalize(lr, window).transpose(order), model, tuple(ras_shape[i] for i in order), tile=tile,
+        device=device, precision=precision, chunk=chunk, progress=progress,
     ).transpose(order)
-    data = denormalize(result, window, (float(volume.data.min()), float(volume.data.max())))
+    bounds = (float(volume.data.min()), float(volume.data.max()))
+    data = project(denormalize(result, window, bounds), lr, consistency, 0.0 if bounds[0] >= 0 else None)
     affine = geometry.resampled_affine(volume.affine, volume.shape, out_shape)
-    return Volume(np.ascontiguousarray(data), affine, volume.header)
+    return Volume(np.ascontiguousarray(geometry.from_ras_order(data, orientation)), affine, volume.header)
 
 
 def example_volume_path() -> Path:

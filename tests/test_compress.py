@@ -8,6 +8,7 @@ import torch
 from arssr.cli import main
 from arssr.compress import (_draw_block, compress, compress_volume, decode, decompress, finetune_decoder, fit_siren,
                             make_config, rate)
+from arssr import quantize
 from arssr.compress_sweep import score, sweep, write_report
 from arssr.container import read_container, unpack
 from arssr.degrade import degrade
@@ -93,6 +94,33 @@ def test_decoder_is_checked_by_hash(tmp_path, tiny_weights):
         decode(meta, payload, other, "cpu")
     with pytest.raises(ModelFileError, match="not found; this file needs tiny.safetensors"):
         decode(meta, payload, tmp_path / "gone.safetensors", "cpu")
+
+
+def test_decoding_projects_onto_the_decoded_lr(tiny_weights):
+    """A plain file records its downsampling as the consistency operator; older files (none) decode unprojected."""
+    from arssr.compress import evaluate_siren
+    from arssr.models.siren import Siren
+
+    volume = Volume(smooth_volume((16, 14, 12)), oblique_affine())
+    blob, _ = compress_volume(volume, make_config("fast", scale=2.0, **FAST), tiny_weights, device="cpu")
+    meta, payload = unpack(blob)
+    assert meta["consistency"] == "kspace"
+    decoded = decode(meta, payload, tiny_weights, "cpu").data
+    siren = Siren(**meta["siren"])
+    tensors = quantize.unpack_tensors(quantize.entropy_decode(meta["codec"], payload),
+                                      [t.shape for t in siren.state_dict().values()], meta["quant"])
+    siren.load_state_dict(dict(zip(siren.state_dict(), tensors)))
+    low, high = meta["window"]
+    lr = evaluate_siren(siren, tuple(meta["lr_shape"]), torch.device("cpu")) * (high - low) + low
+    again = degrade(torch.from_numpy(decoded.astype(np.float64)), lr.shape, "kspace").numpy()
+    inside = (decoded > meta["range"][0]) & (decoded < meta["range"][1])
+    assert inside.mean() > 0.9  # the clipping to the volume's range touches few voxels
+    assert np.abs(again - lr).max() < 2e-2 * (high - low)
+    unprojected = decode({**meta, "consistency": "none"}, payload, tiny_weights, "cpu").data
+    assert np.abs(degrade(torch.from_numpy(unprojected.astype(np.float64)), lr.shape, "kspace").numpy() - lr).max() \
+        > 10 * np.abs(again - lr).max()
+    with pytest.raises(InputError, match="unknown consistency operator 'fft'"):
+        decode({**meta, "consistency": "fft"}, payload, tiny_weights, "cpu")
 
 
 def test_real_anatomy_with_the_shipped_model(mni_crop):

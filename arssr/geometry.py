@@ -131,12 +131,12 @@ def to_ras_order(data: np.ndarray, orientation: np.ndarray) -> np.ndarray:
     return nib.orientations.apply_orientation(data, orientation)
 
 
-def ras_shape(shape: Sequence[int], orientation: np.ndarray) -> tuple[int, int, int]:
-    """The shape that :func:`to_ras_order` gives an array of ``shape``."""
-    out = [0, 0, 0]
-    for size, (axis, _) in zip(shape, orientation):
-        out[int(axis)] = int(size)
-    return tuple(out)  # type: ignore[return-value]
+def to_ras_axes(values: Sequence, orientation: np.ndarray) -> tuple:
+    """Per-axis values (a shape, scales) of an array's axes, in the order :func:`to_ras_order` gives them."""
+    out = [None, None, None]
+    for value, (axis, _) in zip(values, orientation):
+        out[int(axis)] = value
+    return tuple(out)
 
 
 def from_ras_order(data: np.ndarray, orientation: np.ndarray) -> np.ndarray:

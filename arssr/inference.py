@@ -25,9 +25,8 @@ import torch
 from arssr import geometry
 from arssr.consistency import check_operator, project
 from arssr.errors import InputError
-from arssr.intensity import denormalize, intensity_window, normalize
 from arssr.models import ArSSR, load_model
-from arssr.models.arssr import axis_permutation
+from arssr.models.space import ModelSpace
 from arssr.protocol import DEFAULT_CONSISTENCY
 from arssr.volume import Volume, load_volume
 
@@ -288,6 +287,43 @@ def warn_outside_card(model: ArSSR, spacing: Sequence[float], scale: Sequence[fl
                       stacklevel=3)
 
 
+def resolve_scale(volume: Volume, scale=None, voxel_size=None) -> geometry.Triple:
+    """The per-axis scale from exactly one of ``scale`` and ``voxel_size`` (mm); each must be >= 1."""
+    if (scale is None) == (voxel_size is None):
+        raise InputError("give exactly one of scale and voxel_size")
+    if scale is not None:
+        factors = geometry.parse_triple(scale, "scale")
+    else:
+        factors = geometry.scale_for_voxel_size(volume.spacing, geometry.parse_triple(voxel_size, "voxel size"))
+    geometry.check_scale(factors)
+    return factors
+
+
+def adapt_to(
+    volume: Volume | str | os.PathLike,
+    model: ArSSR | str | os.PathLike | None = None,
+    scale: float | str | Sequence[float] | None = None,
+    voxel_size: float | str | Sequence[float] | None = None,
+    options: "AdaptOptions | None" = None,
+    device: str | torch.device = "auto",
+    progress: bool = False,
+) -> tuple[ArSSR, "AdaptReport"]:
+    """``(model, report)``: ``model`` adapted to ``volume`` (``arssr.adapt``), or itself when that did not help.
+
+    Pass the returned model to :func:`upsample` with the same scale.
+    """
+    from arssr.adapt import AdaptOptions, adapt
+
+    if not isinstance(volume, Volume):
+        volume = load_volume(volume)
+    if not isinstance(model, ArSSR):
+        model = load_model(model)
+    factors = resolve_scale(volume, scale, voxel_size)
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    space = ModelSpace.of(volume.data, volume.affine, model)
+    return adapt(model, space.to_model(volume.data), space.axes(factors), options or AdaptOptions(), device, progress)
+
+
 def upsample(
     volume: Volume | str | os.PathLike,
     model: ArSSR | str | os.PathLike | None = None,
@@ -315,32 +351,24 @@ def upsample(
     if not isinstance(model, ArSSR):
         model = load_model(model)
     check_operator(consistency)
-    if (scale is None) == (voxel_size is None):
-        raise InputError("give exactly one of scale and voxel_size")
-    if scale is not None:
-        factors = geometry.parse_triple(scale, "scale")
-    else:
-        factors = geometry.scale_for_voxel_size(volume.spacing, geometry.parse_triple(voxel_size, "voxel size"))
-    geometry.check_scale(factors)
+    factors = resolve_scale(volume, scale, voxel_size)
     warn_outside_card(model, volume.spacing, factors)
     out_shape = geometry.output_shape(volume.shape, factors)
     check_memory(out_shape)
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     model = model.to(device).eval()
 
-    orientation = geometry.ras_orientation(volume.affine)
-    lr = geometry.to_ras_order(volume.data, orientation)
-    ras_shape = geometry.ras_shape(out_shape, orientation)
-    window = intensity_window(volume.data, model.normalization)
-    order = axis_permutation(model.axis_order)
-    result = super_resolve(
-        normalize(lr, window).transpose(order), model, tuple(ras_shape[i] for i in order), tile=tile,
-        device=device, precision=precision, chunk=chunk, progress=progress,
-    ).transpose(order)
-    bounds = (float(volume.data.min()), float(volume.data.max()))
-    data = project(denormalize(result, window, bounds), lr, consistency, 0.0 if bounds[0] >= 0 else None)
+    space = ModelSpace.of(volume.data, volume.affine, model)
+    lr = space.to_model(volume.data)
+    result = super_resolve(lr, model, space.axes(out_shape), tile=tile, device=device, precision=precision,
+                           chunk=chunk, progress=progress)
+    low, high = float(volume.data.min()), float(volume.data.max())
+    if consistency == "none":
+        data = space.from_model(result, clip=(low, high))
+    else:
+        data = space.from_model(project(result, lr, consistency, space.intensity(0.0) if low >= 0 else None))
     affine = geometry.resampled_affine(volume.affine, volume.shape, out_shape)
-    return Volume(np.ascontiguousarray(geometry.from_ras_order(data, orientation)), affine, volume.header)
+    return Volume(data, affine, volume.header)
 
 
 def example_volume_path() -> Path:

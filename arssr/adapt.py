@@ -1,0 +1,165 @@
+"""Self-adaptation: fine-tune a copy of a model on examples made from the input volume alone.
+
+Internal learning in the manner of ZSSR: crops of the LR input are degraded
+further by the same scale and operator, and a copy of the model (warm-started
+from the given weights) learns to give the crops back. A slab across the
+middle of the input's longest axis is held out: before and after, it is
+degraded, super-resolved and projected onto consistency, exactly as
+``arssr upsample`` would treat an input, and scored against itself (PSNR in
+the model's normalised units). The adapted copy is kept only when that score
+improves; the caller's model is never changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from arssr import geometry
+from arssr.consistency import check_operator, project
+from arssr.datasets import Example, PairOptions, make_pairs
+from arssr.degrade import DEGRADATIONS, degrade
+from arssr.errors import InputError
+from arssr.models import ArSSR
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """How a model adapts to one input.
+
+    ``seconds`` and ``steps`` bound the fine-tuning (either may be ``None``,
+    not both); ``operator`` makes the examples (a degradation of
+    ``arssr.degrade``); ``learning_rate`` for Adam; each step uses ``batch``
+    crops whose LR patches have ``lr_size`` voxels per axis (fewer when the
+    input is small) and ``samples`` target voxels each; ``holdout`` is the
+    share of the longest axis held out for the keep-or-drop score.
+    """
+
+    seconds: float | None = 60.0
+    steps: int | None = None
+    operator: str = "kspace"
+    learning_rate: float = 5e-5
+    batch: int = 4
+    lr_size: int = 12
+    samples: int = 4000
+    holdout: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.seconds is None and self.steps is None:
+            raise InputError("adaptation needs a time budget (seconds) or a number of steps")
+        if (self.seconds is not None and not self.seconds > 0) or (self.steps is not None and self.steps < 1):
+            raise InputError(f"adaptation seconds must be > 0 and steps >= 1, got {self.seconds} and {self.steps}")
+        if self.operator not in DEGRADATIONS:
+            raise InputError(f"unknown adaptation operator {self.operator!r}; known: {', '.join(DEGRADATIONS)}")
+        if not 0 < self.holdout < 0.5 or self.batch < 1 or self.lr_size < 2 or self.samples < 1:
+            raise InputError("holdout must be in (0, 0.5), batch >= 1, lr_size >= 2 and samples >= 1")
+
+
+@dataclass(frozen=True)
+class AdaptReport:
+    """What adaptation did: held-out PSNR (dB) before and after, whether the copy was kept, steps and seconds."""
+
+    before: float
+    after: float
+    kept: bool
+    steps: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+
+def _holdout(shape: Sequence[int], share: float) -> tuple[int, int, int]:
+    """``(axis, start, stop)`` of the held-out slab: the middle ``share`` of the longest axis."""
+    axis = int(np.argmax(shape))
+    width = max(1, round(share * shape[axis]))
+    start = (shape[axis] - width) // 2
+    return axis, start, start + width
+
+
+def _held_out_psnr(model: ArSSR, slab: np.ndarray, scale, operator: str, device: torch.device) -> float:
+    from arssr.inference import super_resolve
+
+    small = geometry.output_shape(slab.shape, [1 / k for k in scale])
+    lr = degrade(torch.from_numpy(slab.astype(np.float64)), small, operator).numpy().astype(np.float32)
+    estimate = project(super_resolve(lr, model, slab.shape, device=device), lr, operator)
+    mse = float(np.mean((estimate.astype(np.float64) - slab) ** 2))
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def adapt(
+    model: ArSSR,
+    lr: np.ndarray,
+    scale: Sequence[float],
+    options: AdaptOptions = AdaptOptions(),
+    device: torch.device = torch.device("cpu"),
+    progress: bool = False,
+) -> tuple[ArSSR, AdaptReport]:
+    """``(model to use, report)`` for the normalised LR array ``lr`` (model axis order) at per-axis ``scale``.
+
+    The returned model is an adapted copy when the held-out score improved,
+    else ``model`` itself.
+    """
+    from tqdm.auto import tqdm
+
+    axis, start, stop = _holdout(lr.shape, options.holdout)
+    slab = np.ascontiguousarray(np.take(lr, range(start, stop), axis=axis))
+    # Every crop lies on one side of the slab: the widest side bounds the crop on that axis.
+    room = [n if a != axis else max(start, lr.shape[a] - stop) for a, n in enumerate(lr.shape)]
+    size = min(options.lr_size, *(math.floor(r / k) for r, k in zip(room, scale)))
+    if size < 2 or min(geometry.output_shape(slab.shape, [1 / k for k in scale])) < 2:
+        raise InputError(f"input {tuple(lr.shape)} is too small to adapt to at scale {tuple(scale)}")
+    hr_shape = geometry.output_shape((size,) * 3, scale)
+    pairs = PairOptions(lr_size=size, samples=options.samples, methods={options.operator: 1.0})
+    generator = torch.Generator().manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed)
+
+    tuned = copy.deepcopy(model).to(device).train()
+    before = _held_out_psnr(model.to(device).eval(), slab, scale, options.operator, device)
+    optimizer = torch.optim.Adam(tuned.parameters(), lr=options.learning_rate)
+    bar = tqdm(total=options.steps, disable=not progress, leave=False, unit="step", desc="adapting")
+    began, steps = time.perf_counter(), 0
+    while (options.steps is None or steps < options.steps) and (
+        options.seconds is None or time.perf_counter() - began < options.seconds
+    ):
+        crops = torch.stack([torch.from_numpy(_crop(lr, hr_shape, axis, start, stop, rng)) for _ in range(options.batch)])
+        voxels = math.prod(hr_shape)
+        examples = [
+            Example(hr_shape, options.operator, 0.0, 0.0, 0, torch.randint(voxels, (options.samples,), generator=generator))
+            for _ in range(options.batch)
+        ]
+        inputs, coords, target = make_pairs(crops, examples, pairs, device)
+        loss = (tuned(inputs, coords) - target).abs().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        steps += 1
+        bar.update()
+    bar.close()
+    seconds = time.perf_counter() - began
+    tuned.eval()
+    after = _held_out_psnr(tuned, slab, scale, options.operator, device)
+    kept = after > before
+    return (tuned if kept else model), AdaptReport(before, after, kept, steps, seconds)
+
+
+def _crop(lr: np.ndarray, shape: Sequence[int], axis: int, start: int, stop: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``shape`` crop of ``lr`` that does not touch the held-out range ``[start, stop)`` of ``axis``."""
+    origin = []
+    for a, (n, s) in enumerate(zip(lr.shape, shape)):
+        if a != axis:
+            origin.append(int(rng.integers(0, n - s + 1)))
+            continue
+        sides = [(0, start - s), (stop, n - s)]  # origin ranges before and after the slab
+        sides = [(lo, hi) for lo, hi in sides if hi >= lo]
+        lo, hi = sides[int(rng.integers(len(sides)))]
+        origin.append(int(rng.integers(lo, hi + 1)))
+    region = tuple(slice(o, o + s) for o, s in zip(origin, shape))
+    return np.ascontiguousarray(lr[region], dtype=np.float32)

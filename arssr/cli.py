@@ -71,10 +71,10 @@ def _sidecar_path(output: Path) -> Path:
 
 
 def _write_sidecar(output: Path, record: dict) -> None:
-    from arssr.files import atomic_path
+    from arssr.files import atomic_file
 
-    with atomic_path(_sidecar_path(output)) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    with atomic_file(_sidecar_path(output)) as handle:
+        handle.write((json.dumps(record, indent=2) + "\n").encode())
 
 
 def cmd_upsample(args: argparse.Namespace) -> int:

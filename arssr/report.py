@@ -17,7 +17,7 @@ from arssr.degrade import DEGRADATIONS
 from arssr.errors import InputError, OutputExistsError
 from arssr.evaluation import Record, Scorer, Subject, baseline, evaluate, method, scale_label
 from arssr.protocol import DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS
-from arssr.files import atomic_path
+from arssr.files import atomic_file
 from arssr.volume import load_volume
 
 RESULT_FILES = ("results.csv", "results.json", "results.md")
@@ -101,8 +101,8 @@ def write_results(records: list[Record], folder: Path, notes: Sequence[str] = ()
         "results.md": markdown_report(records, notes) + "\n",
     }
     for name, text in texts.items():
-        with atomic_path(folder / name) as tmp:
-            tmp.write_text(text)
+        with atomic_file(folder / name) as handle:
+            handle.write(text.encode())
     return [folder / name for name in texts]
 
 

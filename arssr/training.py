@@ -33,7 +33,7 @@ import yaml
 from arssr import __version__, datasets
 from arssr.degrade import DEGRADATIONS
 from arssr.errors import InputError
-from arssr.files import atomic_path
+from arssr.files import atomic_file
 from arssr.models import ArSSR, load_model, save_model
 from arssr.volume import Volume
 
@@ -268,8 +268,8 @@ def start_alive(model: torch.nn.Module) -> None:
 
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file, then rename it over ``path``."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_file(path) as handle:
+        torch.save(obj, handle)
 
 
 class Trainer:

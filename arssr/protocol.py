@@ -1,4 +1,4 @@
-"""The evaluation protocol's names and defaults (paper section 4), importable without torch for the CLI."""
+"""Names and defaults the CLI needs without importing torch: the evaluation protocol's (paper section 4), output dtypes."""
 
 #: Interpolation baselines on the aligned grid, by ``arssr.degrade.resample`` method (``kspace``: zero filling).
 BASELINES = {"nearest": "nearest", "trilinear": "linear", "cubic": "cubic", "lanczos": "lanczos", "kspace": "kspace"}
@@ -6,3 +6,5 @@ BASELINES = {"nearest": "nearest", "trilinear": "linear", "cubic": "cubic", "lan
 METHODS = (*BASELINES, "bspline", "arssr")
 DEFAULT_SCALES = (2.0, 2.5, 3.0, 3.5, 4.0)
 DEFAULT_DEGRADATIONS = ("kspace", "cubic")
+#: Output data types of written volumes; ``input`` keeps the source file's.
+OUTPUT_DTYPES = ("float32", "float64", "int16", "uint16", "uint8", "input")

@@ -14,10 +14,10 @@ import numpy as np
 
 from arssr import geometry
 from arssr.degrade import DEGRADATIONS
-from arssr.errors import InputError, OutputExistsError
+from arssr.errors import InputError, OutputError
 from arssr.evaluation import Record, Scorer, Subject, baseline, evaluate, method, scale_label
 from arssr.protocol import DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS
-from arssr.files import atomic_file
+from arssr.files import atomic_file, check_output
 from arssr.volume import load_volume
 
 RESULT_FILES = ("results.csv", "results.json", "results.md")
@@ -131,6 +131,20 @@ def load_subjects(gt: Sequence[str], lr: Sequence[str] | None = None, atlas: Seq
     return subjects
 
 
+def check_protocol(scales: Sequence[float], degradations: Sequence[str]) -> None:
+    """``InputError`` for an unknown degradation or a scale below 1."""
+    unknown = [d for d in degradations if d not in DEGRADATIONS]
+    if unknown:
+        raise InputError(f"unknown degradation {unknown[0]!r}: choose from {', '.join(DEGRADATIONS)}")
+    for scale in scales:
+        geometry.check_scale([scale] * 3)
+
+
+def _method_files(methods: Sequence[str]) -> list[str]:
+    """The weights files among method specs (``FILE`` or ``NAME=FILE``)."""
+    return [spec.rpartition("=")[2] for spec in methods if spec not in METHODS]
+
+
 def run_evaluation(
     gt: Sequence[str],
     out_dir: str | Path,
@@ -161,14 +175,12 @@ def run_evaluation(
     from arssr.metrics import MetricUnavailable, load_lpips
 
     out = Path(out_dir)
-    existing = [str(out / name) for name in RESULT_FILES if (out / name).exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(f"{existing[0]}: exists (use --overwrite to replace the results in {out})")
-    unknown = [d for d in degradations if d not in DEGRADATIONS]
-    if unknown:
-        raise InputError(f"unknown degradation {unknown[0]!r}: choose from {', '.join(DEGRADATIONS)}")
-    for scale in scales:
-        geometry.check_scale([scale] * 3)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is a file; -o/--output-dir takes a folder for the results")
+    inputs = [*gt, *(lr or ()), *(atlas or ()), *_method_files(methods)]
+    for name in RESULT_FILES:
+        check_output(out / name, overwrite, inputs)
+    check_protocol(scales, degradations)
     subjects = load_subjects(gt, lr, atlas)
     runs = dict(method(spec, device, tile) for spec in methods)
 

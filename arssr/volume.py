@@ -13,9 +13,9 @@ import numpy as np
 
 from arssr.errors import InputError
 from arssr.files import atomic_file, check_output
+from arssr.protocol import OUTPUT_DTYPES
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-OUTPUT_DTYPES = ("float32", "float64", "int16", "uint16", "uint8", "input")
 #: Largest distance (mm) between where qform and sform put a corner of the volume before they count as disagreeing.
 QFORM_TOLERANCE_MM = 1e-3
 

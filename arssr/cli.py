@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UsageError as err:
-        parser.error(str(err))  # exits 2
+        parser.exit(2, f"error: {err} (see arssr {args.command} --help)\n")
     except ArssrError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -145,6 +145,25 @@ def _method_files(methods: Sequence[str]) -> list[str]:
     return [spec.rpartition("=")[2] for spec in methods if spec not in METHODS]
 
 
+def _segment_or_warn(segment: Callable, notes: list[str]) -> Callable:
+    """``segment`` for a :class:`Scorer`; after its first failure one warning (and note), then no labels (no Dice)."""
+    failures: list[str] = []
+
+    def labels(subject: Subject, data: np.ndarray) -> np.ndarray | None:
+        if failures:
+            return None
+        try:
+            return segment(data, subject.mask, subject.gt.spacing, subject.atlas)
+        except Exception as err:  # ANTs raises a bare Exception when Atropos stops
+            failures.append(f"Dice: unavailable (segmentation of {subject.name} failed: "
+                            f"{(str(err).splitlines() or [type(err).__name__])[0]})")
+            notes.append(failures[0])
+            warnings.warn(failures[0], stacklevel=2)
+            return None
+
+    return labels
+
+
 def run_evaluation(
     gt: Sequence[str],
     out_dir: str | Path,
@@ -203,7 +222,7 @@ def run_evaluation(
         except ImportError as err:
             notes.append(f"Dice: unavailable ({err})")
         else:
-            scorer.segment = lambda subject, data: segment(data, subject.mask, subject.gt.spacing, subject.atlas)
+            scorer.segment = _segment_or_warn(segment, notes)
             scorer.classes = REGIONS if any(s.atlas is not None for s in subjects) else TISSUES
             notes.append("Dice: ANTs Atropos (k-means, 3 classes, inside the ground truth's brain mask) on the GT "
                          "and on each result" + ("; deep GM and cerebellum from the atlas" if atlas else ""))

@@ -161,6 +161,11 @@ def check_outputs(outputs: list[Path], inputs: list, overwrite: bool) -> None:
         check_output(output, overwrite, inputs)
 
 
+def check_nifti_output(path: Path) -> None:
+    if not path.name.lower().endswith(SUFFIXES):
+        raise UsageError(f"{path}: output must end in .nii or .nii.gz")
+
+
 def _write_sidecar(output: Path, record: dict) -> None:
     from arssr.files import atomic_file
 
@@ -190,6 +195,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
     outputs = plan_outputs(inputs, batch, args.output, args.output_dir, args.suffix)
     weights = Path(args.weights) if args.weights else default_model_path()
     for target in outputs:
+        check_nifti_output(target)
         refuse_inputs([target, _sidecar_path(target)], [*inputs, weights])
         if not target.exists():  # an existing one is skipped, replaced or reported in the loop below
             check_output(target)

@@ -78,9 +78,10 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    from arssr.cli import check_outputs
+    from arssr.cli import check_nifti_output, check_outputs
     from arssr.compress import decompress
 
+    check_nifti_output(Path(args.output))
     check_outputs([Path(args.output)], _inputs(args), args.overwrite)
     device, progress = _setup(args)
     volume = decompress(args.input, args.output, decoder=args.decoder_weights, device=device, progress=progress,

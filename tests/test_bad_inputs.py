@@ -87,7 +87,6 @@ def workspace(tmp_path, monkeypatch, arssr_bytes) -> Path:
     (tmp_path / "empty.safetensors").write_bytes(b"")
     (tmp_path / "random.safetensors").write_bytes(np.random.default_rng(0).bytes(4096))
     tensors = {k: v.contiguous() for k, v in make_tiny_model(feature_dim=8).state_dict().items()}
-    (tmp_path / "mismatched.safetensors").write_bytes(b"")
     save_file(tensors, tmp_path / "mismatched.safetensors",
               metadata=dict(tiny_metadata(tmp_path / "tiny.safetensors")))
     with open(tmp_path / "evil.pkl", "wb") as handle:

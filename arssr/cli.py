@@ -8,17 +8,102 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from arssr import __version__
+from arssr.protocol import (
+    CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS, OUTPUT_DTYPES,
+)
 
 SUFFIXES = (".nii.gz", ".nii")
 
 
 class UsageError(Exception):
-    """Options that do not fit together (exit code 2)."""
+    """Options that do not fit together or values that cannot work whatever the input (exit code 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one ``error:`` line (no usage block), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: outputs in progress are dropped on the way out."""
+
+
+@contextmanager
+def usage_errors():
+    """Option values checked before any work: an ``InputError`` there is a usage error."""
+    from arssr.errors import InputError
+
+    try:
+        yield
+    except InputError as err:
+        raise UsageError(str(err)) from None
+
+
+def _option(check):
+    """An argparse ``type`` from ``check(text) -> value``, which raises ``InputError`` for a bad value."""
+    def convert(text: str):
+        from arssr.errors import InputError
+
+        try:
+            return check(text)
+        except InputError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    convert.__name__ = check.__name__
+    return convert
+
+
+@_option
+def positive_int(text: str) -> int:
+    from arssr.errors import InputError
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+@_option
+def positive_float(text: str) -> float:
+    from arssr.errors import InputError
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise InputError(f"expected a positive number, got {text!r}")
+    return value
+
+
+@_option
+def scale_option(text: str) -> tuple[float, float, float]:
+    from arssr.geometry import check_scale, parse_triple
+
+    scale = parse_triple(text, "scale")
+    check_scale(scale)
+    return scale
+
+
+@_option
+def voxel_size_option(text: str) -> tuple[float, float, float]:
+    from arssr.geometry import parse_triple, scale_for_voxel_size
+
+    size = parse_triple(text, "voxel size")
+    scale_for_voxel_size((1.0, 1.0, 1.0), size)  # checks that every size is positive
+    return size
 
 
 def _stem(path: Path) -> str:
@@ -70,18 +155,31 @@ def _sidecar_path(output: Path) -> Path:
     return output.with_name(_stem(output) + ".json")
 
 
-def _write_sidecar(output: Path, record: dict) -> None:
-    from arssr.files import atomic_path
+def check_outputs(outputs: list[Path], inputs: list, overwrite: bool) -> None:
+    """Before any work: no output is an input, and each can be written (existing ones need ``overwrite``)."""
+    from arssr.files import check_output
 
-    with atomic_path(_sidecar_path(output)) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    for output in outputs:
+        check_output(output, overwrite, inputs)
+
+
+def check_nifti_output(path: Path) -> None:
+    if not path.name.lower().endswith(SUFFIXES):
+        raise UsageError(f"{path}: output must end in .nii or .nii.gz")
+
+
+def _write_sidecar(output: Path, record: dict) -> None:
+    from arssr.files import atomic_file
+
+    with atomic_file(_sidecar_path(output)) as handle:
+        handle.write((json.dumps(record, indent=2) + "\n").encode())
 
 
 def cmd_upsample(args: argparse.Namespace) -> int:
     import torch
 
     from arssr.errors import ArssrError
-    from arssr.geometry import check_scale, parse_triple
+    from arssr.files import check_output, refuse_inputs
     from arssr.inference import example_volume_path, resolve_device, upsample
     from arssr.models import default_model_path, file_sha256, load_model
     from arssr.volume import save_volume
@@ -97,15 +195,16 @@ def cmd_upsample(args: argparse.Namespace) -> int:
     else:
         inputs, batch = expand_inputs(args.inputs)
     outputs = plan_outputs(inputs, batch, args.output, args.output_dir, args.suffix)
-    if args.scale is not None:
-        check_scale(parse_triple(args.scale, "scale"))
-    if args.tile is not None and args.tile < 1:
-        raise UsageError(f"--tile must be a positive number of voxels, got {args.tile}")
+    weights = Path(args.weights) if args.weights else default_model_path()
+    for target in outputs:
+        check_nifti_output(target)
+        refuse_inputs([target, _sidecar_path(target)], [*inputs, weights])
+        if not target.exists():  # an existing one is skipped, replaced or reported in the loop below
+            check_output(target)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     model = load_model(args.weights)
-    weights = Path(args.weights) if args.weights else default_model_path()
     weights_sha = file_sha256(weights)
     progress = not args.quiet and sys.stderr.isatty()
     failed, skipped, done = [], 0, 0
@@ -160,7 +259,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     flags = {"data": args.data, "out": args.out, "device": args.device, "amp": args.amp, "seed": args.seed,
              "threads": args.threads, "deterministic": args.deterministic or None}
     overrides = [*args.overrides, {key: value for key, value in flags.items() if value is not None}]
-    print(train(cli_config(args.config, overrides, args.resume, args.out), resume=args.resume))
+    with usage_errors():
+        config = cli_config(args.config, overrides, args.resume, args.out)
+    print(train(config, resume=args.resume))
     return 0
 
 
@@ -180,15 +281,18 @@ def _names(text: str) -> list[str]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from arssr.report import run_evaluation
+    from arssr.report import check_protocol, run_evaluation
 
+    scales, degradations = parse_numbers(args.scales, "--scales"), _names(args.degradations)
+    with usage_errors():
+        check_protocol(scales, degradations)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     run_evaluation(
-        args.gt, args.output_dir, lr=args.lr, atlas=args.atlas, scales=parse_numbers(args.scales, "--scales"),
-        degradations=_names(args.degradations), methods=_names(args.methods), lpips=not args.no_lpips,
+        args.gt, args.output_dir, lr=args.lr, atlas=args.atlas, scales=scales,
+        degradations=degradations, methods=_names(args.methods), lpips=not args.no_lpips,
         sharpness=not args.no_psi,
         dice=not args.no_dice, figures=not args.no_figures, device=args.device, tile=args.tile,
         overwrite=args.overwrite, log=None if args.quiet else (lambda line: print(line, file=sys.stderr)),
@@ -200,11 +304,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arssr", description="Arbitrary-scale super-resolution of 3D medical volumes.")
+    parser = Parser(prog="arssr", description="Arbitrary-scale super-resolution of 3D medical volumes.")
     parser.add_argument("--version", action="version", version=f"arssr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    from arssr.protocol import CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS
 
     up = sub.add_parser("upsample", help="super-resolve NIfTI volumes", description=(
         "Super-resolve 3D NIfTI volumes. The field of view is kept: n voxels at scale k give round(n*k) voxels, "
@@ -212,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("inputs", nargs="*", metavar="INPUT", help="NIfTI files, one folder, or one .txt list of paths")
     up.add_argument("--example", action="store_true", help="upsample the sample volume shipped with arssr")
     size = up.add_mutually_exclusive_group(required=True)
-    size.add_argument("--scale", help="scale factor, one value or three (e.g. 3.2 or 1,1,4); each >= 1")
-    size.add_argument("--voxel-size", help="target voxel size in mm, one value or three (e.g. 0.7 or 0.7,0.7,1)")
+    size.add_argument("--scale", type=scale_option, help="scale factor, one value or three (e.g. 3.2 or 1,1,4); each >= 1")
+    size.add_argument("--voxel-size", type=voxel_size_option, help="target voxel size in mm, one value or three (e.g. 0.7 or 0.7,0.7,1)")
     up.add_argument("-o", "--output", help="output file (one input) or folder")
     up.add_argument("--output-dir", help="folder for the outputs, each named <input><suffix>.nii.gz")
     up.add_argument("--suffix", default="_sr", help="added to input names in a folder of outputs (default: _sr)")
@@ -221,11 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--consistency", default=DEFAULT_CONSISTENCY, choices=CONSISTENCY_OPERATORS, help=(
         "project the output onto the volumes that this degradation takes back to the input exactly "
         f"(default: {DEFAULT_CONSISTENCY}, as an MR acquisition; none: the network's output as it is)"))
-    up.add_argument("--tile", type=int, help="LR tile edge in voxels (default: chosen from free memory)")
+    up.add_argument("--tile", type=positive_int, help="LR tile edge in voxels (default: chosen from free memory)")
     up.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     up.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast precision")
-    up.add_argument("--threads", type=int, help="CPU threads for torch")
-    up.add_argument("--dtype", default="float32", choices=["float32", "float64", "int16", "uint16", "uint8", "input"],
+    up.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    up.add_argument("--dtype", default="float32", choices=OUTPUT_DTYPES,
                     help="output data type (default: float32; 'input' keeps the input's)")
     up.add_argument("--overwrite", "--force", action="store_true", help="replace existing outputs")
     up.add_argument("--skip-existing", action="store_true", help="leave existing outputs alone (resume a batch)")
@@ -247,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--amp", choices=["none", "bf16", "fp16"], help="mixed precision")
     tr.add_argument("--seed", type=int, help="random seed")
     tr.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower on GPUs)")
-    tr.add_argument("--threads", type=int, help="CPU threads for torch")
+    tr.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="score SR methods against ground truths (PSNR, SSIM, LPIPS, PSI, Dice)",
@@ -271,8 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-dice", action="store_true", help="skip the ANTs Atropos segmentation and Dice")
     ev.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N for models and LPIPS")
-    ev.add_argument("--tile", type=int, help="LR tile edge for models (default: chosen from free memory)")
-    ev.add_argument("--threads", type=int, help="CPU threads for torch")
+    ev.add_argument("--tile", type=positive_int, help="LR tile edge for models (default: chosen from free memory)")
+    ev.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     ev.add_argument("--overwrite", "--force", action="store_true", help="replace existing results")
     ev.add_argument("-q", "--quiet", action="store_true", help="no per-case lines")
     ev.set_defaults(func=cmd_evaluate)
@@ -291,25 +393,39 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {message}", file=sys.stderr)
 
 
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; warnings become ``warning:`` lines and SIGTERM acts as Ctrl-C while it runs."""
     import warnings
 
     parser = build_parser()
     args = parser.parse_args(argv)
     from arssr.errors import ArssrError
 
+    shown = warnings.showwarning
     warnings.showwarning = _show_warning
-
+    handles_signals = threading.current_thread() is threading.main_thread()
+    if handles_signals:
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except UsageError as err:
-        parser.error(str(err))  # exits 2
+        parser.exit(2, f"error: {err} (see arssr {args.command} --help)\n")
     except ArssrError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        terminated = isinstance(err, Terminated)
+        print(f"error: {'terminated (SIGTERM)' if terminated else 'interrupted'}; "
+              "no partial output was left", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+    finally:
+        warnings.showwarning = shown
+        if handles_signals:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

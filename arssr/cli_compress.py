@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from arssr.cli import positive_float, positive_int
+from arssr.protocol import OUTPUT_DTYPES
+
 
 def _setup(args: argparse.Namespace):
     import torch
@@ -18,21 +21,30 @@ def _setup(args: argparse.Namespace):
     return resolve_device(args.device), not args.quiet and sys.stderr.isatty()
 
 
+def _inputs(args: argparse.Namespace) -> list:
+    from arssr.models import default_model_path
+
+    return [args.input, args.decoder_weights or default_model_path()]
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
-    from arssr.cli import UsageError
-    from arssr.compress import compress
+    from arssr.cli import UsageError, check_outputs, usage_errors
+    from arssr.compress import compress, make_config
 
     if args.sweep:
         return _sweep(args)
     if not args.output:
         raise UsageError("give -o/--output FILE.arssr (or --sweep DIR)")
+    options = {"scale": args.scale, "method": args.method, "width": args.width, "depth": args.depth,
+               "steps": args.steps, "quant": args.quant, "finetune": "bias" if args.finetune_decoder else None}
+    with usage_errors():
+        make_config(args.preset, **options)
+    check_outputs([Path(p) for p in (args.output, args.json) if p], _inputs(args), args.overwrite)
     device, progress = _setup(args)
     report = compress(
         args.input, args.output, decoder=args.decoder_weights, preset=args.preset, overwrite=args.overwrite,
         target_bpp=args.target_bpp, target_psnr=args.target_psnr, time_budget=args.time_budget, device=device,
-        progress=progress, search_scale=args.scale is None, scale=args.scale, method=args.method,
-        width=args.width, depth=args.depth, steps=args.steps, quant=args.quant,
-        finetune="bias" if args.finetune_decoder else None,
+        progress=progress, search_scale=args.scale is None, **options,
     )
     if not args.quiet:
         print(f"{args.output}: {report['bytes']} bytes, {report['bpp']:.4f} bpp, ratio {report['compression_ratio']:.1f}:1, "
@@ -41,7 +53,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
               + ("" if report.get("finetune_kept", True) else "; end-to-end changes dropped (they decoded worse)"),
               file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        from arssr.files import atomic_file
+
+        with atomic_file(Path(args.json)) as handle:
+            handle.write((json.dumps(report, indent=2) + "\n").encode())
     return 0
 
 
@@ -63,8 +78,11 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
+    from arssr.cli import check_nifti_output, check_outputs
     from arssr.compress import decompress
 
+    check_nifti_output(Path(args.output))
+    check_outputs([Path(args.output)], _inputs(args), args.overwrite)
     device, progress = _setup(args)
     volume = decompress(args.input, args.output, decoder=args.decoder_weights, device=device, progress=progress,
                         overwrite=args.overwrite, dtype=args.dtype)
@@ -76,7 +94,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder-weights", help="SR model file used as the decoder (default: the shipped model)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     parser.add_argument("--overwrite", "--force", action="store_true", help="replace existing outputs")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary line")
 
@@ -90,15 +108,15 @@ def add_commands(sub) -> None:
     co.add_argument("-o", "--output", help="the .arssr file to write")
     co.add_argument("--preset", default="paper-2025", help="paper-2025 (default), paper-2023 or fast")
     target = co.add_mutually_exclusive_group()
-    target.add_argument("--target-bpp", type=float, help="largest file size in bits per HR voxel (sets the width)")
-    target.add_argument("--target-psnr", type=float, help="PSNR in dB to reach with the smallest SIREN tried")
+    target.add_argument("--target-bpp", type=positive_float, help="largest file size in bits per HR voxel (sets the width)")
+    target.add_argument("--target-psnr", type=positive_float, help="PSNR in dB to reach with the smallest SIREN tried")
     co.add_argument("--scale", type=float, help="downsampling factor (1 = SIREN on the full grid, no SR model)")
     co.add_argument("--method", choices=["kspace", "lanczos"], help="downsampling")
     co.add_argument("--width", type=int, help="SIREN neurons per layer")
     co.add_argument("--depth", type=int, help="SIREN sine layers")
     co.add_argument("--steps", type=int, help="most optimisation steps")
     co.add_argument("--quant", help="weights: fp32, fp16 or int2 .. int8 (per-tensor)")
-    co.add_argument("--time-budget", type=float, help="seconds of fitting at most (per fit)")
+    co.add_argument("--time-budget", type=positive_float, help="seconds of fitting at most (per fit)")
     co.add_argument("--finetune-decoder", action="store_true",
                     help="end to end: train the SR model's biases with the SIREN on this volume for the last 30 %% of "
                          "the steps or time, one random block of 24^3 LR voxels a step; their changes go into "
@@ -113,7 +131,7 @@ def add_commands(sub) -> None:
     de = sub.add_parser("decompress", help="decode an .arssr file to NIfTI")
     de.add_argument("input", metavar="IN.arssr", help="a file written by arssr compress")
     de.add_argument("-o", "--output", required=True, help="the NIfTI file to write")
-    de.add_argument("--dtype", default="input",
-                    help="output data type: float32, float64, int16, uint16, uint8 or input (the original's, default)")
+    de.add_argument("--dtype", default="input", choices=OUTPUT_DTYPES,
+                    help="output data type (default: input, the original's)")
     _common(de)
     de.set_defaults(func=cmd_decompress)

@@ -563,6 +563,9 @@ def compress_volume(
 
     if target_bpp is not None and target_psnr is not None:
         raise InputError("give at most one of target_bpp and target_psnr")
+    low, high = float(volume.data.min()), float(volume.data.max())
+    if low == high:
+        raise InputError(f"the volume is constant ({low:g} everywhere): nothing to compress")
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     if target_bpp is not None:
         if not target_bpp > 0:

@@ -20,7 +20,7 @@ import torch
 
 from arssr.compress import CompressionConfig, compress_volume
 from arssr.errors import OutputExistsError
-from arssr.files import atomic_path
+from arssr.files import atomic_file
 from arssr.volume import Volume
 
 COLUMNS = ("scale", "width", "depth", "siren_params", "bytes", "bpp", "compression_ratio", "paper_cr", "psnr", "ssim",
@@ -97,8 +97,8 @@ def plot(records: list[dict], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp)
+    with atomic_file(path) as handle:
+        fig.savefig(handle, format="png")
     plt.close(fig)
 
 
@@ -110,7 +110,7 @@ def write_report(records: list[dict], folder: Path, overwrite: bool = False) -> 
     if existing and not overwrite:
         raise OutputExistsError(f"{existing[0]}: exists (use --overwrite to replace it)")
     for path, text in zip(paths, (table_csv(records), table_markdown(records))):
-        with atomic_path(path) as tmp:
-            tmp.write_text(text)
+        with atomic_file(path) as handle:
+            handle.write(text.encode())
     plot(records, paths[2])
     return paths

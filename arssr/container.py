@@ -27,8 +27,8 @@ import struct
 import zlib
 from pathlib import Path
 
-from arssr.errors import InputError, OutputExistsError
-from arssr.files import atomic_path
+from arssr.errors import InputError
+from arssr.files import atomic_file, check_output
 
 MAGIC = b"ARSSRZ"
 FORMAT_VERSION = 2
@@ -77,13 +77,10 @@ def unpack(blob: bytes, name: str = "file") -> tuple[dict, bytes]:
 
 def write_container(path: str | os.PathLike, meta: dict, payload: bytes, overwrite: bool = False) -> int:
     """Write atomically; returns the file's size in bytes."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)")
+    path = check_output(path, overwrite)
     blob = pack(meta, payload)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(blob)
+    with atomic_file(path) as handle:
+        handle.write(blob)
     return len(blob)
 
 

@@ -13,5 +13,9 @@ class ModelFileError(ArssrError):
     """A weights file that is missing, unreadable or does not match a known model."""
 
 
-class OutputExistsError(ArssrError):
+class OutputError(ArssrError):
+    """An output that cannot be written: an unwritable place, a folder in its way, or one of the inputs."""
+
+
+class OutputExistsError(OutputError):
     """An output file exists and overwriting was not asked for."""

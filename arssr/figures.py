@@ -13,7 +13,7 @@ from typing import Callable
 import nibabel as nib
 import numpy as np
 
-from arssr.files import atomic_path
+from arssr.files import atomic_file
 
 VIEWS = ("sagittal", "coronal", "axial")
 #: Error maps show |estimate - GT| up to this fraction of the GT's data range.
@@ -41,8 +41,8 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
+    with atomic_file(path) as handle:
+        fig.savefig(handle, dpi=90, bbox_inches="tight", format="png")
     _pyplot().close(fig)
     return path
 

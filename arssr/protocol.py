@@ -1,4 +1,5 @@
-"""Names and defaults of the evaluation protocol (paper section 4) and of the consistency options, importable without torch for the CLI."""
+"""Names and defaults the CLI needs without importing torch: the evaluation protocol's (paper section 4),
+the consistency options and the output dtypes."""
 
 #: Interpolation baselines on the aligned grid, by ``arssr.degrade.resample`` method (``kspace``: zero filling).
 BASELINES = {"nearest": "nearest", "trilinear": "linear", "cubic": "cubic", "lanczos": "lanczos", "kspace": "kspace"}
@@ -12,3 +13,6 @@ DEFAULT_DEGRADATIONS = ("kspace", "cubic")
 CONSISTENCY_OPERATORS = ("kspace", "cubic", "lanczos", "gaussian", "none")
 #: k-space truncation, because that is what an MR acquisition at lower resolution is; measured in the README.
 DEFAULT_CONSISTENCY = "kspace"
+
+#: Output data types of written volumes; ``input`` keeps the source file's.
+OUTPUT_DTYPES = ("float32", "float64", "int16", "uint16", "uint8", "input")

@@ -14,10 +14,10 @@ import numpy as np
 
 from arssr import geometry
 from arssr.degrade import DEGRADATIONS
-from arssr.errors import InputError, OutputExistsError
+from arssr.errors import InputError, OutputError
 from arssr.evaluation import Record, Scorer, Subject, baseline, evaluate, method, scale_label
 from arssr.protocol import DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS
-from arssr.files import atomic_path
+from arssr.files import atomic_file, check_output
 from arssr.volume import load_volume
 
 RESULT_FILES = ("results.csv", "results.json", "results.md")
@@ -101,8 +101,8 @@ def write_results(records: list[Record], folder: Path, notes: Sequence[str] = ()
         "results.md": markdown_report(records, notes) + "\n",
     }
     for name, text in texts.items():
-        with atomic_path(folder / name) as tmp:
-            tmp.write_text(text)
+        with atomic_file(folder / name) as handle:
+            handle.write(text.encode())
     return [folder / name for name in texts]
 
 
@@ -129,6 +129,39 @@ def load_subjects(gt: Sequence[str], lr: Sequence[str] | None = None, atlas: Seq
             lr=load_volume(lr_path) if lr_path else None,
         ))
     return subjects
+
+
+def check_protocol(scales: Sequence[float], degradations: Sequence[str]) -> None:
+    """``InputError`` for an unknown degradation or a scale below 1."""
+    unknown = [d for d in degradations if d not in DEGRADATIONS]
+    if unknown:
+        raise InputError(f"unknown degradation {unknown[0]!r}: choose from {', '.join(DEGRADATIONS)}")
+    for scale in scales:
+        geometry.check_scale([scale] * 3)
+
+
+def _method_files(methods: Sequence[str]) -> list[str]:
+    """The weights files among method specs (``FILE`` or ``NAME=FILE``)."""
+    return [spec.rpartition("=")[2] for spec in methods if spec not in METHODS]
+
+
+def _segment_or_warn(segment: Callable, notes: list[str]) -> Callable:
+    """``segment`` for a :class:`Scorer`; after its first failure one warning (and note), then no labels (no Dice)."""
+    failures: list[str] = []
+
+    def labels(subject: Subject, data: np.ndarray) -> np.ndarray | None:
+        if failures:
+            return None
+        try:
+            return segment(data, subject.mask, subject.gt.spacing, subject.atlas)
+        except Exception as err:  # ANTs raises a bare Exception when Atropos stops
+            failures.append(f"Dice: unavailable (segmentation of {subject.name} failed: "
+                            f"{(str(err).splitlines() or [type(err).__name__])[0]})")
+            notes.append(failures[0])
+            warnings.warn(failures[0], stacklevel=2)
+            return None
+
+    return labels
 
 
 def run_evaluation(
@@ -161,14 +194,12 @@ def run_evaluation(
     from arssr.metrics import MetricUnavailable, load_lpips
 
     out = Path(out_dir)
-    existing = [str(out / name) for name in RESULT_FILES if (out / name).exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(f"{existing[0]}: exists (use --overwrite to replace the results in {out})")
-    unknown = [d for d in degradations if d not in DEGRADATIONS]
-    if unknown:
-        raise InputError(f"unknown degradation {unknown[0]!r}: choose from {', '.join(DEGRADATIONS)}")
-    for scale in scales:
-        geometry.check_scale([scale] * 3)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is a file; -o/--output-dir takes a folder for the results")
+    inputs = [*gt, *(lr or ()), *(atlas or ()), *_method_files(methods)]
+    for name in RESULT_FILES:
+        check_output(out / name, overwrite, inputs)
+    check_protocol(scales, degradations)
     subjects = load_subjects(gt, lr, atlas)
     runs = dict(method(spec, device, tile) for spec in methods)
 
@@ -191,7 +222,7 @@ def run_evaluation(
         except ImportError as err:
             notes.append(f"Dice: unavailable ({err})")
         else:
-            scorer.segment = lambda subject, data: segment(data, subject.mask, subject.gt.spacing, subject.atlas)
+            scorer.segment = _segment_or_warn(segment, notes)
             scorer.classes = REGIONS if any(s.atlas is not None for s in subjects) else TISSUES
             notes.append("Dice: ANTs Atropos (k-means, 3 classes, inside the ground truth's brain mask) on the GT "
                          "and on each result" + ("; deep GM and cerebellum from the atlas" if atlas else ""))

@@ -18,6 +18,9 @@ import numpy as np
 from arssr.errors import InputError
 
 TISSUES = {"CSF": 1, "GM": 2, "WM": 3}
+#: Amplitude of the deterministic uniform dither added to the [0, 1]-normalised copy that Atropos segments:
+#: its variance (3.3e-5) keeps every class above the 1e-6 at which Atropos calls a covariance singular.
+DITHER = 1e-2
 REGIONS = {**TISSUES, "deep GM": 4, "cerebellum": 5}
 #: AAL labels of the caudate, putamen, pallidum and thalamus (left and right).
 AAL_DEEP_GREY = tuple(range(71, 79))
@@ -37,6 +40,9 @@ def atropos_tissues(
 
     ``smoothing`` is the MRF weight and ``iterations`` the EM iterations of
     ``ants.atropos``; k-means initialisation makes the result deterministic.
+    Atropos segments a copy normalised to [0, 1] inside the mask with a tiny
+    seeded dither (:data:`DITHER`), so integer data, where a class can hold a
+    single intensity, do not stop it with a singular covariance.
     """
     import ants
 
@@ -47,7 +53,7 @@ def atropos_tissues(
     if mask.sum() < classes:
         raise InputError(f"the brain mask has {int(mask.sum())} voxels: too few for {classes} tissue classes")
     spacing = tuple(float(s) for s in spacing)
-    image = ants.from_numpy(data, spacing=spacing)
+    image = ants.from_numpy(_dithered(data, mask), spacing=spacing)
     mask_image = ants.from_numpy(mask.astype(np.float32), spacing=spacing)
     result = ants.atropos(a=image, x=mask_image, i=f"kmeans[{classes}]", m=f"[{smoothing},1x1x1]",
                           c=f"[{iterations},0]", v=0)
@@ -56,6 +62,14 @@ def atropos_tissues(
     renumber = np.zeros(classes + 1, dtype=np.uint8)
     renumber[1 + np.argsort(means)] = np.arange(1, classes + 1)
     return renumber[labels]
+
+
+def _dithered(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``data`` mapped to [0, 1] over ``mask``, plus a uniform dither of :data:`DITHER` (seed 0)."""
+    low, high = float(data[mask].min()), float(data[mask].max())
+    scaled = (data.astype(np.float64) - low) / (high - low if high > low else 1.0)
+    noise = np.random.default_rng(0).uniform(-DITHER, DITHER, data.shape)
+    return (scaled + noise).astype(np.float32)
 
 
 def atlas_regions(tissues: np.ndarray, atlas: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ import yaml
 from arssr import __version__, datasets
 from arssr.degrade import DEGRADATIONS
 from arssr.errors import InputError
-from arssr.files import atomic_path
+from arssr.files import atomic_file, check_output
 from arssr.models import ArSSR, load_model, save_model
 from arssr.volume import Volume
 
@@ -73,6 +73,8 @@ RANGE_KEYS = ("degradation.noise_std", "degradation.bias")
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CHECKPOINT = "checkpoint.pt"
+#: Files a run writes into its folder (besides TensorBoard's events).
+RUN_FILES = ("config.yaml", "split.json", CHECKPOINT, "last.safetensors", "best.safetensors")
 #: Steps per epoch with endless synthetic data, unless ``steps_per_epoch`` says otherwise.
 SYNTHETIC_EPOCH = 100
 
@@ -268,8 +270,8 @@ def start_alive(model: torch.nn.Module) -> None:
 
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file, then rename it over ``path``."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_file(path) as handle:
+        torch.save(obj, handle)
 
 
 class Trainer:
@@ -314,11 +316,14 @@ class Trainer:
         self.step, self.best = 0, -math.inf
         if checkpoint is not None:
             self._load(checkpoint)
-        self.writer = SummaryWriter(str(self.out)) if self.rank == 0 else None
         val = config["val"]
         self.val_volumes = datasets.validation_volumes(
             self.split["val"], val["volumes"] if self.rank == 0 else 0, val["seed"], self.module.normalization,
             self.module.axis_order, config["synthetic"])
+        self.writer = None
+        if self.rank == 0:  # the run folder's first files, once everything above has worked
+            self._write_run_files()
+            self.writer = SummaryWriter(str(self.out))
 
     def _device(self) -> torch.device:
         from arssr.inference import resolve_device
@@ -376,11 +381,14 @@ class Trainer:
             split = datasets.split_subjects(paths, labels, config["split"]["ratios"], config["split"]["seed"])
             if not split["train"]:
                 raise InputError(f"{config['data']}: no training subjects in the split")
-        if self.rank == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "split.json").write_text(json.dumps(split, indent=1) + "\n")
-            (self.out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         return split
+
+    def _write_run_files(self) -> None:
+        texts = {"split.json": json.dumps(self.split, indent=1) + "\n",
+                 "config.yaml": yaml.safe_dump(self.config, sort_keys=False)}
+        for name, text in texts.items():
+            with atomic_file(self.out / name) as handle:
+                handle.write(text.encode())
 
     def _distributed(self) -> torch.nn.Module:
         import torch.distributed as dist
@@ -541,4 +549,14 @@ def cli_config(
     base = None
     if path is None and checkpoint is not None and checkpoint.is_file():
         base = torch.load(checkpoint, map_location="cpu", weights_only=True).get("config")
-    return load_config(path, overrides, base)
+    config = load_config(path, overrides, base)
+    check_run_folder(config, path)
+    return config
+
+
+def check_run_folder(config: dict, config_path: str | os.PathLike | None = None) -> None:
+    """``OutputError`` if a file the run writes is one of its inputs (config, data, init weights) or cannot be written."""
+    folder = Path(config["out"])
+    inputs = [config_path, config["init"] if config["init"] != "default" else None, config["data"]]
+    for name in RUN_FILES:
+        check_output(folder / name, overwrite=True, inputs=[p for p in inputs if p is not None])

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from arssr.errors import InputError, OutputExistsError
-from arssr.files import atomic_path
+from arssr.errors import InputError
+from arssr.files import atomic_file, check_output
+from arssr.protocol import OUTPUT_DTYPES
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-OUTPUT_DTYPES = ("float32", "float64", "int16", "uint16", "uint8", "input")
+#: Largest distance (mm) between where qform and sform put a corner of the volume before they count as disagreeing.
+QFORM_TOLERANCE_MM = 1e-3
 
 
 def is_nifti_path(path: str | os.PathLike) -> bool:
@@ -97,9 +101,25 @@ def load_volume(path: str | os.PathLike) -> Volume:
     except Exception as err:  # nibabel raises many types for broken files
         raise InputError(f"{path}: cannot read as NIfTI ({type(err).__name__}: {err})") from None
     try:
-        return Volume(data, image.affine, image.header.copy())
+        volume = Volume(data, image.affine, image.header.copy())
     except InputError as err:
         raise InputError(f"{path}: {err}") from None
+    _warn_if_forms_disagree(path, image.header, volume.shape)
+    return volume
+
+
+def _warn_if_forms_disagree(path: Path, header: nib.Nifti1Header, shape: tuple[int, int, int]) -> None:
+    """One warning when qform and sform (both with a code above 0) place the volume differently.
+
+    The sform wins then, as in nibabel (``image.affine``).
+    """
+    if int(header["qform_code"]) <= 0 or int(header["sform_code"]) <= 0:
+        return
+    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+    offset = np.linalg.norm((corners @ (header.get_qform() - header.get_sform()).T)[:, :3], axis=1).max()
+    if offset > QFORM_TOLERANCE_MM:
+        warnings.warn(f"{path}: qform and sform disagree (by up to {offset:.3g} mm at a corner); "
+                      "using the sform, as nibabel does", stacklevel=3)
 
 
 def _output_header(volume: Volume, dtype: np.dtype) -> nib.Nifti1Header:
@@ -137,14 +157,20 @@ def save_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False
     path = Path(path)
     if not is_nifti_path(path):
         raise InputError(f"{path}: output must end in .nii or .nii.gz")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)")
     if dtype not in OUTPUT_DTYPES:
         raise InputError(f"unknown output dtype {dtype!r}; known: {', '.join(OUTPUT_DTYPES)}")
+    check_output(path, overwrite)
     out_dtype = np.dtype(volume.input_dtype if dtype == "input" else dtype)
     image = nib.Nifti1Image(_cast(volume.data, out_dtype), volume.affine, _output_header(volume, out_dtype))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
-    with atomic_path(path, suffix) as tmp:
-        nib.save(image, str(tmp))
+    with atomic_file(path) as handle:
+        if str(path).lower().endswith(".gz"):
+            with gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=1) as stream:
+                _write_nifti(image, stream)
+        else:
+            _write_nifti(image, handle)
     return path
+
+
+def _write_nifti(image: nib.Nifti1Image, stream) -> None:
+    """``image`` as a single-file NIfTI into an open binary ``stream``."""
+    image.to_file_map(image.make_file_map({"image": stream, "header": stream}))

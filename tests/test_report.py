@@ -86,8 +86,6 @@ def test_evaluate_given_lr_pairs(tmp_path, mni_files, mni_crop):
     (["--gt", "missing.nii.gz"], "missing.nii.gz: file not found"),
     (["--gt", "{gt}", "--lr", "{gt}", "{gt}"], "one LR input per ground truth"),
     (["--gt", "{gt}", "--methods", "bicubic"], "unknown method 'bicubic'"),
-    (["--gt", "{gt}", "--degradations", "blur"], "unknown degradation 'blur'"),
-    (["--gt", "{gt}", "--scales", "0.5"], "scale"),
 ])
 def test_bad_evaluate_input_is_one_error_line_and_writes_nothing(tmp_path, capsys, mni_files, argv, message):
     gt, _ = mni_files
@@ -105,6 +103,11 @@ def test_evaluate_usage_errors_exit_2(capsys, mni_files):
     with pytest.raises(SystemExit) as exc:
         run(capsys, "evaluate", "--gt", gt, "--scales", ",", "-o", "out")
     assert exc.value.code == 2 and "--scales takes comma-separated numbers, got none" in capsys.readouterr().err
+    for option, value, message in (("--degradations", "blur", "unknown degradation 'blur'"),
+                                   ("--scales", "0.5", "scale must be >= 1")):
+        with pytest.raises(SystemExit) as exc:
+            run(capsys, "evaluate", "--gt", gt, option, value, "-o", "out")
+        assert exc.value.code == 2 and capsys.readouterr().err.startswith(f"error: {message}")
 
 
 def test_markdown_marks_values_missing_for_some_subjects(mni_crop):

@@ -53,3 +53,15 @@ def test_atlas_regions_split_deep_grey_and_cerebellum():
     assert regions == [1, d, 3, c, c, 1, 2, 3, 0]
     with pytest.raises(InputError, match="atlas shape"):
         atlas_regions(tissues, atlas[..., :4])
+
+
+def test_atropos_segments_integer_data_with_few_levels(mni_t1):
+    """A 0.5 mm uint8 crop quantised to 8 levels: a class of one intensity no longer stops Atropos."""
+    from scipy.ndimage import zoom
+
+    crop = zoom(mni_t1.data[86:110, 104:128, 82:106], 2, order=0)
+    data = np.rint(8 * crop / crop.max()).astype(np.uint8)
+    labels = atropos_tissues(data, brain_mask(data.astype(np.float32)), (0.5, 0.5, 0.5))
+    assert labels.shape == (48, 48, 48) and set(np.unique(labels)) == {0, 1, 2, 3}
+    means = [data[labels == k].mean() for k in (1, 2, 3)]
+    assert means == sorted(means)

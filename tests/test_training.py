@@ -190,7 +190,9 @@ def test_cli_trains_resumes_and_reports_config_errors(data, tmp_path, capsys):
     assert main(["train", "--resume", "auto", "--out", str(out), "steps=5"]) == 0
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == 5 and state["config"]["seed"] == 3
-    assert main(["train", "--config", str(recipe), "--out", str(tmp_path / "x"), "model.widht=3"]) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--config", str(recipe), "--out", str(tmp_path / "x"), "model.widht=3"])
+    assert exit_info.value.code == 2 and not (tmp_path / "x").exists()
     assert "unknown config key 'model.widht'; valid keys:" in capsys.readouterr().err
 
 

@@ -2,7 +2,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from arssr.errors import InputError, OutputExistsError
+from arssr.errors import InputError, OutputError, OutputExistsError
 from arssr.volume import Volume, load_volume, save_volume
 from conftest import oblique_affine
 
@@ -49,13 +49,12 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, oblique_volume):
 
 
 def test_failed_write_leaves_no_file(tmp_path, oblique_volume, monkeypatch):
-    def broken_save(image, filename):
-        with open(filename, "wb") as handle:
-            handle.write(b"half")
-        raise OSError("disk full")
+    def broken_write(image, stream):
+        stream.write(b"half")
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(nib, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr("arssr.volume._write_nifti", broken_write)
+    with pytest.raises(OutputError, match="o.nii.gz: cannot write .No space left on device"):
         save_volume(oblique_volume, tmp_path / "o.nii.gz")
     assert list(tmp_path.iterdir()) == []
 

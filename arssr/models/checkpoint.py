@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open, save
 
 from arssr.errors import ModelFileError
-from arssr.files import atomic_path
+from arssr.files import atomic_file
 from arssr.models.arssr import ArSSR
 
 FORMAT = "arssr"
@@ -54,16 +54,9 @@ def save_model(model: ArSSR, path: str | os.PathLike, half: bool = False, **meta
     path = Path(path)
     tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "model": json.dumps(model.config), **metadata}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates files readable by their owner only
+    with atomic_file(path) as handle:
+        handle.write(save(tensors, metadata=meta))
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

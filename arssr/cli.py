@@ -180,9 +180,9 @@ def cmd_upsample(args: argparse.Namespace) -> int:
 
     from arssr.errors import ArssrError
     from arssr.files import check_output, refuse_inputs
-    from arssr.inference import example_volume_path, resolve_device, upsample
-    from arssr.models import default_model_path, file_sha256, load_model
-    from arssr.volume import save_volume
+    from arssr.inference import adapt_to, example_volume_path, resolve_device, upsample
+    from arssr.models import default_model_path, file_sha256, load_model, save_model
+    from arssr.volume import load_volume, save_volume
 
     if args.example:
         if args.inputs:
@@ -201,6 +201,16 @@ def cmd_upsample(args: argparse.Namespace) -> int:
         refuse_inputs([target, _sidecar_path(target)], [*inputs, weights])
         if not target.exists():  # an existing one is skipped, replaced or reported in the loop below
             check_output(target)
+    adapting = args.adapt is not None or args.adapt_steps is not None
+    if args.save_adapted:
+        if not adapting or len(inputs) != 1:
+            raise UsageError("--save-adapted needs --adapt or --adapt-steps and a single input")
+        check_output(args.save_adapted, args.overwrite, [*inputs, weights, *outputs])
+    if adapting:
+        from arssr.adapt import AdaptOptions
+
+        operator = args.consistency if args.consistency != "none" else DEFAULT_CONSISTENCY
+        adapt_options = AdaptOptions(seconds=args.adapt, steps=args.adapt_steps, operator=operator, seed=args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -218,8 +228,17 @@ def cmd_upsample(args: argparse.Namespace) -> int:
             continue
         try:
             start = time.perf_counter()
+            volume, used, adapted = load_volume(source), model, None
+            if adapting:
+                used, adapted = adapt_to(volume, model, args.scale, args.voxel_size, adapt_options, device, progress)
+                if not args.quiet:
+                    verdict = "kept" if adapted.kept else "dropped: the default model stays"
+                    print(f"{source}: adapted in {adapted.steps} steps ({adapted.seconds:.0f} s), held-out PSNR "
+                          f"{adapted.before:.2f} -> {adapted.after:.2f} dB, {verdict}", file=sys.stderr)
+                if args.save_adapted:
+                    save_model(used, args.save_adapted, adapted_to=str(source), **used.card)
             result = upsample(
-                source, model, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
+                volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
                 device=device, precision=args.precision, progress=progress, consistency=args.consistency,
             )
             save_volume(result, target, overwrite=args.overwrite, dtype=args.dtype)
@@ -234,7 +253,8 @@ def cmd_upsample(args: argparse.Namespace) -> int:
                 "arssr_version": __version__, "input": str(source), "output": str(target),
                 "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
                 "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
-                "precision": args.precision, "consistency": args.consistency, "tile": args.tile, "seconds": round(elapsed, 3),
+                "precision": args.precision, "consistency": args.consistency,
+                "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
                 "arguments": sys.argv[1:],
             })
         if not args.quiet:
@@ -323,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--consistency", default=DEFAULT_CONSISTENCY, choices=CONSISTENCY_OPERATORS, help=(
         "project the output onto the volumes that this degradation takes back to the input exactly "
         f"(default: {DEFAULT_CONSISTENCY}, as an MR acquisition; none: the network's output as it is)"))
+    up.add_argument("--adapt", type=positive_float, metavar="SECONDS", help=(
+        "first fine-tune a copy of the model on the input itself for this long (self-adaptation); it is kept only "
+        "if a held-out slab of the input improves"))
+    up.add_argument("--adapt-steps", type=positive_int, metavar="N", help="most self-adaptation steps")
+    up.add_argument("--save-adapted", metavar="FILE", help="write the adapted weights (.safetensors)")
+    up.add_argument("--seed", type=int, default=0, help="seed of self-adaptation (default: 0)")
     up.add_argument("--tile", type=positive_int, help="LR tile edge in voxels (default: chosen from free memory)")
     up.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     up.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast precision")

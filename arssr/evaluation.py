@@ -21,7 +21,8 @@ import torch
 from arssr import geometry
 from arssr.degrade import degrade, resample
 from arssr.errors import InputError
-from arssr.inference import upsample
+from arssr.adapt import AdaptOptions
+from arssr.inference import adapt_to, upsample
 from arssr.metrics import brain_mask, dice, psnr, ssim
 from arssr.models import ArSSR, load_model
 from arssr.protocol import (
@@ -30,6 +31,8 @@ from arssr.protocol import (
 from arssr.volume import Volume
 
 Method = Callable[[Volume, tuple[int, int, int]], np.ndarray]
+#: Self-adaptation time of ``+adapt`` without a value.
+DEFAULT_ADAPT_SECONDS = 60.0
 
 
 def simulate_lr(hr: Volume, scale: float | Sequence[float], degradation: str) -> Volume:
@@ -67,33 +70,51 @@ def ants_bspline(lr: Volume, hr_shape: tuple[int, int, int]) -> np.ndarray:
     return np.clip(out, lr.data.min(), lr.data.max()).astype(np.float32)
 
 
-def model_method(model: ArSSR, device: str = "auto", tile: int | None = None, consistency: str = "none") -> Method:
-    """The model through :func:`arssr.inference.upsample`, with the given consistency projection."""
+def model_method(
+    model: ArSSR, device: str = "auto", tile: int | None = None, consistency: str = "none", adapt: float | None = None
+) -> Method:
+    """The model through :func:`arssr.inference.upsample` with the given consistency projection, after
+    ``adapt`` seconds of self-adaptation to each input when given."""
     def run(lr: Volume, hr_shape: tuple[int, int, int]) -> np.ndarray:
         scale = tuple(n / m for n, m in zip(hr_shape, lr.shape))
-        return upsample(lr, model, scale=scale, device=device, tile=tile, consistency=consistency).data
+        used = model
+        if adapt is not None:
+            operator = consistency if consistency != "none" else DEFAULT_CONSISTENCY
+            used, _ = adapt_to(lr, model, scale, options=AdaptOptions(seconds=adapt, operator=operator), device=device)
+        return upsample(lr, used, scale=scale, device=device, tile=tile, consistency=consistency).data
 
     return run
 
 
 def model_options(suffixes: Sequence[str], spec: str) -> dict:
-    """Keyword arguments of :func:`model_method` from a spec's ``+`` suffixes (``dc``, ``dc:OPERATOR``)."""
+    """Keyword arguments of :func:`model_method` from a spec's ``+`` suffixes: ``dc``, ``dc:OPERATOR``,
+    ``adapt`` (60 s), ``adapt:SECONDS``."""
     options = {}
     for suffix in suffixes:
         kind, _, value = suffix.partition(":")
         if kind == "dc" and value in ("", *CONSISTENCY_OPERATORS):
             options["consistency"] = value or DEFAULT_CONSISTENCY
+        elif kind == "adapt" and (not value or _positive(value)):
+            options["adapt"] = float(value or DEFAULT_ADAPT_SECONDS)
         else:
-            raise InputError(f"unknown method option {suffix!r} in {spec!r} (use +dc or +dc:OPERATOR, "
-                             f"OPERATOR one of {', '.join(CONSISTENCY_OPERATORS)})")
+            raise InputError(f"unknown method option {suffix!r} in {spec!r} (use +dc, +dc:OPERATOR with OPERATOR "
+                             f"one of {', '.join(CONSISTENCY_OPERATORS)}, +adapt or +adapt:SECONDS)")
     return options
+
+
+def _positive(text: str) -> bool:
+    try:
+        return 0 < float(text) < math.inf
+    except ValueError:
+        return False
 
 
 def method(spec: str, device: str = "auto", tile: int | None = None) -> tuple[str, Method]:
     """``(name, method)`` from a name in :data:`METHODS`, a weights file, or ``NAME=FILE``.
 
     A model may carry options after ``+``: ``arssr+dc`` projects its output
-    onto the default consistency operator, ``arssr+dc:cubic`` onto another.
+    onto the default consistency operator, ``arssr+dc:cubic`` onto another;
+    ``+adapt`` (``+adapt:SECONDS``) adapts it to each input first.
     """
     if spec in BASELINES:
         return spec, baseline(spec)

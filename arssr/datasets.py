@@ -171,22 +171,29 @@ class CropJobs(Dataset):
     """Job ``k`` -> ``(per_volume, size, size, size)`` float32 crops of one subject (empty if it cannot be read).
 
     ``subjects`` is a list of paths, or ``None`` for the synthetic MNI source
-    (:class:`arssr.synthetic.SyntheticMNI` with the options ``synthetic``).
+    (:class:`arssr.synthetic.SyntheticMNI` with the options ``synthetic``);
+    with paths, a share ``synthetic_share`` of the jobs (drawn per job from
+    the seed) still takes a synthetic volume.
     """
 
     def __init__(
         self, subjects: Sequence[str] | None, options: CropOptions, seed: int,
         normalization: str = "percentile", axis_order: str = "xyz", synthetic: dict | None = None,
+        synthetic_share: float = 0.0,
     ) -> None:
         self.subjects = list(subjects) if subjects is not None else None
+        self.synthetic_share = synthetic_share
         self.options, self.seed = options, seed
         self.normalization, self.axis_order = normalization, axis_order
         self.synthetic_options = dict(synthetic or {})
         self._synthetic = None
 
     def subject(self, k: int) -> str | None:
-        """The path job ``k`` loads: each round of ``len(subjects)`` jobs visits every subject once."""
-        if self.subjects is None:
+        """The path job ``k`` loads (``None``: a synthetic volume); each round of ``len(subjects)`` jobs visits
+        every subject once, less the synthetic jobs."""
+        if self.subjects is None or (
+            self.synthetic_share and np.random.default_rng([self.seed, 2, k]).random() < self.synthetic_share
+        ):
             return None
         n = len(self.subjects)
         order = np.random.default_rng([self.seed, 0, k // n]).permutation(n)

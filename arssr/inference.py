@@ -144,10 +144,12 @@ class _Decoder:
     def __init__(self, model: ArSSR, plans: Sequence[AxisPlan], chunk: int) -> None:
         self.model, self.plans, self.chunk = model, plans, chunk
 
-    def block(self, features: torch.Tensor, origin: Sequence[int], out_ranges: Sequence[tuple[int, int]]):
+    def block(self, features: torch.Tensor, origin: Sequence[int], out_ranges: Sequence[tuple[int, int]],
+              base: torch.Tensor | None = None):
         """Yield ``(rows, values)`` slabs along axis 0 of the output block ``out_ranges``.
 
-        ``features`` is ``(A, B, C, channels)`` whose index 0 is LR voxel ``origin - 1``.
+        ``features`` is ``(A, B, C, channels)`` whose index 0 is LR voxel ``origin - 1``; ``base``, for a
+        residual model, is the LR block ``(A, B, C, 1)`` on the same voxels, its edges replicated.
         """
         (o0, o1), (p0, p1), (q0, q1) = out_ranges
         cols, depth = p1 - p0, q1 - q0
@@ -168,8 +170,8 @@ class _Decoder:
         for r0 in range(o0, o1, rows_per_slab):
             r1 = min(o1, r0 + rows_per_slab)
             ax0 = self.plans[0]
-            slab = _lerp_axis(features, 0, ax0.lower[r0:r1] - origin[0] + 1, ax0.weight[r0:r1])
-            slab = _lerp_axis(slab, 1, low1, w1)
+            low0, w0 = ax0.lower[r0:r1] - origin[0] + 1, ax0.weight[r0:r1]
+            slab = _lerp_axis(_lerp_axis(features, 0, low0, w0), 1, low1, w1)
             # Decoder input [feature, coordinate] is filled in place: no concatenated copy.
             channels = slab.shape[-1]
             queries = torch.empty((r1 - r0, cols, depth, channels + 3), dtype=slab.dtype, device=device)
@@ -177,7 +179,10 @@ class _Decoder:
             queries[..., channels] = torch.from_numpy(ax0.normalized[r0:r1]).to(queries).view(-1, 1, 1)
             queries[..., channels + 1:] = coords12
             values = torch.cat([self.model.decoder(part) for part in queries.view(-1, channels + 3).split(self.chunk)])
-            yield (r0, r1), values.float().view(r1 - r0, cols, depth)
+            values = values.float().view(r1 - r0, cols, depth)
+            if base is not None:  # the same separable lerp as the features: trilinear, as ArSSR.query's
+                values += _lerp_axis(_lerp_axis(_lerp_axis(base, 0, low0, w0), 1, low1, w1), 2, low2, w2)[..., 0]
+            yield (r0, r1), values
 
 
 def _tiles(n: int, edge: int) -> list[tuple[int, int]]:
@@ -224,7 +229,8 @@ def super_resolve(
                     if any(lo == hi for lo, hi in out_ranges):
                         continue
                     features, origin = _encode_tile(model, lr_tensor, core, halo, device)
-                    for (r0, r1), values in decoder.block(features, origin, out_ranges):
+                    base = _lr_tile(lr_tensor, core, device) if model.residual else None
+                    for (r0, r1), values in decoder.block(features, origin, out_ranges, base):
                         (p0, p1), (q0, q1) = out_ranges[1], out_ranges[2]
                         out[r0:r1, p0:p1, q0:q1] = values.cpu().numpy()
                         bar.update(values.numel())
@@ -242,6 +248,16 @@ def _encode_tile(model: ArSSR, lr: torch.Tensor, core, halo: int, device: torch.
     # One zero voxel on every side: LR index a - 1 (read when a == 0) and n (read when b == n).
     padded = torch.nn.functional.pad(features, (0, 0, 1, 1, 1, 1, 1, 1))
     return padded.contiguous(), tuple(a for a, _ in core)
+
+
+def _lr_tile(lr: torch.Tensor, core, device: torch.device) -> torch.Tensor:
+    """LR range ``[a - 1, b + 1)`` per axis, channels last, edges replicated outside the volume."""
+    region = tuple(slice(max(0, a - 1), min(n, b + 1)) for (a, b), n in zip(core, lr.shape))
+    pad = []
+    for (a, b), n in reversed(list(zip(core, lr.shape))):  # F.pad lists the last axis first
+        pad += [int(a == 0), int(b == n)]
+    block = torch.nn.functional.pad(lr[region][None, None].float(), pad, mode="replicate")[0, 0]
+    return block[..., None].to(device)
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -358,16 +374,18 @@ def upsample(
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     model = model.to(device).eval()
 
+    affine = geometry.resampled_affine(volume.affine, volume.shape, out_shape)
+    low, high = float(volume.data.min()), float(volume.data.max())
+    if low == high:  # a constant volume has nothing to resolve, and every projection keeps it
+        return Volume(np.full(out_shape, low, dtype=np.float32), affine, volume.header)
     space = ModelSpace.of(volume.data, volume.affine, model)
     lr = space.to_model(volume.data)
     result = super_resolve(lr, model, space.axes(out_shape), tile=tile, device=device, precision=precision,
                            chunk=chunk, progress=progress)
-    low, high = float(volume.data.min()), float(volume.data.max())
     if consistency == "none":
         data = space.from_model(result, clip=(low, high))
     else:
         data = space.from_model(project(result, lr, consistency, space.intensity(0.0) if low >= 0 else None))
-    affine = geometry.resampled_affine(volume.affine, volume.shape, out_shape)
     return Volume(data, affine, volume.header)
 
 

@@ -55,10 +55,10 @@ DEFAULTS: dict[str, Any] = {
     "val_every": 2000,
     "checkpoint_every": 2000,
     "model": {"encoder": "rdn", "encoder_args": {}, "feature_dim": 128, "decoder_width": 256, "decoder_depth": 4,
-              "axis_order": "xyz", "normalization": "percentile"},
+              "axis_order": "xyz", "normalization": "percentile", "residual": False},
     "sampling": {"crop": 40, "lr_size": 10, "scale_min": 2.0, "scale_max": 4.0, "anisotropic": False,
                  "crops_per_volume": 6, "pool_volumes": 8, "foreground_threshold": 0.1, "min_foreground": 0.5,
-                 "max_tries": 20, "num_workers": 0},
+                 "max_tries": 20, "num_workers": 0, "synthetic_share": 0.0},
     "degradation": {"methods": {"cubic": 1.0}, "noise": None, "noise_std": 0.0, "bias": 0.0},
     "synthetic": {},  # arssr.synthetic.SyntheticMNI options for data: mni-synthetic
     "split": {"ratios": list(datasets.PAPER_SPLIT), "seed": 0},
@@ -180,8 +180,8 @@ def check_config(config: dict) -> dict:
             (1 <= s["scale_min"] <= s["scale_max"], "sampling: need 1 <= scale_min <= scale_max"),
             (math.floor(s["lr_size"] * s["scale_max"] + 0.5) <= s["crop"],
              "sampling: lr_size * scale_max exceeds crop"),
-            (0 <= s["min_foreground"] <= 1 and s["num_workers"] >= 0,
-             "sampling: min_foreground in [0, 1], num_workers >= 0"),
+            (0 <= s["min_foreground"] <= 1 and s["num_workers"] >= 0 and 0 <= s["synthetic_share"] <= 1,
+             "sampling: min_foreground and synthetic_share in [0, 1], num_workers >= 0"),
             (isinstance(d["methods"], dict) and set(d["methods"]) <= set(DEGRADATIONS)
              and all(w >= 0 for w in d["methods"].values()) and sum(d["methods"].values()) > 0,
              f"degradation.methods: weights >= 0 (not all 0) of {methods}"),
@@ -309,7 +309,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config["amp"] == "fp16")
         self.pairs, crops = pair_options(config), crop_options(config)
         jobs = datasets.CropJobs(train_subjects, crops, config["seed"], self.module.normalization,
-                                 self.module.axis_order, config["synthetic"])
+                                 self.module.axis_order, config["synthetic"], sampling["synthetic_share"])
         self.pool = datasets.CropPool(jobs, sampling["pool_volumes"] * crops.per_volume, config["seed"],
                                       sampling["num_workers"])
         self.generator = torch.Generator().manual_seed(_derived_seed(config["seed"]))

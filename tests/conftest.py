@@ -23,7 +23,7 @@ def make_tiny_model(seed: int = 0, **overrides) -> ArSSR:
     torch.manual_seed(seed)
     model = ArSSR(**{**TINY_ARGS, **overrides}).eval()
     with torch.no_grad():
-        model.decoder.stage_two[-2].bias.fill_(0.5)
+        [layer for layer in model.decoder.stage_two if isinstance(layer, torch.nn.Linear)][-1].bias.fill_(0.5)
     return model
 
 

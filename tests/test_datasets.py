@@ -179,3 +179,16 @@ def test_synthetic_source_gives_head_crops():
     crops = jobs[0]
     assert crops.shape == (2, 40, 40, 40) and float((crops > 0.1).float().mean()) >= 0.5
     assert not torch.equal(crops, jobs[1])
+
+
+def test_a_synthetic_share_mixes_synthetic_jobs_into_real_subjects(tmp_path, mni_t1):
+    from arssr.volume import save_volume
+
+    path = tmp_path / "real.nii.gz"
+    save_volume(mni_t1, path)
+    jobs = CropJobs([str(path)], CropOptions(size=40, per_volume=1), seed=0, synthetic_share=0.4)
+    kinds = [jobs.subject(k) is None for k in range(200)]
+    assert 0.3 < np.mean(kinds) < 0.5
+    assert [jobs.subject(k) for k in range(50)] == [jobs.subject(k) for k in range(50)]  # seeded per job
+    assert all(s is None for s in (CropJobs(None, CropOptions(), 0).subject(k) for k in range(5)))
+    assert all(s == str(path) for s in (CropJobs([str(path)], CropOptions(), 0).subject(k) for k in range(5)))

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -173,3 +174,34 @@ def test_query_interpolates_features_trilinearly(tiny_model):
     expected_feature = (features[0, :, 1, 1, 2] + features[0, :, 2, 1, 2]) / 2
     expected = tiny_model.decoder(torch.cat([expected_feature, coords[0, 0]])[None])
     torch.testing.assert_close(tiny_model.query(features, coords)[0], expected)
+
+
+def test_residual_start_is_trilinear_interpolation_of_the_input(mni_crop):
+    """A residual model whose last layer is zero gives the LR input interpolated trilinearly, edges replicated:
+    scipy's ``map_coordinates(order=1, mode="nearest")`` at the queried voxel coordinates (real anatomy)."""
+    from scipy.ndimage import map_coordinates
+
+    from arssr.models.arssr import residual_start
+
+    plain = make_tiny_model()
+    model = residual_start(plain)
+    assert model.residual and model.config["args"]["residual"] and not plain.residual
+    lr = torch.from_numpy(mni_crop.data / mni_crop.data.max())[None, None].float()
+    coords = torch.rand(1, 500, 3, generator=torch.Generator().manual_seed(0)) * 2.2 - 1.1  # beyond the edges too
+    with torch.no_grad():
+        out = model(lr, coords)[0, :, 0].numpy()
+    voxel = ((coords[0].double().numpy() + 1) * np.array(mni_crop.shape) - 1) / 2
+    expected = map_coordinates(lr[0, 0].double().numpy(), voxel.T, order=1, mode="nearest")
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="needs the LR input"):
+        model.query(model.encode(lr), coords)
+
+
+def test_residual_flag_travels_in_the_weights_file(tmp_path):
+    from arssr.models.arssr import residual_start
+
+    path = save_model(residual_start(make_tiny_model()), tmp_path / "residual.safetensors")
+    loaded = load_model(path)
+    assert loaded.residual and not isinstance(loaded.decoder.stage_two[-1], torch.nn.ReLU)
+    assert not load_model(None).residual  # the shipped non-residual model keeps its final ReLU
+    assert isinstance(load_model(None).decoder.stage_two[-1], torch.nn.ReLU)

@@ -33,6 +33,9 @@ class ArSSR(nn.Module):
         axis_order: array axis order the weights were trained in: ``xyz`` is
             nibabel's order, ``zyx`` is SimpleITK's (the official release).
         normalization: intensity window the weights expect (see ``arssr.intensity``).
+        residual: the decoder predicts a signed correction that is added to the
+            trilinear interpolation of the LR input at the query point (edges
+            replicated); ``False`` for the paper's models and the official weights.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class ArSSR(nn.Module):
         decoder_depth: int = 4,
         axis_order: str = "xyz",
         normalization: str = "percentile",
+        residual: bool = False,
     ) -> None:
         super().__init__()
         if axis_order not in AXIS_ORDERS:
@@ -58,13 +62,15 @@ class ArSSR(nn.Module):
             "decoder_depth": decoder_depth,
             "axis_order": axis_order,
             "normalization": normalization,
+            "residual": bool(residual),
         }
         self.axis_order = axis_order
         self.normalization = normalization
+        self.residual = bool(residual)
         #: Facts from the weights file's model card (e.g. ``input_spacing_mm = "2,4"``); not part of the architecture.
         self.card: dict[str, str] = {}
         self.encoder = build_encoder(encoder, feature_dim, **self.args["encoder_args"])
-        self.decoder = MLPDecoder(feature_dim + 3, 1, decoder_width, decoder_depth)
+        self.decoder = MLPDecoder(feature_dim + 3, 1, decoder_width, decoder_depth, final_relu=not self.residual)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -80,7 +86,11 @@ class ArSSR(nn.Module):
         return self.encoder(lr)
 
     def query(
-        self, features: torch.Tensor, coords: torch.Tensor, feature_coords: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        coords: torch.Tensor,
+        feature_coords: torch.Tensor | None = None,
+        lr: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Intensities at ``coords``: ``(B, K, 3)`` in ``[-1, 1]``, array-axis order -> ``(B, K, 1)``.
 
@@ -89,13 +99,32 @@ class ArSSR(nn.Module):
         towards zero, as in the official release. When ``features`` cover
         only a block of the volume, ``feature_coords`` says where ``coords``
         fall in that block's own ``[-1, 1]`` frame; the decoder still reads
-        the whole-volume ``coords``.
+        the whole-volume ``coords``. A residual model also needs the LR input
+        ``lr`` (of the same block) that ``features`` were encoded from.
         """
         at = coords if feature_coords is None else feature_coords
-        grid = to_grid_sample_order(at)[:, :, None, None, :]
-        sampled = F.grid_sample(features, grid.to(features.dtype), mode="bilinear", align_corners=False)
+        grid = to_grid_sample_order(at)[:, :, None, None, :].to(features.dtype)
+        sampled = F.grid_sample(features, grid, mode="bilinear", align_corners=False)
         sampled = sampled[:, :, :, 0, 0].transpose(1, 2)
-        return self.decoder(torch.cat([sampled, coords.to(sampled.dtype)], dim=-1))
+        out = self.decoder(torch.cat([sampled, coords.to(sampled.dtype)], dim=-1))
+        if not self.residual:
+            return out
+        if lr is None:
+            raise ValueError("a residual model needs the LR input in query()")
+        base = F.grid_sample(lr.to(grid.dtype), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out + base[:, :, :, 0, 0].transpose(1, 2).to(out.dtype)
 
     def forward(self, lr: torch.Tensor, coords: torch.Tensor, feature_coords: torch.Tensor | None = None) -> torch.Tensor:
-        return self.query(self.encode(lr), coords, feature_coords)
+        return self.query(self.encode(lr), coords, feature_coords, lr)
+
+
+def residual_start(model: ArSSR) -> ArSSR:
+    """A residual copy of ``model`` with its last decoder layer zeroed: it starts as trilinear
+    interpolation of the LR input and keeps every other learnt weight (a warm start for training)."""
+    start = ArSSR(**{**model.args, "residual": True})
+    start.load_state_dict(model.state_dict())
+    last = [layer for layer in start.decoder.stage_two if isinstance(layer, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    return start

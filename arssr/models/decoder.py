@@ -6,16 +6,16 @@ import torch
 from torch import nn
 
 
-def _relu_mlp(in_features: int, out_features: int, width: int, depth: int) -> nn.Sequential:
+def _relu_mlp(in_features: int, out_features: int, width: int, depth: int, final_relu: bool = True) -> nn.Sequential:
     sizes = [in_features] + [width] * (depth - 1) + [out_features]
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(fan_in, fan_out), nn.ReLU(inplace=True)]
-    return nn.Sequential(*layers)
+    return nn.Sequential(*(layers if final_relu else layers[:-1]))
 
 
 class MLPDecoder(nn.Module):
-    """Two stages of ``depth`` linear layers, a ReLU after each (the last included).
+    """Two stages of ``depth`` linear layers, a ReLU after each (the very last one only with ``final_relu``).
 
     Stage one maps the ``in_features`` input back to ``in_features`` and is added to
     the input; stage two maps that sum to ``out_features``.
@@ -25,16 +25,20 @@ class MLPDecoder(nn.Module):
         out_features: output channels (1 for an intensity).
         width: hidden width.
         depth: linear layers per stage (at least 2).
+        final_relu: a ReLU after the last layer (the paper's intensities are >= 0; a
+            residual correction is signed and has none).
     """
 
-    def __init__(self, in_features: int = 131, out_features: int = 1, width: int = 256, depth: int = 4) -> None:
+    def __init__(
+        self, in_features: int = 131, out_features: int = 1, width: int = 256, depth: int = 4, final_relu: bool = True
+    ) -> None:
         super().__init__()
         for name, value, least in (("in_features", in_features, 1), ("out_features", out_features, 1),
                                    ("width", width, 1), ("depth", depth, 2)):
             if not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
         self.stage_one = _relu_mlp(in_features, in_features, width, depth)
-        self.stage_two = _relu_mlp(in_features, out_features, width, depth)
+        self.stage_two = _relu_mlp(in_features, out_features, width, depth, final_relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(..., in_features)`` -> ``(..., out_features)``."""

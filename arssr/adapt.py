@@ -122,7 +122,7 @@ def adapt(
     rng = np.random.default_rng(options.seed)
 
     tuned = copy.deepcopy(model).to(device).train()
-    before = _held_out_psnr(model.to(device).eval(), slab, scale, options.operator, device)
+    before = _held_out_psnr(model, slab, scale, options.operator, device)
     optimizer = torch.optim.Adam(tuned.parameters(), lr=options.learning_rate)
     bar = tqdm(total=options.steps, disable=not progress, leave=False, unit="step", desc="adapting")
     began, steps = time.perf_counter(), 0

@@ -463,7 +463,7 @@ def decode(
     lr = evaluate_siren(siren.to(device), lr_shape, device)
     if model is not None:
         order = axis_permutation(model.axis_order)
-        sr = super_resolve(lr.transpose(order), model.to(device).eval(), tuple(shape[i] for i in order),
+        sr = super_resolve(lr.transpose(order), model, tuple(shape[i] for i in order),
                            device=device, progress=progress).transpose(order)
         floor = (0.0 - window[0]) / (window[1] - window[0]) if clip[0] >= 0 else None  # 0 in intensity units
         lr = project(sr, lr, meta.get("consistency", "none"), floor)

@@ -195,3 +195,14 @@ def test_residual_model_tiled_equals_whole_volume_query(mni_crop, tile):
         tensor = torch.from_numpy(lr)[None, None]
         expected = model.query(model.encode(tensor), geometry.grid_coordinates(shape).view(1, -1, 3), lr=tensor)
     np.testing.assert_allclose(out, expected.view(shape).numpy(), atol=1e-5)
+
+
+def test_the_callers_model_is_left_as_it_was(mni_crop):
+    """No moving, no mode switch, no memory-format change of the model a caller passes in."""
+    model = make_tiny_model().train()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    conv = next(m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv3d) and m.in_channels > 1)
+    upsample(mni_crop, model, scale=2, device="cpu")
+    assert model.training and conv.weight.is_contiguous()
+    assert not conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())

@@ -205,3 +205,11 @@ def test_residual_flag_travels_in_the_weights_file(tmp_path):
     assert loaded.residual and not isinstance(loaded.decoder.stage_two[-1], torch.nn.ReLU)
     assert not load_model(None).residual  # the shipped non-residual model keeps its final ReLU
     assert isinstance(load_model(None).decoder.stage_two[-1], torch.nn.ReLU)
+
+
+def test_every_public_name_resolves():
+    import arssr
+
+    namespace: dict = {}
+    exec("from arssr import *", namespace)
+    assert set(arssr.__all__) <= set(namespace) and all(namespace[name] is not None for name in arssr.__all__)

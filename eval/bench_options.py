@@ -1,0 +1,95 @@
+"""Cost of each `arssr upsample` option on one whole head: wall seconds and peak memory, side by side.
+
+Each case runs in its own process (peak RSS is per process) on the same LR input: a ground truth
+degraded by k-space truncation at ``--scale``. Cases: the network alone (``--consistency none``), the
+default k-space consistency, cubic consistency, and self-adaptation (``--adapt SECONDS``) before the
+default. Times are given also as ratios to the network alone.
+
+Usage: python eval/bench_options.py [--gt ch2.nii.gz] [--scale 2] [--adapt 60] [--threads 2]
+                                    [--json eval/results/bench_options_cpu.json]
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TEMPLATES = Path.home() / ".cache/arssr/mricron/usr/share/mricron/templates"
+CASES = {
+    "network alone": {"consistency": "none"},
+    "k-space consistency (default)": {"consistency": "kspace"},
+    "cubic consistency": {"consistency": "cubic"},
+    "self-adaptation + k-space consistency": {"consistency": "kspace", "adapt": True},
+}
+
+
+def one_case(gt: str, scale: float, consistency: str, adapt: float | None, threads: int) -> dict:
+    """Run in a child process: simulate the LR, upsample it, report seconds and peak RSS."""
+    import numpy as np
+    import torch
+
+    from arssr.adapt import AdaptOptions
+    from arssr.evaluation import simulate_lr
+    from arssr.inference import adapt_to, upsample
+    from arssr.metrics import brain_mask, psnr
+    from arssr.volume import Volume, load_volume
+
+    torch.set_num_threads(threads)
+    truth = load_volume(gt)
+    truth = Volume(truth.data.astype(np.float32), truth.affine)
+    lr = simulate_lr(truth, scale, "kspace")
+    factors = tuple(n / m for n, m in zip(truth.shape, lr.shape))
+    start = time.perf_counter()
+    model, report = None, None
+    if adapt:
+        model, report = adapt_to(lr, None, factors, options=AdaptOptions(seconds=adapt), device="cpu")
+    out = upsample(lr, model, scale=factors, device="cpu", consistency=consistency).data
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": round(seconds, 2),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "psnr": round(psnr(out, truth.data), 3),
+        "psnr_mask": round(psnr(out, truth.data, brain_mask(truth.data)), 3),
+        "adapt": report.as_dict() if report else None,
+        "lr_shape": list(lr.shape), "output_shape": list(out.shape),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gt", default=str(TEMPLATES / "ch2.nii.gz"))
+    parser.add_argument("--scale", type=float, default=2.0)
+    parser.add_argument("--adapt", type=float, default=60.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default="eval/results/bench_options_cpu.json")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        case = CASES[args.one]
+        result = one_case(args.gt, args.scale, case["consistency"], args.adapt if case.get("adapt") else None,
+                          args.threads)
+        print(json.dumps(result))
+        return
+    rows = {}
+    for name in CASES:
+        command = [sys.executable, __file__, "--one", name, "--gt", args.gt, "--scale", str(args.scale),
+                   "--adapt", str(args.adapt), "--threads", str(args.threads)]
+        rows[name] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    base = rows["network alone"]["seconds"]
+    print(f"{Path(args.gt).name}, k-space LR x{args.scale:g} {rows[name]['lr_shape']} -> "
+          f"{rows[name]['output_shape']}, {args.threads} threads")
+    print("| option | wall s | x network alone | peak RSS MiB | PSNR dB whole / mask |")
+    print("|---|---|---|---|---|")
+    for name, row in rows.items():
+        print(f"| {name} | {row['seconds']:.1f} | {row['seconds'] / base:.2f} | {row['peak_rss_mib']:.0f} | "
+              f"{row['psnr']:.2f} / {row['psnr_mask']:.2f} |")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"gt": args.gt, "scale": args.scale, "threads": args.threads,
+                                           "cases": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

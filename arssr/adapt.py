@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from arssr import geometry
-from arssr.consistency import check_operator, project
+from arssr.consistency import project
 from arssr.datasets import Example, PairOptions, make_pairs
-from arssr.degrade import DEGRADATIONS, degrade
+from arssr.degrade import DEGRADATIONS
 from arssr.errors import InputError
 from arssr.models import ArSSR
 
@@ -85,10 +85,9 @@ def _holdout(shape: Sequence[int], share: float) -> tuple[int, int, int]:
 
 
 def _held_out_psnr(model: ArSSR, slab: np.ndarray, scale, operator: str, device: torch.device) -> float:
-    from arssr.inference import super_resolve
+    from arssr.inference import self_example, super_resolve
 
-    small = geometry.output_shape(slab.shape, [1 / k for k in scale])
-    lr = degrade(torch.from_numpy(slab.astype(np.float64)), small, operator).numpy().astype(np.float32)
+    lr = self_example(slab, scale, operator)
     estimate = project(super_resolve(lr, model, slab.shape, device=device), lr, operator)
     mse = float(np.mean((estimate.astype(np.float64) - slab) ** 2))
     return 10 * math.log10(1.0 / max(mse, 1e-12))

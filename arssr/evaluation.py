@@ -71,24 +71,25 @@ def ants_bspline(lr: Volume, hr_shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def model_method(
-    model: ArSSR, device: str = "auto", tile: int | None = None, consistency: str = "none", adapt: float | None = None
+    model: ArSSR, device: str = "auto", tile: int | None = None, consistency: str = "none",
+    adapt: float | None = None, gain: float | str = 1.0,
 ) -> Method:
-    """The model through :func:`arssr.inference.upsample` with the given consistency projection, after
-    ``adapt`` seconds of self-adaptation to each input when given."""
+    """The model through :func:`arssr.inference.upsample` with the given consistency projection and detail
+    gain, after ``adapt`` seconds of self-adaptation to each input when given."""
     def run(lr: Volume, hr_shape: tuple[int, int, int]) -> np.ndarray:
         scale = tuple(n / m for n, m in zip(hr_shape, lr.shape))
         used = model
         if adapt is not None:
             operator = consistency if consistency != "none" else DEFAULT_CONSISTENCY
             used, _ = adapt_to(lr, model, scale, options=AdaptOptions(seconds=adapt, operator=operator), device=device)
-        return upsample(lr, used, scale=scale, device=device, tile=tile, consistency=consistency).data
+        return upsample(lr, used, scale=scale, device=device, tile=tile, consistency=consistency, gain=gain).data
 
     return run
 
 
 def model_options(suffixes: Sequence[str], spec: str) -> dict:
     """Keyword arguments of :func:`model_method` from a spec's ``+`` suffixes: ``dc``, ``dc:OPERATOR``,
-    ``adapt`` (60 s), ``adapt:SECONDS``."""
+    ``adapt`` (60 s), ``adapt:SECONDS``, ``gain`` (fitted on the input), ``gain:VALUE``."""
     options = {}
     for suffix in suffixes:
         kind, _, value = suffix.partition(":")
@@ -96,9 +97,11 @@ def model_options(suffixes: Sequence[str], spec: str) -> dict:
             options["consistency"] = value or DEFAULT_CONSISTENCY
         elif kind == "adapt" and (not value or _positive(value)):
             options["adapt"] = float(value or DEFAULT_ADAPT_SECONDS)
+        elif kind == "gain" and (not value or _positive(value)):
+            options["gain"] = float(value) if value else "auto"
         else:
             raise InputError(f"unknown method option {suffix!r} in {spec!r} (use +dc, +dc:OPERATOR with OPERATOR "
-                             f"one of {', '.join(CONSISTENCY_OPERATORS)}, +adapt or +adapt:SECONDS)")
+                             f"one of {', '.join(CONSISTENCY_OPERATORS)}, +adapt, +adapt:SECONDS, +gain or +gain:VALUE)")
     return options
 
 

@@ -18,7 +18,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from arssr.models.space import ModelSpace
 from arssr.protocol import DEFAULT_CONSISTENCY
 from arssr.volume import Volume, load_volume
 
+if TYPE_CHECKING:
+    from arssr.adapt import AdaptOptions, AdaptReport
+
 #: Decoder queries per chunk: activations of 4096 x 256 floats stay in a CPU's L2 cache.
 DEFAULT_CHUNK = 4096
 #: Output voxels interpolated at once before being decoded chunk by chunk.
@@ -40,6 +43,8 @@ ENCODER_BYTES_PER_VOXEL_CHANNEL = 80
 #: Share of the free memory that the encoder may use for one tile.
 MEMORY_SHARE = 0.5
 MIN_TILE = 8
+#: Largest detail gain that ``gain="auto"`` chooses.
+MAX_GAIN = 2.0
 #: Relative slack of the model card's ranges: a 181-voxel axis at x2 has 1.99 mm voxels.
 CARD_TOLERANCE = 1.05
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -359,6 +364,7 @@ def upsample(
     chunk: int = DEFAULT_CHUNK,
     progress: bool = False,
     consistency: str = DEFAULT_CONSISTENCY,
+    gain: float | str = 1.0,
 ) -> Volume:
     """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
 
@@ -368,7 +374,10 @@ def upsample(
     volume gives the same result in world space. ``consistency`` names the
     degradation that the output is projected onto (``arssr.consistency``;
     kept non-negative when the input is); ``none`` keeps the network's
-    output, clipped to the input's intensity range.
+    output, clipped to the input's intensity range. ``gain`` scales the
+    detail that the network adds to the consistent minimum-norm solution
+    (zero-filled k-space for ``kspace``); ``auto`` fits it on the input
+    itself (:func:`detail_gain`).
     """
     if not isinstance(volume, Volume):
         volume = load_volume(volume)
@@ -392,8 +401,43 @@ def upsample(
     if consistency == "none":
         data = space.from_model(result, clip=(low, high))
     else:
-        data = space.from_model(project(result, lr, consistency, space.intensity(0.0) if low >= 0 else None))
+        if gain == "auto":
+            gain = detail_gain(model, lr, space.axes(factors), consistency, device)
+        floor = space.intensity(0.0) if low >= 0 else None
+        data = space.from_model(project(float(gain) * result, lr, consistency, floor))
     return Volume(data, affine, volume.header)
+
+
+def self_example(lr: np.ndarray, scale: Sequence[float], operator: str) -> np.ndarray | None:
+    """``lr`` degraded once more by ``scale`` with ``operator`` (float32), or ``None`` when too small for it."""
+    from arssr.degrade import degrade
+
+    small = geometry.output_shape(lr.shape, [1 / k for k in scale])
+    if min(small) < 2:
+        return None
+    return degrade(torch.from_numpy(np.asarray(lr, dtype=np.float64)), small, operator).numpy().astype(np.float32)
+
+
+def detail_gain(model: ArSSR, lr: np.ndarray, scale: Sequence[float], operator: str, device: torch.device) -> float:
+    """Least-squares gain of the network's detail, fitted on the input itself (model space).
+
+    The input, degraded once more by ``scale``, is super-resolved back to the
+    input's grid and projected; the gain ``g`` that makes ``z + g d`` closest
+    to the input (``z``: the projection of zeros, ``d``: what the projection
+    keeps of the network's output) is returned, clipped to ``[0, MAX_GAIN]``;
+    1 when the input is too small to degrade. Costs one SR of a volume
+    ``prod(scale)`` times smaller than the input.
+    """
+    low = self_example(lr, scale, operator)
+    if low is None:
+        return 1.0
+    estimate = super_resolve(low, model, lr.shape, device=device)
+    base = project(np.zeros_like(estimate), low, operator)
+    detail = project(estimate, low, operator) - base
+    energy = float(np.sum(detail.astype(np.float64) ** 2))
+    if energy == 0:
+        return 1.0
+    return float(np.clip(np.sum(detail * (lr - base), dtype=np.float64) / energy, 0.0, MAX_GAIN))
 
 
 def example_volume_path() -> Path:

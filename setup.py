@@ -28,6 +28,8 @@ setup(
         "pyyaml>=5.4",
         "tensorboard>=2.10",
         "zstandard>=0.20",
+        # fire: `python -m monai.bundle run`; jsonschema: `python -m monai.bundle verify_metadata`
+        "monai[fire,jsonschema]>=1.4",
     ],
     extras_require={
         # lpips pulls torchvision, which must match the installed torch build: install it with `[eval]`.

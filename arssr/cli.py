@@ -323,6 +323,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_bundle(args: argparse.Namespace) -> int:
+    from arssr.bundle import export_bundle
+
+    folder = export_bundle(args.folder, args.weights, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"bundle written to {folder}; run it with: python -m monai.bundle run --bundle_root {folder} "
+              f"--config_file {folder}/configs/inference.json --input_file LR --output_file SR --scale K",
+              file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="arssr", description="Arbitrary-scale super-resolution of 3D medical volumes.")
     parser.add_argument("--version", action="version", version=f"arssr {__version__}")
@@ -408,6 +419,15 @@ def build_parser() -> argparse.ArgumentParser:
     from arssr.cli_compress import add_commands
 
     add_commands(sub)
+
+    bundle = sub.add_parser("export-bundle", help="write a model as a MONAI bundle", description=(
+        "Write a MONAI bundle (configs/metadata.json, configs/inference.json, models/, docs/README.md) that "
+        "`python -m monai.bundle run` runs exactly as `arssr upsample`."))
+    bundle.add_argument("folder", metavar="DIR", help="bundle folder (created if missing)")
+    bundle.add_argument("--weights", help="arssr .safetensors model file (default: the shipped model)")
+    bundle.add_argument("--overwrite", "--force", action="store_true", help="replace an existing bundle's files")
+    bundle.add_argument("-q", "--quiet", action="store_true", help="no closing line")
+    bundle.set_defaults(func=cmd_export_bundle)
 
     info = sub.add_parser("info", help="key facts of a volume, a model file or an .arssr file")
     info.add_argument("file", help="a NIfTI volume, a weights file or an .arssr file")

@@ -11,7 +11,9 @@
 The bundle does not re-implement inference with MONAI transforms: ``BundleUpsampler`` calls
 ``arssr.inference.upsample`` with the defaults of ``arssr upsample``, so the two give the same
 volume and geometry (arssr's NIfTI reading, which follows nibabel on qform/sform, its aligned
-output grid and its exact tiled encoding are what the model was trained and tested with).
+output grid and its exact tiled encoding are what the model was trained and tested with). MONAI's
+``SlidingWindowInferer`` would blend the outputs of overlapping patches; arssr's tiles carry a halo
+of the encoder's receptive radius, so tiled features equal whole-volume features.
 """
 
 from __future__ import annotations

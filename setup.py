@@ -28,11 +28,15 @@ setup(
         "pyyaml>=5.4",
         "tensorboard>=2.10",
         "zstandard>=0.20",
+        # fire: `python -m monai.bundle run`; jsonschema: `python -m monai.bundle verify_metadata`
+        "monai[fire,jsonschema]>=1.4",
     ],
     extras_require={
         # lpips pulls torchvision, which must match the installed torch build: install it with `[eval]`.
         "eval": ["antspyx>=0.4", "matplotlib>=3.5", "lpips>=0.1.4"],
-        "test": ["pytest>=7", "nilearn>=0.10", "antspyx>=0.4", "matplotlib>=3.5", "scikit-learn>=1.0", "hypothesis>=6"],
+        # No antspyx here: it caps numpy and scipy below their latest releases, which `pip install .` installs.
+        # Its tests (Atropos, B-spline) skip without it; `.ci/run` installs it.
+        "test": ["pytest>=7", "nilearn>=0.10", "matplotlib>=3.5", "scikit-learn>=1.0", "hypothesis>=6"],
         "train": ["nilearn>=0.10"],
         "bench": ["imagecodecs>=2024.1", "matplotlib>=3.5"],
     },

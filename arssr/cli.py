@@ -89,6 +89,13 @@ def positive_float(text: str) -> float:
 
 
 @_option
+def shard_option(text: str) -> tuple[int, int]:
+    from arssr.shard import parse_shard
+
+    return parse_shard(text)
+
+
+@_option
 def scale_option(text: str) -> tuple[float, float, float]:
     from arssr.geometry import check_scale, parse_triple
 
@@ -182,6 +189,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
     from arssr.files import check_output, refuse_inputs
     from arssr.inference import adapt_to, example_volume_path, resolve_device, upsample
     from arssr.models import default_model_path, file_sha256, load_model, save_model
+    from arssr.shard import current_shard, shard_device
     from arssr.volume import load_volume, save_volume
 
     if args.example:
@@ -195,8 +203,10 @@ def cmd_upsample(args: argparse.Namespace) -> int:
     else:
         inputs, batch = expand_inputs(args.inputs)
     outputs = plan_outputs(inputs, batch, args.output, args.output_dir, args.suffix)
+    shard = current_shard(args.shard)
+    todo = shard.take(list(zip(inputs, outputs))) if shard else list(zip(inputs, outputs))
     weights = Path(args.weights) if args.weights else default_model_path()
-    for target in outputs:
+    for _, target in todo:
         check_nifti_output(target)
         refuse_inputs([target, _sidecar_path(target)], [*inputs, weights])
         if not target.exists():  # an existing one is skipped, replaced or reported in the loop below
@@ -213,12 +223,12 @@ def cmd_upsample(args: argparse.Namespace) -> int:
         adapt_options = AdaptOptions(seconds=args.adapt, steps=args.adapt_steps, operator=operator, seed=args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device = resolve_device(shard_device(args.device, shard))
     model = load_model(args.weights)
     weights_sha = file_sha256(weights)
     progress = not args.quiet and sys.stderr.isatty()
     failed, skipped, done = [], 0, 0
-    for source, target in zip(inputs, outputs):
+    for source, target in todo:
         if target.exists() and args.skip_existing:
             skipped += 1
             continue
@@ -260,8 +270,9 @@ def cmd_upsample(args: argparse.Namespace) -> int:
         if not args.quiet:
             shape = "x".join(map(str, result.shape))
             print(f"{target}  ({shape}, {elapsed:.1f} s)", file=sys.stderr)
-    if batch:
-        print(f"{done} written, {skipped} skipped, {len(failed)} failed", file=sys.stderr)
+    if batch or shard:
+        print(f"{f'shard {shard}: ' if shard else ''}{done} written, {skipped} skipped, {len(failed)} failed",
+              file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -323,6 +334,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_bundle(args: argparse.Namespace) -> int:
+    from arssr.bundle import export_bundle
+
+    folder = export_bundle(args.folder, args.weights, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"bundle written to {folder}; run it with: python -m monai.bundle run --bundle_root {folder} "
+              f"--config_file {folder}/configs/inference.json --input_file LR --output_file SR --scale K",
+              file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="arssr", description="Arbitrary-scale super-resolution of 3D medical volumes.")
     parser.add_argument("--version", action="version", version=f"arssr {__version__}")
@@ -357,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output data type (default: float32; 'input' keeps the input's)")
     up.add_argument("--overwrite", "--force", action="store_true", help="replace existing outputs")
     up.add_argument("--skip-existing", action="store_true", help="leave existing outputs alone (resume a batch)")
+    up.add_argument("--shard", type=shard_option, metavar="I/N", help=(
+        "process only files I, I+N, I+2N, ... of the batch (0 <= I < N; e.g. a job array's task index); under "
+        "torchrun the files are split over the ranks as well"))
     up.add_argument("--no-sidecar", action="store_true", help="do not write the JSON provenance file beside outputs")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-file lines")
     up.set_defaults(func=cmd_upsample)
@@ -408,6 +433,15 @@ def build_parser() -> argparse.ArgumentParser:
     from arssr.cli_compress import add_commands
 
     add_commands(sub)
+
+    bundle = sub.add_parser("export-bundle", help="write a model as a MONAI bundle", description=(
+        "Write a MONAI bundle (configs/metadata.json, configs/inference.json, models/, docs/README.md) that "
+        "`python -m monai.bundle run` runs exactly as `arssr upsample`."))
+    bundle.add_argument("folder", metavar="DIR", help="bundle folder (created if missing)")
+    bundle.add_argument("--weights", help="arssr .safetensors model file (default: the shipped model)")
+    bundle.add_argument("--overwrite", "--force", action="store_true", help="replace an existing bundle's files")
+    bundle.add_argument("-q", "--quiet", action="store_true", help="no closing line")
+    bundle.set_defaults(func=cmd_export_bundle)
 
     info = sub.add_parser("info", help="key facts of a volume, a model file or an .arssr file")
     info.add_argument("file", help="a NIfTI volume, a weights file or an .arssr file")

@@ -282,6 +282,11 @@ DEGRADATIONS: dict[str, Callable[..., torch.Tensor]] = {
 # ---------------------------------------------------------------------------
 # Corruptions of the LR volume
 # ---------------------------------------------------------------------------
+# Not MONAI's RandRicianNoise/RandGaussianNoise/RandBiasField: these act on a whole batch on the
+# training device from one torch.Generator (checkpointed for bit-for-bit resume), with sigma relative to
+# each volume's maximum; MONAI's draw per sample from numpy's RandomState on the CPU, with an absolute
+# sigma (or, for Rician noise, one relative to the image's standard deviation). Nor its resamplers: no MONAI transform downsamples by k-space truncation
+# to round(n / k) voxels on the aligned grid above (its GibbsNoise truncates k-space but keeps the shape).
 
 
 def _random(kind: str, shape, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -70,7 +70,13 @@ def psnr(estimate: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = 
 
 
 def ssim(estimate: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Mean 3D SSIM: scikit-image's mean (borders of half a window left out), or the SSIM map's mean inside ``mask``."""
+    """Mean 3D SSIM: scikit-image's mean (borders of half a window left out), or the SSIM map's mean inside ``mask``.
+
+    MONAI's ``SSIMMetric`` with the same window agrees to a few 1e-4 (tests/test_monai.py); scikit-image's
+    is kept because it is about 7x faster on a CPU in float64 (the 96 x 112 x 96 MNI block: 0.6-1.3 s
+    against 7-9 s, one thread), returns the SSIM map that the masked mean needs, and is the
+    population-covariance SSIM of Wang et al. that the published tables use.
+    """
     estimate, reference, mask = _pair(estimate, reference, mask)
     if min(reference.shape) < SSIM_WINDOW:
         raise InputError(f"SSIM needs at least {SSIM_WINDOW} voxels along every axis, got shape {reference.shape}")

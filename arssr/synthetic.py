@@ -18,6 +18,14 @@ the composite image is warped once: the same as warping every map with the
 same field and mixing them afterwards, at the cost of one map. Maps are kept
 cropped to the head (plus a margin) and only output voxels that the warp maps
 into it are interpolated; the rest of the grid is background (0).
+
+MONAI's ``Rand3DElastic``/``RandAffine``, ``RandBiasField`` and ``RandGaussianNoise`` are not used
+here: they draw from numpy's legacy ``RandomState`` (a second random stream beside the ``Generator``
+that ``sample`` takes and that training checkpoints), their elastic field is a Gaussian-smoothed
+offset grid where this one is a cubic-spline control grid composed with the affine in one resampling
+that interpolates only the voxels that land in the head, and their bias field is a Legendre
+polynomial. Swapping them in would change the training data of the shipped models' recipes and the
+seeded stream that makes a run and its resume bit for bit equal.
 """
 
 from __future__ import annotations

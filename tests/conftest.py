@@ -1,5 +1,6 @@
 """Shared fixtures: a small seeded model, volumes with awkward geometry, and real anatomy (MNI152 T1)."""
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import nibabel as nib
@@ -9,6 +10,9 @@ import torch
 
 from arssr.models import ArSSR, save_model
 from arssr.volume import Volume
+
+#: ANTs (antspyx) is in the `eval` extra, not `test`: it caps numpy and scipy below their latest releases.
+needs_ants = pytest.mark.skipif(find_spec("ants") is None, reason="needs antspyx: pip install -e '.[eval]'")
 
 TINY_ARGS = {
     "encoder": "rdn",

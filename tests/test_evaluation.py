@@ -8,7 +8,7 @@ from arssr.evaluation import Scorer, Subject, ants_bspline, baseline, evaluate, 
 from arssr.geometry import resampled_affine
 from arssr.metrics import brain_mask
 from arssr.volume import Volume
-from conftest import oblique_affine
+from conftest import needs_ants, oblique_affine
 
 
 def band_limited(shape, seed=0):
@@ -39,6 +39,7 @@ def test_zero_filled_kspace_inverts_kspace_truncation_of_a_band_limited_volume()
     assert np.abs(baseline("cubic")(lr, hr.shape) - hr.data).max() > 0.01
 
 
+@needs_ants
 def test_ants_bspline_is_on_the_aligned_grid():
     hr = band_limited((80, 72, 60))
     lr = simulate_lr(hr, 2.5, "kspace")

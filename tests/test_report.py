@@ -12,6 +12,7 @@ from arssr.evaluation import Subject, baseline, simulate_lr
 from arssr.metrics import psnr
 from arssr.report import markdown_report, run_evaluation
 from arssr.segmentation import REGIONS
+from conftest import needs_ants
 from test_cli import run
 
 
@@ -28,6 +29,7 @@ def mni_files(tmp_path, mni_crop):
     return gt, atlas_path
 
 
+@needs_ants
 def test_evaluate_writes_every_result_and_figure(tmp_path, capsys, mni_files, mni_crop, tiny_weights):
     gt, atlas = mni_files
     out = tmp_path / "eval"

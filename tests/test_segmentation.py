@@ -8,6 +8,8 @@ from arssr.errors import InputError
 from arssr.metrics import brain_mask, dice
 from arssr.segmentation import REGIONS, TISSUES, atlas_regions, atropos_tissues
 
+from conftest import needs_ants
+
 
 @pytest.fixture(scope="module")
 def mni_3mm(mni_t1):
@@ -15,6 +17,7 @@ def mni_3mm(mni_t1):
     return data, brain_mask(data)
 
 
+@needs_ants
 def test_atropos_labels_tissues_by_intensity_on_mni(mni_3mm):
     data, mask = mni_3mm
     labels = atropos_tissues(data, mask, spacing=(3, 3, 3))
@@ -36,6 +39,7 @@ def test_atropos_labels_tissues_by_intensity_on_mni(mni_3mm):
     assert min(dice(labels, again, TISSUES).values()) > 0.99
 
 
+@needs_ants
 def test_atropos_refuses_a_mismatched_or_empty_mask(mni_3mm):
     data, mask = mni_3mm
     with pytest.raises(InputError, match="does not match"):
@@ -55,6 +59,7 @@ def test_atlas_regions_split_deep_grey_and_cerebellum():
         atlas_regions(tissues, atlas[..., :4])
 
 
+@needs_ants
 def test_atropos_segments_integer_data_with_few_levels(mni_t1):
     """A 0.5 mm uint8 crop quantised to 8 levels: a class of one intensity no longer stops Atropos."""
     from scipy.ndimage import zoom

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from arssr import __version__
 from arssr.protocol import (
-    CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS, OUTPUT_DTYPES,
+    CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_GAIN, DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS, OUTPUT_DTYPES,
 )
 
 SUFFIXES = (".nii.gz", ".nii")
@@ -96,6 +96,21 @@ def shard_option(text: str) -> tuple[int, int]:
 
 
 @_option
+@_option
+def gain_option(text: str) -> float | str:
+    from arssr.errors import InputError
+
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise InputError(f"expected auto or a number >= 0, got {text!r}")
+    return value
+
+
 def scale_option(text: str) -> tuple[float, float, float]:
     from arssr.geometry import check_scale, parse_triple
 
@@ -250,6 +265,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
             result = upsample(
                 volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
                 device=device, precision=args.precision, progress=progress, consistency=args.consistency,
+                gain=args.detail_gain,
             )
             save_volume(result, target, overwrite=args.overwrite, dtype=args.dtype)
         except ArssrError as err:
@@ -263,7 +279,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
                 "arssr_version": __version__, "input": str(source), "output": str(target),
                 "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
                 "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
-                "precision": args.precision, "consistency": args.consistency,
+                "precision": args.precision, "consistency": args.consistency, "detail_gain": args.detail_gain,
                 "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
                 "arguments": sys.argv[1:],
             })
@@ -365,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--consistency", default=DEFAULT_CONSISTENCY, choices=CONSISTENCY_OPERATORS, help=(
         "project the output onto the volumes that this degradation takes back to the input exactly "
         f"(default: {DEFAULT_CONSISTENCY}, as an MR acquisition; none: the network's output as it is)"))
+    up.add_argument("--detail-gain", type=gain_option, default=gain_option(DEFAULT_GAIN), metavar="auto|G", help=(
+        "scale of the network's detail over the consistent minimum-norm volume (zero-filled k-space for kspace); "
+        f"auto fits it on the input itself (default: {DEFAULT_GAIN})"))
     up.add_argument("--adapt", type=positive_float, metavar="SECONDS", help=(
         "first fine-tune a copy of the model on the input itself for this long (self-adaptation); it is kept only "
         "if a held-out slab of the input improves"))

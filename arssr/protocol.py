@@ -14,5 +14,8 @@ CONSISTENCY_OPERATORS = ("kspace", "cubic", "lanczos", "gaussian", "none")
 #: k-space truncation, because that is what an MR acquisition at lower resolution is; measured in the README.
 DEFAULT_CONSISTENCY = "kspace"
 
+#: Scale of the network's detail over the consistent minimum-norm volume; ``auto`` fits it on the input.
+DEFAULT_GAIN = "1"
+
 #: Output data types of written volumes; ``input`` keeps the source file's.
 OUTPUT_DTYPES = ("float32", "float64", "int16", "uint16", "uint8", "input")

@@ -157,3 +157,22 @@ def test_model_card_warning_is_one_line(tmp_path, capsys, oblique_nifti, tiny_mo
     assert [line for line in err.splitlines() if line.startswith("warning:")] == [
         "warning: input voxel size 1.2x0.9x2.5 mm is outside the 2-4 mm the model was trained on; results may be poor"
     ]
+
+
+def test_detail_gain_option(tmp_path, capsys, mni_crop, tiny_weights):
+    from arssr.volume import save_volume
+
+    save_volume(mni_crop, tmp_path / "in.nii.gz")
+    outputs = {}
+    for gain in ("0", "auto"):
+        out = tmp_path / f"out_{gain}.nii.gz"
+        code, _, err = run(capsys, "upsample", tmp_path / "in.nii.gz", "--scale", "2", "-o", out,
+                           "--weights", tiny_weights, "--detail-gain", gain, "-q")
+        assert code == 0, err
+        outputs[gain] = load_volume(out).data
+        assert json.loads(out.with_suffix("").with_suffix(".json").read_text())["detail_gain"] == (
+            0.0 if gain == "0" else "auto")
+    assert not np.array_equal(outputs["0"], outputs["auto"])
+    with pytest.raises(SystemExit) as usage:
+        main(["upsample", str(tmp_path / "in.nii.gz"), "--scale", "2", "--detail-gain", "-1"])
+    assert usage.value.code == 2 and "expected auto or a number >= 0" in capsys.readouterr().err

@@ -28,7 +28,7 @@ from arssr.consistency import check_operator, project
 from arssr.errors import InputError
 from arssr.models import ArSSR, load_model
 from arssr.models.space import ModelSpace
-from arssr.protocol import DEFAULT_CONSISTENCY
+from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN
 from arssr.volume import Volume, load_volume
 
 if TYPE_CHECKING:
@@ -364,7 +364,7 @@ def upsample(
     chunk: int = DEFAULT_CHUNK,
     progress: bool = False,
     consistency: str = DEFAULT_CONSISTENCY,
-    gain: float | str = 1.0,
+    gain: float | str = DEFAULT_GAIN,
 ) -> Volume:
     """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
 
@@ -376,8 +376,8 @@ def upsample(
     kept non-negative when the input is); ``none`` keeps the network's
     output, clipped to the input's intensity range. ``gain`` scales the
     detail that the network adds to the consistent minimum-norm solution
-    (zero-filled k-space for ``kspace``); ``auto`` fits it on the input
-    itself (:func:`detail_gain`).
+    (zero-filled k-space for ``kspace``); ``auto`` (the default) fits it on
+    the input itself (:func:`detail_gain`). Without consistency it plays no part.
     """
     if not isinstance(volume, Volume):
         volume = load_volume(volume)

@@ -18,6 +18,7 @@ from pathlib import Path
 from arssr import __version__
 from arssr.protocol import (
     CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS, OUTPUT_DTYPES,
+    SLICE_AXES, SLICE_PROFILES,
 )
 
 SUFFIXES = (".nii.gz", ".nii")
@@ -86,6 +87,12 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise InputError(f"expected a positive number, got {text!r}")
     return value
+
+
+@_option
+def thickness_option(text: str) -> float | str:
+    """A slice thickness in mm, or ``spacing``."""
+    return "spacing" if text == "spacing" else positive_float(text)
 
 
 @_option
@@ -211,6 +218,10 @@ def cmd_upsample(args: argparse.Namespace) -> int:
 
         operator = args.consistency if args.consistency != "none" else DEFAULT_CONSISTENCY
         adapt_options = AdaptOptions(seconds=args.adapt, steps=args.adapt_steps, operator=operator, seed=args.seed)
+    slice_thickness = args.slice_thickness or ("spacing" if args.slice_profile else None)
+    if slice_thickness is not None and args.consistency == "none":
+        raise UsageError("--slice-thickness and --slice-profile set the consistency projection; "
+                         "they cannot go with --consistency none")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -240,6 +251,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
             result = upsample(
                 volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
                 device=device, precision=args.precision, progress=progress, consistency=args.consistency,
+                slice_thickness=slice_thickness, slice_profile=args.slice_profile or "boxcar",
             )
             save_volume(result, target, overwrite=args.overwrite, dtype=args.dtype)
         except ArssrError as err:
@@ -254,6 +266,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
                 "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
                 "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
                 "precision": args.precision, "consistency": args.consistency,
+                "slice_thickness": slice_thickness, "slice_profile": args.slice_profile,
                 "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
                 "arguments": sys.argv[1:],
             })
@@ -343,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--consistency", default=DEFAULT_CONSISTENCY, choices=CONSISTENCY_OPERATORS, help=(
         "project the output onto the volumes that this degradation takes back to the input exactly "
         f"(default: {DEFAULT_CONSISTENCY}, as an MR acquisition; none: the network's output as it is)"))
+    up.add_argument("--slice-thickness", type=thickness_option, metavar="MM", help=(
+        "the input is 2D multi-slice with slices this thick along its coarsest axis (less than the spacing: gaps), "
+        "or 'spacing'; the consistency projection uses this slice model there (default: not used)"))
+    up.add_argument("--slice-profile", choices=SLICE_PROFILES, help=(
+        "slice profile of --slice-thickness: boxcar or gaussian (FWHM = thickness); alone, it implies "
+        "--slice-thickness spacing (default: boxcar)"))
     up.add_argument("--adapt", type=positive_float, metavar="SECONDS", help=(
         "first fine-tune a copy of the model on the input itself for this long (self-adaptation); it is kept only "
         "if a held-out slab of the input improves"))

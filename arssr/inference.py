@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from arssr import geometry
-from arssr.consistency import check_operator, project
+from arssr.consistency import check_operator, project, slice_consistency
 from arssr.errors import InputError
 from arssr.models import ArSSR, load_model
 from arssr.models.space import ModelSpace
@@ -335,6 +335,8 @@ def upsample(
     chunk: int = DEFAULT_CHUNK,
     progress: bool = False,
     consistency: str = DEFAULT_CONSISTENCY,
+    slice_thickness: float | str | None = None,
+    slice_profile: str = "boxcar",
 ) -> Volume:
     """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
 
@@ -344,7 +346,10 @@ def upsample(
     volume gives the same result in world space. ``consistency`` names the
     degradation that the output is projected onto (``arssr.consistency``;
     kept non-negative when the input is); ``none`` keeps the network's
-    output, clipped to the input's intensity range.
+    output, clipped to the input's intensity range. ``slice_thickness`` (mm,
+    or ``"spacing"``) declares a 2D multi-slice input: along its coarsest
+    axis the projection uses the slice model (``slice_profile``: ``boxcar``
+    or ``gaussian``, ``arssr.degrade.SliceModel``) instead of ``consistency``.
     """
     if not isinstance(volume, Volume):
         volume = load_volume(volume)
@@ -354,6 +359,8 @@ def upsample(
     factors = resolve_scale(volume, scale, voxel_size)
     warn_outside_card(model, volume.spacing, factors)
     out_shape = geometry.output_shape(volume.shape, factors)
+    operator = consistency if slice_thickness is None else slice_consistency(
+        consistency, volume.spacing, volume.shape, out_shape, slice_thickness, slice_profile)
     check_memory(out_shape)
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     model = model.to(device).eval()
@@ -366,7 +373,8 @@ def upsample(
     if consistency == "none":
         data = space.from_model(result, clip=(low, high))
     else:
-        data = space.from_model(project(result, lr, consistency, space.intensity(0.0) if low >= 0 else None))
+        operator = operator if isinstance(operator, str) else space.axes(operator)
+        data = space.from_model(project(result, lr, operator, space.intensity(0.0) if low >= 0 else None))
     affine = geometry.resampled_affine(volume.affine, volume.shape, out_shape)
     return Volume(data, affine, volume.header)
 

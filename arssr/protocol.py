@@ -14,5 +14,9 @@ CONSISTENCY_OPERATORS = ("kspace", "cubic", "lanczos", "gaussian", "none")
 #: k-space truncation, because that is what an MR acquisition at lower resolution is; measured in the README.
 DEFAULT_CONSISTENCY = "kspace"
 
+#: Slice profiles of a thick-slice input (``arssr.degrade.SliceModel``) and the slice axes ``evaluate`` simulates.
+SLICE_PROFILES = ("boxcar", "gaussian")
+SLICE_AXES = ("0", "1", "2", "all")
+
 #: Output data types of written volumes; ``input`` keeps the source file's.
 OUTPUT_DTYPES = ("float32", "float64", "int16", "uint16", "uint8", "input")

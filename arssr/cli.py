@@ -313,19 +313,37 @@ def _names(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def thick_slices(args: argparse.Namespace) -> list:
+    """The thick-slice cases of ``evaluate``: every ``--slice-thickness`` along every ``--slice-axis``."""
+    from arssr.evaluation import ThickSlices
+
+    if args.slice_thickness is None:
+        if args.slice_axis or args.slice_profile:
+            raise UsageError("--slice-axis and --slice-profile need --slice-thickness")
+        return []
+    if args.scales or args.degradations:
+        raise UsageError("--slice-thickness replaces --scales and --degradations: give one protocol or the other")
+    axes = range(3) if args.slice_axis in (None, "all") else [int(args.slice_axis)]
+    thicknesses = parse_numbers(args.slice_thickness, "--slice-thickness")
+    return [ThickSlices(t, axis, args.slice_profile or "boxcar") for axis in axes for t in thicknesses]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from arssr.report import check_protocol, run_evaluation
 
-    scales, degradations = parse_numbers(args.scales, "--scales"), _names(args.degradations)
+    slices = thick_slices(args)
+    scales = parse_numbers(args.scales or ",".join(f"{s:g}" for s in DEFAULT_SCALES), "--scales")
+    degradations = _names(args.degradations or ",".join(DEFAULT_DEGRADATIONS))
+    methods = _names(args.methods)
     with usage_errors():
-        check_protocol(scales, degradations)
+        check_protocol(scales, degradations, slices, methods)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     run_evaluation(
         args.gt, args.output_dir, lr=args.lr, atlas=args.atlas, scales=scales,
-        degradations=degradations, methods=_names(args.methods), lpips=not args.no_lpips,
+        degradations=degradations, methods=methods, lpips=not args.no_lpips, slices=slices,
         sharpness=not args.no_psi,
         dice=not args.no_dice, figures=not args.no_figures, device=args.device, tile=args.tile,
         overwrite=args.overwrite, log=None if args.quiet else (lambda line: print(line, file=sys.stderr)),
@@ -405,10 +423,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lr", nargs="+", metavar="FILE", help="LR inputs paired in order with --gt (no simulation)")
     ev.add_argument("--atlas", nargs="+", metavar="FILE",
                     help="AAL label maps on each ground truth's grid: Dice also for deep GM and cerebellum")
-    ev.add_argument("--scales", default=",".join(f"{s:g}" for s in DEFAULT_SCALES),
-                    help="comma-separated scales (default: %(default)s)")
-    ev.add_argument("--degradations", default=",".join(DEFAULT_DEGRADATIONS),
-                    help="comma-separated LR simulations: kspace, cubic, lanczos, gaussian (default: %(default)s)")
+    ev.add_argument("--scales", help="comma-separated scales (default: "
+                    + ",".join(f"{s:g}" for s in DEFAULT_SCALES) + ")")
+    ev.add_argument("--degradations", help="comma-separated LR simulations: kspace, cubic, lanczos, gaussian "
+                    "(default: " + ",".join(DEFAULT_DEGRADATIONS) + ")")
+    ev.add_argument("--slice-thickness", metavar="MM[,MM...]", help=(
+        "thick-slice protocol instead of --scales/--degradations: LR made of slices this thick (mm) along "
+        "--slice-axis, the other axes untouched; use method arssr+dc:slice for the slice-model consistency"))
+    ev.add_argument("--slice-axis", choices=SLICE_AXES, help="array axis of the slices, or all (default: all)")
+    ev.add_argument("--slice-profile", choices=SLICE_PROFILES, help="slice profile (default: boxcar)")
     ev.add_argument("--methods", default=",".join(METHODS), help=(
         "comma-separated methods: " + ", ".join(METHODS) + ", a weights file (.safetensors or the official "
         ".pkl/.pt), or NAME=FILE (default: all)"))

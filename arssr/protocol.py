@@ -9,6 +9,9 @@ METHODS = (*BASELINES, "bspline", "arssr", "arssr+dc")
 DEFAULT_SCALES = (2.0, 2.5, 3.0, 3.5, 4.0)
 DEFAULT_DEGRADATIONS = ("kspace", "cubic")
 
+#: ``+dc:slice``: the slice model of thick-slice inputs along their slice axis (``evaluate --slice-thickness``).
+SLICE_CONSISTENCY = "slice"
+
 #: Consistency projections of an SR output (``arssr.consistency``): the degradations, or ``none``.
 CONSISTENCY_OPERATORS = ("kspace", "cubic", "lanczos", "gaussian", "none")
 #: k-space truncation, because that is what an MR acquisition at lower resolution is; measured in the README.

@@ -3,10 +3,11 @@
 Every method returns a volume on the ground truth's own grid: an LR volume of
 ``m = round(n / k)`` voxels is upsampled by ``n / m`` per axis, so the
 geometry of SPEC section 4 holds in both directions and no method is
-compared on a shifted grid. A method is a callable ``(lr: Volume, hr_shape,
-slices=None) -> array``; :func:`method` builds one from a name or a weights
-file. ``slices`` is the thick-slice acquisition (:class:`ThickSlices`) that
-made ``lr``, for the methods that model it (``+dc:slice``).
+compared on a shifted grid. A method is a callable ``(lr: Volume, hr_shape)
+-> array``; :func:`method` builds one from a name or a weights file. On
+thick-slice cases it is called with a third argument, the acquisition
+(:class:`ThickSlices`) that made ``lr``, for the methods that model it
+(``+dc:slice``).
 
 Thick-slice protocol (:func:`simulate_thick_slices`): the ground truth's
 slices along one axis, ``thickness`` mm thick, spaced ``n / m`` HR voxels
@@ -278,7 +279,7 @@ def evaluate(
             outputs = {}
             for name, run in methods.items():
                 start = time.perf_counter()
-                estimate = run(lr, subject.gt.shape, thick)
+                estimate = run(lr, subject.gt.shape) if thick is None else run(lr, subject.gt.shape, thick)
                 seconds = time.perf_counter() - start
                 if estimate.shape != subject.gt.shape:
                     raise InputError(f"method {name} returned shape {estimate.shape}, "

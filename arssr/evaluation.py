@@ -29,6 +29,7 @@ from arssr import geometry
 from arssr.degrade import SliceModel, degrade, resample
 from arssr.errors import InputError
 from arssr.adapt import AdaptOptions
+from arssr.consistency import project, slice_consistency
 from arssr.inference import adapt_to, upsample
 from arssr.metrics import brain_mask, dice, psnr, ssim
 from arssr.models import ArSSR, load_model
@@ -88,6 +89,23 @@ def baseline(name: str) -> Method:
         return np.clip(out, lr.data.min(), lr.data.max()).astype(np.float32)
 
     return run
+
+
+def consistent(run: Method, consistency: str) -> Method:
+    """``run``'s output projected onto its LR input through ``consistency`` (``arssr.consistency``; non-negative
+    when the LR is), or, for ``slice``, through the slice model of the case's thick slices."""
+    def projected(lr: Volume, hr_shape: tuple[int, int, int], slices: ThickSlices | None = None) -> np.ndarray:
+        if consistency != SLICE_CONSISTENCY:
+            operator = consistency
+        elif slices is None:
+            raise InputError(f"+dc:{SLICE_CONSISTENCY} needs thick-slice inputs (a slice thickness)")
+        else:
+            operator = slice_consistency(DEFAULT_CONSISTENCY, lr.spacing, lr.shape, hr_shape, slices.thickness,
+                                         slices.profile)
+        floor = 0.0 if lr.data.min() >= 0 else None
+        return project(run(lr, hr_shape), lr.data, operator, floor)
+
+    return projected
 
 
 def ants_bspline(lr: Volume, hr_shape: tuple[int, int, int], slices: ThickSlices | None = None) -> np.ndarray:
@@ -158,7 +176,10 @@ def method(spec: str, device: str = "auto", tile: int | None = None) -> tuple[st
 
     A model may carry options after ``+``: ``arssr+dc`` projects its output
     onto the default consistency operator, ``arssr+dc:cubic`` onto another,
-    ``arssr+dc:slice`` onto the slice model of thick-slice inputs; ``+adapt`` (``+adapt:SECONDS``) adapts it to each input first.
+    ``arssr+dc:slice`` onto the slice model of thick-slice inputs; ``+adapt``
+    (``+adapt:SECONDS``) adapts it to each input first. A baseline may carry
+    ``+dc`` options too (``cubic+dc:slice``): the same projection of its
+    output, which tells the projection's share of a gain from the model's.
     """
     if spec in BASELINES:
         return spec, baseline(spec)
@@ -166,6 +187,8 @@ def method(spec: str, device: str = "auto", tile: int | None = None) -> tuple[st
         return spec, ants_bspline
     base, *suffixes = spec.split("+")
     options = model_options(suffixes, spec)
+    if base in BASELINES and set(options) == {"consistency"}:
+        return spec, consistent(baseline(base), options["consistency"])
     if base == "arssr":
         return spec, model_method(load_model(None), device, tile, **options)
     name, _, path = base.rpartition("=")

@@ -166,7 +166,7 @@ def check_protocol(
 
 def _method_files(methods: Sequence[str]) -> list[str]:
     """The weights files among method specs (``FILE`` or ``NAME=FILE``)."""
-    return [spec.rpartition("=")[2] for spec in methods if spec not in METHODS]
+    return [spec.rpartition("=")[2] for spec in methods if spec.split("+")[0] not in METHODS]
 
 
 def _segment_or_warn(segment: Callable, notes: list[str]) -> Callable:

@@ -219,6 +219,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
         operator = args.consistency if args.consistency != "none" else DEFAULT_CONSISTENCY
         adapt_options = AdaptOptions(seconds=args.adapt, steps=args.adapt_steps, operator=operator, seed=args.seed)
     slice_thickness = args.slice_thickness or ("spacing" if args.slice_profile else None)
+    slice_profile = None if slice_thickness is None else args.slice_profile or "boxcar"
     if slice_thickness is not None and args.consistency == "none":
         raise UsageError("--slice-thickness and --slice-profile set the consistency projection; "
                          "they cannot go with --consistency none")
@@ -251,7 +252,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
             result = upsample(
                 volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
                 device=device, precision=args.precision, progress=progress, consistency=args.consistency,
-                slice_thickness=slice_thickness, slice_profile=args.slice_profile or "boxcar",
+                slice_thickness=slice_thickness, slice_profile=slice_profile or "boxcar",
             )
             save_volume(result, target, overwrite=args.overwrite, dtype=args.dtype)
         except ArssrError as err:
@@ -266,7 +267,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
                 "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
                 "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
                 "precision": args.precision, "consistency": args.consistency,
-                "slice_thickness": slice_thickness, "slice_profile": args.slice_profile,
+                "slice_thickness": slice_thickness, "slice_profile": slice_profile,
                 "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
                 "arguments": sys.argv[1:],
             })

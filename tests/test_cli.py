@@ -177,7 +177,7 @@ def test_slice_thickness_on_real_anatomy(tmp_path, capsys, mni_t1, tiny_weights)
     back = degrade_volume(sr.data, (30, 26, 10), ("kspace", "kspace", SliceModel(4.0)))
     assert np.abs(back - lr.numpy()).max() < 1e-3 * np.ptp(hr)
     sidecar = json.loads((tmp_path / "sr.json").read_text())
-    assert sidecar["slice_thickness"] == 4.0 and sidecar["slice_profile"] is None
+    assert sidecar["slice_thickness"] == 4.0 and sidecar["slice_profile"] == "boxcar"
     code, _, err = run(capsys, "upsample", tmp_path / "thick.nii.gz", "--scale", "2,1,1", "--slice-profile",
                        "gaussian", "-o", tmp_path / "x.nii.gz", "--weights", tiny_weights)
     assert code == 1 and err.startswith("error: a slice thickness needs one axis coarser than the other two and "

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from arssr import __version__
 from arssr.protocol import (
-    CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_GAIN, DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS, OUTPUT_DTYPES,
+    CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_GAIN, DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS,
+    OUTPUT_DTYPES, SLICE_AXES, SLICE_PROFILES,
 )
 
 SUFFIXES = (".nii.gz", ".nii")
@@ -96,7 +97,6 @@ def shard_option(text: str) -> tuple[int, int]:
 
 
 @_option
-@_option
 def gain_option(text: str) -> float | str:
     from arssr.errors import InputError
 
@@ -111,6 +111,13 @@ def gain_option(text: str) -> float | str:
     return value
 
 
+@_option
+def thickness_option(text: str) -> float | str:
+    """A slice thickness in mm, or ``spacing``."""
+    return "spacing" if text == "spacing" else positive_float(text)
+
+
+@_option
 def scale_option(text: str) -> tuple[float, float, float]:
     from arssr.geometry import check_scale, parse_triple
 
@@ -236,6 +243,11 @@ def cmd_upsample(args: argparse.Namespace) -> int:
 
         operator = args.consistency if args.consistency != "none" else DEFAULT_CONSISTENCY
         adapt_options = AdaptOptions(seconds=args.adapt, steps=args.adapt_steps, operator=operator, seed=args.seed)
+    slice_thickness = args.slice_thickness or ("spacing" if args.slice_profile else None)
+    slice_profile = None if slice_thickness is None else args.slice_profile or "boxcar"
+    if slice_thickness is not None and args.consistency == "none":
+        raise UsageError("--slice-thickness and --slice-profile set the consistency projection; "
+                         "they cannot go with --consistency none")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(shard_device(args.device, shard))
@@ -266,6 +278,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
                 volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
                 device=device, precision=args.precision, progress=progress, consistency=args.consistency,
                 gain=args.detail_gain,
+                slice_thickness=slice_thickness, slice_profile=slice_profile or "boxcar",
             )
             save_volume(result, target, overwrite=args.overwrite, dtype=args.dtype)
         except ArssrError as err:
@@ -280,6 +293,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
                 "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
                 "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
                 "precision": args.precision, "consistency": args.consistency, "detail_gain": args.detail_gain,
+                "slice_thickness": slice_thickness, "slice_profile": slice_profile,
                 "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
                 "arguments": sys.argv[1:],
             })
@@ -327,19 +341,37 @@ def _names(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def thick_slices(args: argparse.Namespace) -> list:
+    """The thick-slice cases of ``evaluate``: every ``--slice-thickness`` along every ``--slice-axis``."""
+    from arssr.evaluation import ThickSlices
+
+    if args.slice_thickness is None:
+        if args.slice_axis or args.slice_profile:
+            raise UsageError("--slice-axis and --slice-profile need --slice-thickness")
+        return []
+    if args.scales or args.degradations:
+        raise UsageError("--slice-thickness replaces --scales and --degradations: give one protocol or the other")
+    axes = range(3) if args.slice_axis in (None, "all") else [int(args.slice_axis)]
+    thicknesses = parse_numbers(args.slice_thickness, "--slice-thickness")
+    return [ThickSlices(t, axis, args.slice_profile or "boxcar") for axis in axes for t in thicknesses]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from arssr.report import check_protocol, run_evaluation
 
-    scales, degradations = parse_numbers(args.scales, "--scales"), _names(args.degradations)
+    slices = thick_slices(args)
+    scales = parse_numbers(args.scales or ",".join(f"{s:g}" for s in DEFAULT_SCALES), "--scales")
+    degradations = _names(args.degradations or ",".join(DEFAULT_DEGRADATIONS))
+    methods = _names(args.methods)
     with usage_errors():
-        check_protocol(scales, degradations)
+        check_protocol(scales, degradations, slices, methods)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     run_evaluation(
         args.gt, args.output_dir, lr=args.lr, atlas=args.atlas, scales=scales,
-        degradations=degradations, methods=_names(args.methods), lpips=not args.no_lpips,
+        degradations=degradations, methods=methods, lpips=not args.no_lpips, slices=slices,
         sharpness=not args.no_psi,
         dice=not args.no_dice, figures=not args.no_figures, device=args.device, tile=args.tile,
         overwrite=args.overwrite, log=None if args.quiet else (lambda line: print(line, file=sys.stderr)),
@@ -384,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--detail-gain", type=gain_option, default=gain_option(DEFAULT_GAIN), metavar="auto|G", help=(
         "scale of the network's detail over the consistent minimum-norm volume (zero-filled k-space for kspace); "
         f"auto fits it on the input itself (default: {DEFAULT_GAIN})"))
+    up.add_argument("--slice-thickness", type=thickness_option, metavar="MM", help=(
+        "the input is 2D multi-slice with slices this thick along its coarsest axis (less than the spacing: gaps), "
+        "or 'spacing'; the consistency projection uses this slice model there (default: not used)"))
+    up.add_argument("--slice-profile", choices=SLICE_PROFILES, help=(
+        "slice profile of --slice-thickness: boxcar or gaussian (FWHM = thickness); alone, it implies "
+        "--slice-thickness spacing (default: boxcar)"))
     up.add_argument("--adapt", type=positive_float, metavar="SECONDS", help=(
         "first fine-tune a copy of the model on the input itself for this long (self-adaptation); it is kept only "
         "if a held-out slab of the input improves"))
@@ -430,10 +468,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lr", nargs="+", metavar="FILE", help="LR inputs paired in order with --gt (no simulation)")
     ev.add_argument("--atlas", nargs="+", metavar="FILE",
                     help="AAL label maps on each ground truth's grid: Dice also for deep GM and cerebellum")
-    ev.add_argument("--scales", default=",".join(f"{s:g}" for s in DEFAULT_SCALES),
-                    help="comma-separated scales (default: %(default)s)")
-    ev.add_argument("--degradations", default=",".join(DEFAULT_DEGRADATIONS),
-                    help="comma-separated LR simulations: kspace, cubic, lanczos, gaussian (default: %(default)s)")
+    ev.add_argument("--scales", help="comma-separated scales (default: "
+                    + ",".join(f"{s:g}" for s in DEFAULT_SCALES) + ")")
+    ev.add_argument("--degradations", help="comma-separated LR simulations: kspace, cubic, lanczos, gaussian "
+                    "(default: " + ",".join(DEFAULT_DEGRADATIONS) + ")")
+    ev.add_argument("--slice-thickness", metavar="MM[,MM...]", help=(
+        "thick-slice protocol instead of --scales/--degradations: LR made of slices this thick (mm) along "
+        "--slice-axis, the other axes untouched; use method arssr+dc:slice for the slice-model consistency"))
+    ev.add_argument("--slice-axis", choices=SLICE_AXES, help="array axis of the slices, or all (default: all)")
+    ev.add_argument("--slice-profile", choices=SLICE_PROFILES, help="slice profile (default: boxcar)")
     ev.add_argument("--methods", default=",".join(METHODS), help=(
         "comma-separated methods: " + ", ".join(METHODS) + ", a weights file (.safetensors or the official "
         ".pkl/.pt), or NAME=FILE (default: all)"))

@@ -9,7 +9,10 @@ closed-form and exact for every operator,
     y' = y + A+ (x - A y),    A+ = A0+ x A1+ x A2+   (Moore-Penrose, per axis),
 
 so no iterations are needed. For ``kspace`` it replaces the output's central
-k-space by the input's. An axis of scale 1 has ``A = I``: there the result is
+k-space by the input's. The operator may differ per axis (``arssr.degrade.Operator``):
+for a thick-slice input, the slice model (:class:`arssr.degrade.SliceModel`)
+along the slice axis and a name on the others; with gaps, the HR voxels that
+no slice sees keep the output's values. An axis of scale 1 has ``A = I``: there the result is
 the input itself, so ``--scale 1,1,1`` returns the input.
 
 Memory: besides the result, one array of the output's size divided by the
@@ -20,11 +23,12 @@ is processed in slabs along axis 0.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from arssr.degrade import apply_along_axis, resampling_matrix
+from arssr.degrade import AxisOperator, Operator, SliceModel, apply_along_axis, axis_matrix, axis_operators
 from arssr.errors import InputError
 from arssr.protocol import CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY
 #: Most projection-and-clipping rounds with a floor, and the clipping change (share of the range) that ends them.
@@ -32,17 +36,60 @@ FLOOR_ITERATIONS = 10
 FLOOR_TOLERANCE = 1e-4
 #: Output voxels per slab along axis 0.
 SLAB_VOXELS = 1 << 22
+#: How much coarser than the other two axes the slice axis of a thick-slice input must be.
+SLICE_AXIS_RATIO = 1.01
 
 
-def check_operator(operator: str) -> None:
-    if operator not in CONSISTENCY_OPERATORS:
-        raise InputError(f"unknown consistency operator {operator!r}; known: {', '.join(CONSISTENCY_OPERATORS)}")
+def check_operator(operator: Operator) -> None:
+    """``InputError`` unless ``operator`` is one of :data:`CONSISTENCY_OPERATORS`, or one per axis, each a
+    slice model or one of them (``none`` only for every axis at once)."""
+    for entry in (operator,) if isinstance(operator, str) else axis_operators(operator):
+        if isinstance(entry, str) and entry not in CONSISTENCY_OPERATORS:
+            raise InputError(f"unknown consistency operator {entry!r}; known: {', '.join(CONSISTENCY_OPERATORS)}")
+
+
+def slice_axis(spacing: Sequence[float], in_shape: Sequence[int], out_shape: Sequence[int]) -> int:
+    """The slice axis of a thick-slice input: coarser than the other two axes, and upsampled."""
+    axis = int(np.argmax(spacing))
+    finer = all(s * SLICE_AXIS_RATIO < spacing[axis] for d, s in enumerate(spacing) if d != axis)
+    if not finer or out_shape[axis] <= in_shape[axis]:
+        spacing_text = " x ".join(f"{s:.3g}" for s in spacing)
+        raise InputError(f"a slice thickness needs one axis coarser than the other two and upsampled; the input's "
+                         f"spacing is {spacing_text} mm, shape {tuple(in_shape)} -> {tuple(out_shape)}")
+    return axis
+
+
+def slice_consistency(
+    consistency: str,
+    spacing: Sequence[float],
+    in_shape: Sequence[int],
+    out_shape: Sequence[int],
+    thickness: float | str,
+    profile: str = "boxcar",
+) -> tuple[AxisOperator, AxisOperator, AxisOperator]:
+    """Per-axis operator for a thick-slice input: its slices along :func:`slice_axis`, ``consistency`` elsewhere.
+
+    ``thickness`` is in mm, or ``"spacing"`` for slices as thick as they are
+    spaced (no gaps); on the output grid it is ``thickness / output spacing``
+    HR voxels.
+    """
+    check_operator(consistency)
+    if consistency == "none":
+        raise InputError("a slice thickness is used by the consistency projection; it cannot go with consistency none")
+    axis = slice_axis(spacing, in_shape, out_shape)
+    if thickness == "spacing":
+        thickness = spacing[axis]
+    elif isinstance(thickness, str):
+        raise InputError(f"slice thickness must be a number of mm or 'spacing', got {thickness!r}")
+    operators: list[AxisOperator] = [consistency] * 3
+    operators[axis] = SliceModel.from_mm(thickness, spacing[axis] * in_shape[axis] / out_shape[axis], profile)
+    return operators[0], operators[1], operators[2]
 
 
 @lru_cache(maxsize=64)
-def pseudo_inverse(operator: str, n: int, m: int) -> torch.Tensor:
+def pseudo_inverse(operator: AxisOperator, n: int, m: int) -> torch.Tensor:
     """``(n, m)`` float64 Moore-Penrose inverse of the operator's ``(m, n)`` matrix on one axis."""
-    return torch.linalg.pinv(resampling_matrix(operator, n, m))
+    return torch.linalg.pinv(axis_matrix(operator, n, m))
 
 
 def _slabs(rows: int, voxels_per_row: int):
@@ -51,21 +98,21 @@ def _slabs(rows: int, voxels_per_row: int):
         yield slice(start, min(rows, start + step))
 
 
-def degrade_volume(volume: np.ndarray, lr_shape, operator: str) -> np.ndarray:
+def degrade_volume(volume: np.ndarray, lr_shape, operator: Operator) -> np.ndarray:
     """``A y``: the degradation of ``volume`` to ``lr_shape`` (float32), computed slab by slab."""
     y = torch.from_numpy(np.asarray(volume, dtype=np.float32))
     big, small = y.shape, tuple(int(n) for n in lr_shape)
+    a0, a1, a2 = (axis_matrix(op, big[d], small[d]) for d, op in enumerate(axis_operators(operator)))
     inner = torch.empty((big[0], small[1], small[2]), dtype=torch.float32)
-    a1, a2 = (resampling_matrix(operator, big[d], small[d]) for d in (1, 2))
     for rows in _slabs(big[0], big[1] * big[2]):
         inner[rows] = apply_along_axis(apply_along_axis(y[rows], a2, 2), a1, 1)
-    return apply_along_axis(inner, resampling_matrix(operator, big[0], small[0]), 0).numpy()
+    return apply_along_axis(inner, a0, 0).numpy()
 
 
-def _projection(volume: np.ndarray, lr: np.ndarray, operator: str) -> np.ndarray:
+def _projection(volume: np.ndarray, lr: np.ndarray, operator: Operator) -> np.ndarray:
     big, small = volume.shape, lr.shape
     residual = torch.from_numpy(lr - degrade_volume(volume, small, operator))
-    p0, p1, p2 = (pseudo_inverse(operator, big[d], small[d]) for d in range(3))
+    p0, p1, p2 = (pseudo_inverse(op, big[d], small[d]) for d, op in enumerate(axis_operators(operator)))
     # A+ r on axes 2 and 1 first (n0 x M1 x M2), then axis 0 slab by slab into the result.
     lifted = apply_along_axis(apply_along_axis(residual, p2, 2), p1, 1)
     rows_of = p0.to(torch.float32)
@@ -79,7 +126,7 @@ def _projection(volume: np.ndarray, lr: np.ndarray, operator: str) -> np.ndarray
 def project(
     volume: np.ndarray,
     lr: np.ndarray,
-    operator: str = DEFAULT_CONSISTENCY,
+    operator: Operator = DEFAULT_CONSISTENCY,
     floor: float | None = None,
     iterations: int = FLOOR_ITERATIONS,
 ) -> np.ndarray:
@@ -93,6 +140,7 @@ def project(
     done, and the result is clipped: it lies above the floor and degrades to
     ``lr`` up to that tolerance. Returns a new float32 array; neither input
     is changed. ``operator="none"`` returns a float32 copy of ``volume``.
+    ``operator`` may give one operator per axis (``arssr.degrade.Operator``).
     """
     check_operator(operator)
     volume = np.asarray(volume)
@@ -103,7 +151,8 @@ def project(
             f"consistency needs a 3D output at least as large as its 3D input, got {volume.shape} and {np.shape(lr)}"
         )
     lr = np.asarray(lr, dtype=np.float32)
-    if volume.shape == lr.shape:  # A = I: the input itself, bit for bit
+    if volume.shape == lr.shape and not any(isinstance(op, SliceModel) for op in axis_operators(operator)):
+        # A = I: the input itself, bit for bit
         return lr.copy()
     out = _projection(volume, lr, operator)
     if floor is None:

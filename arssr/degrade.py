@@ -27,6 +27,15 @@ scipy's ``mode="reflect"``), so the volume's outer faces act as mirrors.
   coordinates: ``gaussian_filter(x, sigma, mode="reflect", truncate=4)``
   followed by ``map_coordinates(..., order=1)`` in scipy terms.
 
+Slice model (2D multi-slice acquisitions, :class:`SliceModel`): along a
+thick axis, LR slice ``j`` (same grid) is the HR signal, taken as constant
+over each HR voxel ``[i - 0.5, i + 0.5]``, averaged under a slice profile
+centred on the slice: ``boxcar`` (the exact area-weighted mean over a window
+of ``thickness`` HR voxels, partial voxels included) or ``gaussian`` (FWHM =
+``thickness``). ``thickness`` may differ from the slice spacing ``n / m``:
+smaller leaves gaps of HR voxels that no slice sees, larger makes slices
+overlap. Per-axis operators (:data:`Operator`) mix it with the models above.
+
 Optional corruptions of the LR volume (:func:`degrade`): a smooth
 multiplicative bias field, then Gaussian or Rician noise.
 """
@@ -35,13 +44,15 @@ from __future__ import annotations
 
 import cmath
 import math
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Sequence, Union
 
 import torch
 
 from arssr import geometry
 from arssr.errors import InputError
+from arssr.protocol import SLICE_PROFILES
 
 #: Pole of the cubic B-spline prefilter.
 SPLINE_POLE = math.sqrt(3.0) - 2.0
@@ -203,6 +214,77 @@ def resampling_matrix(method: str, n: int, m: int) -> torch.Tensor:
     return MATRICES[method](n, m)
 
 
+# ---------------------------------------------------------------------------
+# Slice model
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SliceModel:
+    """The slices of one thick axis: ``thickness`` in HR voxels, ``profile`` one of :data:`SLICE_PROFILES`."""
+
+    thickness: float
+    profile: str = "boxcar"
+
+    def __post_init__(self) -> None:
+        if self.profile not in SLICE_PROFILES:
+            raise InputError(f"unknown slice profile {self.profile!r}; known: {', '.join(SLICE_PROFILES)}")
+        if not 0 < self.thickness < math.inf:
+            raise InputError(f"slice thickness must be a positive number, got {self.thickness}")
+
+    @classmethod
+    def from_mm(cls, thickness_mm: float, hr_spacing_mm: float, profile: str = "boxcar") -> "SliceModel":
+        """Slices ``thickness_mm`` thick on an HR grid of ``hr_spacing_mm``."""
+        return cls(float(thickness_mm) / float(hr_spacing_mm), profile)
+
+    def profile_integral(self, t: torch.Tensor) -> torch.Tensor:
+        """Share of the profile below offset ``t`` (HR voxels from the slice centre): its CDF, 0 to 1."""
+        if self.profile == "boxcar":
+            return (t / self.thickness + 0.5).clamp(0.0, 1.0)
+        return 0.5 * (1.0 + torch.erf(t / (self.thickness * FWHM_TO_SIGMA * math.sqrt(2.0))))
+
+    def reach(self) -> float:
+        """Farthest offset from the slice centre with weight: half the thickness, or 4 sigma."""
+        return self.thickness / 2 if self.profile == "boxcar" else GAUSSIAN_TRUNCATE * self.thickness * FWHM_TO_SIGMA
+
+    def matrix(self, n: int, m: int) -> torch.Tensor:
+        """``(m, n)``: each slice's profile integrated over every HR voxel, reflected at the faces, rows summing to 1."""
+        centres = lr_coordinates(n, m)
+        reach = self.reach()
+        first = torch.floor(centres - reach + 0.5).long()
+        index = first[:, None] + torch.arange(int(math.ceil(2 * reach)) + 2)
+        offsets = index - centres[:, None]
+        weights = self.profile_integral(offsets + 0.5) - self.profile_integral(offsets - 0.5)
+        return _weights_matrix(index, weights / weights.sum(dim=1, keepdim=True), n)
+
+
+#: One axis of a per-axis operator: a name in :data:`MATRICES`, or the slices of a thick axis.
+AxisOperator = Union[str, SliceModel]
+#: A linear degradation: one name for every axis, or one :data:`AxisOperator` per axis.
+Operator = Union[str, Sequence[AxisOperator]]
+
+
+def axis_operators(operator: Operator) -> tuple[AxisOperator, AxisOperator, AxisOperator]:
+    """``operator`` per axis, each name checked against :data:`MATRICES`."""
+    per_axis = (operator,) * 3 if isinstance(operator, (str, SliceModel)) else tuple(operator)
+    if len(per_axis) != 3:
+        raise InputError(f"a per-axis operator needs 3 entries, got {len(per_axis)}")
+    for entry in per_axis:
+        if not isinstance(entry, (str, SliceModel)):
+            raise InputError(f"an axis operator is a method name or a SliceModel, got {entry!r}")
+        if isinstance(entry, str) and entry not in MATRICES:
+            raise InputError(f"unknown resampling method {entry!r}; known: {', '.join(MATRICES)}")
+    return per_axis  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=512)
+def axis_matrix(operator: AxisOperator, n: int, m: int) -> torch.Tensor:
+    """The ``(m, n)`` float64 matrix of one axis: :func:`resampling_matrix`, or the slice model's."""
+    if isinstance(operator, SliceModel):
+        return operator.matrix(n, m)
+    return resampling_matrix(operator, n, m)
+
+
 def apply_along_axis(x: torch.Tensor, matrix: torch.Tensor, dim: int) -> torch.Tensor:
     """Apply an ``(m, n)`` matrix along axis ``dim`` of ``x`` (size ``n`` there -> ``m``)."""
     matrix = matrix.to(device=x.device, dtype=x.dtype)
@@ -235,19 +317,22 @@ def _prepare(volume, out_shape, scale, downsample_only: bool) -> tuple[torch.Ten
     return x, out_shape  # type: ignore[return-value]
 
 
-def resample(volume, out_shape=None, method: str = "kspace", *, scale=None, downsample_only: bool = False) -> torch.Tensor:
+def resample(
+    volume, out_shape=None, method: Operator = "kspace", *, scale=None, downsample_only: bool = False
+) -> torch.Tensor:
     """Resample the last three axes of ``volume`` with ``method`` (any of ``MATRICES``), up or down.
 
     Upsampled with ``cubic``, ``kspace`` (zero-filled k-space), ``lanczos``,
     ``linear`` or ``nearest``, this gives the interpolation baselines on the
-    same grid as the models.
+    same grid as the models. ``method`` may also give one operator per axis
+    (:data:`Operator`); a :class:`SliceModel` applies even where the size is kept.
     """
-    resampling_matrix(method, 2, 1)  # validates the name
+    operators = axis_operators(method)
     x, out_shape = _prepare(volume, out_shape, scale, downsample_only)
-    for axis, m in enumerate(out_shape):
+    for axis, (operator, m) in enumerate(zip(operators, out_shape)):
         n = x.shape[axis - 3]
-        if m != n:
-            x = apply_along_axis(x, resampling_matrix(method, n, m), axis - 3)
+        if m != n or isinstance(operator, SliceModel):
+            x = apply_along_axis(x, axis_matrix(operator, n, m), axis - 3)
     return x
 
 
@@ -343,7 +428,7 @@ def bias_field(x: torch.Tensor, strength: float, generator: torch.Generator | No
 def degrade(
     volume,
     out_shape=None,
-    method: str = "kspace",
+    method: Operator = "kspace",
     noise: str | None = None,
     noise_std: float = 0.0,
     bias: float = 0.0,
@@ -353,14 +438,18 @@ def degrade(
 ) -> torch.Tensor:
     """HR -> LR: ``method`` downsampling, then bias field (if ``bias > 0``), then noise.
 
+    ``method`` is one of :data:`DEGRADATIONS`, or one per axis (e.g.
+    ``("kspace", "kspace", SliceModel(5.0))`` for 5-voxel slices along axis 2).
     ``noise`` is ``None``, ``"gaussian"`` or ``"rician"``; ``noise_std`` is a
     fraction of the LR volume's maximum. ``generator`` seeds bias and noise.
     """
-    if method not in DEGRADATIONS:
-        raise ValueError(f"unknown degradation {method!r}; known: {', '.join(DEGRADATIONS)}")
+    names = [method] if isinstance(method, str) else [m for m in method if isinstance(m, str)]
+    unknown = [name for name in names if name not in DEGRADATIONS]
+    if unknown:
+        raise ValueError(f"unknown degradation {unknown[0]!r}; known: {', '.join(DEGRADATIONS)}")
     if noise is None and noise_std:
         raise InputError(f"noise_std={noise_std} needs a noise type: one of {', '.join(NOISE_TYPES)}")
-    lr = DEGRADATIONS[method](volume, out_shape, scale=scale)
+    lr = resample(volume, out_shape, method, scale=scale, downsample_only=True)
     if bias:
         lr = lr * bias_field(lr, bias, generator)
     if noise is not None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from arssr import geometry
-from arssr.consistency import check_operator, project
+from arssr.consistency import check_operator, project, slice_consistency
 from arssr.errors import InputError
 from arssr.models import ArSSR, load_model
 from arssr.models.space import ModelSpace
@@ -365,6 +365,8 @@ def upsample(
     progress: bool = False,
     consistency: str = DEFAULT_CONSISTENCY,
     gain: float | str = DEFAULT_GAIN,
+    slice_thickness: float | str | None = None,
+    slice_profile: str = "boxcar",
 ) -> Volume:
     """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
 
@@ -374,10 +376,14 @@ def upsample(
     volume gives the same result in world space. ``consistency`` names the
     degradation that the output is projected onto (``arssr.consistency``;
     kept non-negative when the input is); ``none`` keeps the network's
-    output, clipped to the input's intensity range. ``gain`` scales the
-    detail that the network adds to the consistent minimum-norm solution
-    (zero-filled k-space for ``kspace``); ``auto`` (the default) fits it on
-    the input itself (:func:`detail_gain`). Without consistency it plays no part.
+    output, clipped to the input's intensity range. ``slice_thickness`` (mm,
+    or ``"spacing"``) declares a 2D multi-slice input: along its coarsest
+    axis the projection uses the slice model (``slice_profile``: ``boxcar``
+    or ``gaussian``, ``arssr.degrade.SliceModel``) instead of ``consistency``.
+    ``gain`` scales the detail that the network adds to the consistent
+    minimum-norm solution (zero-filled k-space for ``kspace``); ``auto`` (the
+    default) fits it on the input itself (:func:`detail_gain`), or takes 1
+    with a slice model. Without consistency it plays no part.
     """
     if not isinstance(volume, Volume):
         volume = load_volume(volume)
@@ -387,6 +393,8 @@ def upsample(
     factors = resolve_scale(volume, scale, voxel_size)
     warn_outside_card(model, volume.spacing, factors)
     out_shape = geometry.output_shape(volume.shape, factors)
+    operator = consistency if slice_thickness is None else slice_consistency(
+        consistency, volume.spacing, volume.shape, out_shape, slice_thickness, slice_profile)
     check_memory(out_shape)
     device = resolve_device(device) if not isinstance(device, torch.device) else device
 
@@ -401,10 +409,11 @@ def upsample(
     if consistency == "none":
         data = space.from_model(result, clip=(low, high))
     else:
+        operator = operator if isinstance(operator, str) else space.axes(operator)
         if gain == "auto":
-            gain = detail_gain(model, lr, space.axes(factors), consistency, device)
+            gain = detail_gain(model, lr, space.axes(factors), operator, device) if isinstance(operator, str) else 1.0
         floor = space.intensity(0.0) if low >= 0 else None
-        data = space.from_model(project(float(gain) * result, lr, consistency, floor))
+        data = space.from_model(project(float(gain) * result, lr, operator, floor))
     return Volume(data, affine, volume.header)
 
 

@@ -9,6 +9,9 @@ METHODS = (*BASELINES, "bspline", "arssr", "arssr+dc")
 DEFAULT_SCALES = (2.0, 2.5, 3.0, 3.5, 4.0)
 DEFAULT_DEGRADATIONS = ("kspace", "cubic")
 
+#: ``+dc:slice``: the slice model of thick-slice inputs along their slice axis (``evaluate --slice-thickness``).
+SLICE_CONSISTENCY = "slice"
+
 #: Consistency projections of an SR output (``arssr.consistency``): the degradations, or ``none``.
 CONSISTENCY_OPERATORS = ("kspace", "cubic", "lanczos", "gaussian", "none")
 #: k-space truncation, because that is what an MR acquisition at lower resolution is; measured in the README.
@@ -17,6 +20,9 @@ DEFAULT_CONSISTENCY = "kspace"
 #: Scale of the network's detail over the consistent minimum-norm volume; ``auto`` fits it on the input
 #: (measured in the README: above a gain of 1 inside the brain on Colin27 and the macaque template).
 DEFAULT_GAIN = "auto"
+#: Slice profiles of a thick-slice input (``arssr.degrade.SliceModel``) and the slice axes ``evaluate`` simulates.
+SLICE_PROFILES = ("boxcar", "gaussian")
+SLICE_AXES = ("0", "1", "2", "all")
 
 #: Output data types of written volumes; ``input`` keeps the source file's.
 OUTPUT_DTYPES = ("float32", "float64", "int16", "uint16", "uint8", "input")

@@ -13,10 +13,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from arssr import geometry
-from arssr.degrade import DEGRADATIONS
+from arssr.degrade import DEGRADATIONS, SliceModel
 from arssr.errors import InputError, OutputError
-from arssr.evaluation import Record, Scorer, Subject, baseline, evaluate, method, scale_label
-from arssr.protocol import DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS
+from arssr.evaluation import Record, Scorer, Subject, ThickSlices, baseline, evaluate, method, scale_label
+from arssr.protocol import DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS, SLICE_CONSISTENCY
 from arssr.files import atomic_file, check_output
 from arssr.volume import load_volume
 
@@ -44,18 +44,32 @@ def _mean(values: list[float | None]) -> float | None:
     return None if not values or any(v is None for v in values) else float(np.mean(values))
 
 
+def case_label(record: Record) -> str:
+    """A table column: the slice thickness (``5 mm``) for thick slices, else the scale (``x2.5``)."""
+    return f"{record.slice_thickness:g} mm" if record.slice_thickness is not None else scale_label(record.scale)
+
+
+def _section(degradation: str, slice_axis: int | None) -> str:
+    if degradation == "given":
+        return "## Given LR inputs"
+    if slice_axis is not None:
+        return f"## LR by {degradation.removeprefix('slices-')} slices along axis {slice_axis}"
+    return f"## LR by {degradation} degradation"
+
+
 def markdown_report(records: list[Record], notes: Sequence[str] = ()) -> str:
-    """Method x scale tables per degradation (means over subjects), then Dice per class as in the paper's Table 4."""
+    """Method x scale (or slice thickness) tables per degradation and slice axis (means over subjects), then Dice
+    per class as in the paper's Table 4."""
     subjects = list(dict.fromkeys(r.subject for r in records))
     lines = ["# Evaluation", "", f"Subjects: {', '.join(subjects)}. Values are means over subjects.", ""]
     lines += [f"- {note}" for note in notes] + ([""] if notes else [])
-    for degradation in dict.fromkeys(r.degradation for r in records):
-        rows = [r for r in records if r.degradation == degradation]
-        scales = list(dict.fromkeys(scale_label(r.scale) for r in rows))
+    for degradation, slice_axis in dict.fromkeys((r.degradation, r.slice_axis) for r in records):
+        rows = [r for r in records if (r.degradation, r.slice_axis) == (degradation, slice_axis)]
+        scales = list(dict.fromkeys(case_label(r) for r in rows))
         methods = list(dict.fromkeys(r.method for r in rows))
-        lines += [f"## LR by {degradation} degradation" if degradation != "given" else "## Given LR inputs", ""]
+        lines += [_section(degradation, slice_axis), ""]
         for attribute, heading, fmt in TABLES:
-            cells = {(m, s): _mean([_value(r, attribute) for r in rows if r.method == m and scale_label(r.scale) == s])
+            cells = {(m, s): _mean([_value(r, attribute) for r in rows if r.method == m and case_label(r) == s])
                      for m in methods for s in scales}
             if all(v is None for v in cells.values()):
                 continue
@@ -69,7 +83,7 @@ def markdown_report(records: list[Record], notes: Sequence[str] = ()) -> str:
             lines += ["| Dice: scale | method | " + " | ".join(classes) + " |", "|---|---" + "|---" * len(classes) + "|"]
             for s in scales:
                 for m in methods:
-                    picked = [r for r in rows if r.method == m and scale_label(r.scale) == s]
+                    picked = [r for r in rows if r.method == m and case_label(r) == s]
                     values = [np.nanmean([r.dice.get(c, np.nan) for r in picked]) for c in classes]
                     lines.append(f"| {s} | {m} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
             lines.append("")
@@ -80,7 +94,7 @@ def csv_text(records: list[Record]) -> str:
     """One row per record; Dice classes become ``dice_<class>`` columns; missing values are empty."""
     classes = list(dict.fromkeys(c for r in records for c in r.dice))
     columns = ["method", "scale", "degradation", "subject", "psnr", "psnr_mask", "ssim", "lpips", "psi",
-               *(f"dice_{c}" for c in classes), "seconds"]
+               *(f"dice_{c}" for c in classes), "seconds", "slice_axis", "slice_thickness"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -131,18 +145,28 @@ def load_subjects(gt: Sequence[str], lr: Sequence[str] | None = None, atlas: Seq
     return subjects
 
 
-def check_protocol(scales: Sequence[float], degradations: Sequence[str]) -> None:
-    """``InputError`` for an unknown degradation or a scale below 1."""
+def check_protocol(
+    scales: Sequence[float], degradations: Sequence[str], slices: Sequence[ThickSlices] = (),
+    methods: Sequence[str] = (),
+) -> None:
+    """``InputError`` for an unknown degradation, a scale below 1, a bad thick-slice case, or a ``+dc:slice``
+    method without thick slices."""
     unknown = [d for d in degradations if d not in DEGRADATIONS]
     if unknown:
         raise InputError(f"unknown degradation {unknown[0]!r}: choose from {', '.join(DEGRADATIONS)}")
     for scale in scales:
         geometry.check_scale([scale] * 3)
+    for thick in slices:
+        SliceModel(thick.thickness, thick.profile)  # checks both
+        if thick.axis not in (0, 1, 2):
+            raise InputError(f"slice axis must be 0, 1 or 2, got {thick.axis!r}")
+    if not slices and any(f"+dc:{SLICE_CONSISTENCY}" in spec for spec in methods):
+        raise InputError(f"+dc:{SLICE_CONSISTENCY} needs thick slices: give a slice thickness")
 
 
 def _method_files(methods: Sequence[str]) -> list[str]:
     """The weights files among method specs (``FILE`` or ``NAME=FILE``)."""
-    return [spec.rpartition("=")[2] for spec in methods if spec not in METHODS]
+    return [spec.rpartition("=")[2] for spec in methods if spec.split("+")[0] not in METHODS]
 
 
 def _segment_or_warn(segment: Callable, notes: list[str]) -> Callable:
@@ -181,8 +205,11 @@ def run_evaluation(
     tile: int | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
+    slices: Sequence[ThickSlices] = (),
 ) -> list[Record]:
     """Evaluate every method on every ground truth and write the result files (and figures) into ``out_dir``.
+
+    ``slices`` replaces ``scales`` x ``degradations`` by thick-slice simulations (``arssr.evaluation``).
 
     ``sharpness`` adds PSI (:mod:`arssr.sharpness`) of every result and of each ground truth.
 
@@ -199,7 +226,7 @@ def run_evaluation(
     inputs = [*gt, *(lr or ()), *(atlas or ()), *_method_files(methods)]
     for name in RESULT_FILES:
         check_output(out / name, overwrite, inputs)
-    check_protocol(scales, degradations)
+    check_protocol(scales, degradations, slices, methods)
     subjects = load_subjects(gt, lr, atlas)
     runs = dict(method(spec, device, tile) for spec in methods)
 
@@ -238,6 +265,7 @@ def run_evaluation(
         case_figures(out / "figures", stem, subject.gt.data, subject.gt.affine, subject.mask, lr_on_grid, outputs,
                      title=f"{subject.name}, {degradation} {scale_label(scale)}")
 
-    records = evaluate(subjects, runs, scales, degradations, scorer, on_case=draw if figures else None, log=log)
+    records = evaluate(subjects, runs, scales, degradations, scorer, on_case=draw if figures else None, log=log,
+                       slices=slices)
     write_results(records, out, notes)
     return records

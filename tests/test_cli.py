@@ -176,3 +176,42 @@ def test_detail_gain_option(tmp_path, capsys, mni_crop, tiny_weights):
     with pytest.raises(SystemExit) as usage:
         main(["upsample", str(tmp_path / "in.nii.gz"), "--scale", "2", "--detail-gain", "-1"])
     assert usage.value.code == 2 and "expected auto or a number >= 0" in capsys.readouterr().err
+
+
+def test_slice_thickness_on_real_anatomy(tmp_path, capsys, mni_t1, tiny_weights):
+    """The MNI152 T1 in 4 mm slices every 6 mm along its third axis (2 mm gaps), upsampled x6 with that slice model."""
+    from arssr.consistency import degrade_volume
+    from arssr.degrade import SliceModel
+
+    hr = mni_t1.data[60:90, 70:96, 60:120]
+    lr = degrade(torch.from_numpy(hr.astype(np.float64)), (30, 26, 10), ("kspace", "kspace", SliceModel(4.0)))
+    affine = mni_t1.affine @ np.diag([1.0, 1.0, 6.0, 1.0])
+    nib.save(nib.Nifti1Image(lr.numpy().astype(np.float32), affine), tmp_path / "thick.nii.gz")
+    out = tmp_path / "sr.nii.gz"
+    code, _, err = run(capsys, "upsample", tmp_path / "thick.nii.gz", "--scale", "1,1,6", "--slice-thickness", "4",
+                       "-o", out, "--weights", tiny_weights)
+    assert code == 0, err
+    sr = load_volume(out)
+    assert sr.shape == (30, 26, 60) and np.allclose(sr.spacing, (1, 1, 1))
+    back = degrade_volume(sr.data, (30, 26, 10), ("kspace", "kspace", SliceModel(4.0)))
+    assert np.abs(back - lr.numpy()).max() < 1e-3 * np.ptp(hr)
+    sidecar = json.loads((tmp_path / "sr.json").read_text())
+    assert sidecar["slice_thickness"] == 4.0 and sidecar["slice_profile"] == "boxcar"
+    code, _, err = run(capsys, "upsample", tmp_path / "thick.nii.gz", "--scale", "2,1,1", "--slice-profile",
+                       "gaussian", "-o", tmp_path / "x.nii.gz", "--weights", tiny_weights)
+    assert code == 1 and err.startswith("error: a slice thickness needs one axis coarser than the other two and "
+                                        "upsampled") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--slice-thickness", "0"], "argument --slice-thickness: expected a positive number, got '0'"),
+    (["--slice-thickness", "thick"], "argument --slice-thickness: expected a positive number, got 'thick'"),
+    (["--slice-profile", "box"], "argument --slice-profile: invalid choice: 'box'"),
+    (["--slice-thickness", "5", "--consistency", "none"], "cannot go with --consistency none"),
+])
+def test_slice_options_usage_errors_exit_2_before_any_work(tmp_path, capsys, argv, message, tiny_weights):
+    with pytest.raises(SystemExit) as exc:
+        run(capsys, "upsample", tmp_path / "missing.nii.gz", "--scale", "1,1,4", *argv, "-o", tmp_path / "o.nii.gz",
+            "--weights", tiny_weights)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: ") and message in err and len(err.splitlines()) == 1

@@ -356,3 +356,81 @@ def test_resample_rejects_unknown_method_and_degrade_rejects_upsampling():
         D.resample(torch.zeros(4, 4, 4), (8, 8, 8), "sinc")
     with pytest.raises(ValueError, match="unknown degradation 'linear'"):
         D.degrade(torch.zeros(8, 8, 8), (4, 4, 4), "linear")
+
+
+# --- slice model (2D multi-slice acquisitions) ------------------------------------------------
+
+
+def slice_centres(n, m):
+    return (np.arange(m) + 0.5) * n / m - 0.5
+
+
+def boxcar_slices_reference(signal, m, thickness):
+    """Slices of a 1D piecewise-constant signal by explicit integration over each window (mirror-extended)."""
+    n, pad = len(signal), int(thickness) + 2
+    extended = np.pad(signal, pad, mode="symmetric")
+    edges = np.arange(len(extended) + 1) - pad - 0.5  # voxel faces in HR coordinates
+    integral = np.concatenate([[0.0], np.cumsum(extended)])  # exact at the faces, linear in between
+    centres = slice_centres(n, m)
+    upper = np.interp(centres + thickness / 2, edges, integral)
+    return (upper - np.interp(centres - thickness / 2, edges, integral)) / thickness
+
+
+def gaussian_slices_reference(signal, m, fwhm, fine=25):
+    """scipy's Gaussian filter (sigma = FWHM / 2.355) on a fine piecewise-constant copy, read at the slice centres."""
+    n, pad = len(signal), int(2 * fwhm) + 4
+    extended = np.repeat(np.pad(signal, pad, mode="symmetric"), fine)
+    coordinates = (np.arange(len(extended)) + 0.5) / fine - pad - 0.5
+    sigma = fwhm / (2 * np.sqrt(2 * np.log(2))) * fine
+    return np.interp(slice_centres(n, m), coordinates, ndi.gaussian_filter1d(extended, sigma, truncate=5))
+
+
+# (n, m, thickness in HR voxels): contiguous (thickness = spacing), with gaps, overlapping, odd/even, fractional.
+SLICE_CASES = [(30, 10, 3.0), (31, 7, 31 / 7), (35, 5, 5.0), (24, 6, 5.5), (25, 4, 2.3), (20, 20, 1.0), (17, 3, 7.9)]
+
+
+@pytest.mark.parametrize("n,m,thickness", SLICE_CASES)
+def test_boxcar_slices_integrate_the_hr_signal_over_each_window(n, m, thickness):
+    signal = np.random.default_rng(n).normal(size=n)
+    matrix = D.SliceModel(thickness).matrix(n, m).numpy()
+    np.testing.assert_allclose(matrix @ signal, boxcar_slices_reference(signal, m, thickness), atol=1e-12)
+    np.testing.assert_allclose(matrix.sum(1), 1.0)
+
+
+@pytest.mark.parametrize("n,m,thickness", SLICE_CASES)
+def test_gaussian_slices_match_scipy(n, m, thickness):
+    signal = np.random.default_rng(n).normal(size=n)
+    got = D.SliceModel(thickness, "gaussian").matrix(n, m).numpy() @ signal
+    np.testing.assert_allclose(got, gaussian_slices_reference(signal, m, thickness), atol=2e-3)
+
+
+def test_contiguous_integer_slices_are_block_averages_and_gaps_are_unseen():
+    x = np.random.default_rng(0).normal(size=(4, 5, 36))
+    out = D.resample(torch.from_numpy(x), (4, 5, 12), ("kspace", "kspace", D.SliceModel(3.0))).numpy()
+    np.testing.assert_allclose(out, x.reshape(4, 5, 12, 3).mean(-1), atol=1e-12)
+    # 7-voxel spacing, 5-voxel slices: HR voxels 7j + 1 .. 7j + 5 seen with weight 1/5, 7j and 7j + 6 in the gaps.
+    expected = np.zeros((5, 35))
+    for j in range(5):
+        expected[j, 7 * j + 1:7 * j + 6] = 0.2
+    np.testing.assert_allclose(D.SliceModel(5.0).matrix(35, 5).numpy(), expected, atol=1e-15)
+
+
+def test_slice_model_on_real_anatomy_is_per_axis_and_in_mm(mni_crop):
+    """5 mm slices of the 1 mm MNI152 T1 along axis 1 only: per column, the reference integration."""
+    hr = mni_crop.astype(np.float64)
+    model = D.SliceModel.from_mm(5.0, 1.0)
+    lr = D.degrade(torch.from_numpy(hr), (48, 10, 48), ("cubic", model, "kspace")).numpy()
+    expected = np.apply_along_axis(boxcar_slices_reference, 1, hr, 10, 5.0)
+    np.testing.assert_allclose(lr, expected, atol=1e-9 * np.ptp(hr))
+    assert model == D.SliceModel(5.0, "boxcar")
+
+
+def test_bad_slice_models_and_operators_are_input_errors():
+    with pytest.raises(InputError, match="slice thickness must be a positive number, got 0"):
+        D.SliceModel(0.0)
+    with pytest.raises(InputError, match="unknown slice profile 'box'"):
+        D.SliceModel(3.0, "box")
+    with pytest.raises(InputError, match="needs 3 entries, got 2"):
+        D.resample(torch.zeros(4, 4, 4), (2, 2, 2), ("cubic", "cubic"))
+    with pytest.raises(InputError, match="unknown resampling method 'bicubic'"):
+        D.resample(torch.zeros(4, 4, 4), (2, 2, 2), ("cubic", "bicubic", D.SliceModel(2.0)))

@@ -122,3 +122,32 @@ def test_markdown_marks_values_missing_for_some_subjects(mni_crop):
     assert "| cubic | 30.00 |" in table
     assert "| LPIPS (lower is better) | x2 |\n|---|---|\n| cubic | - |\n| lanczos | 0.2500 |" in table
     assert Subject.from_volumes("a", mni_crop).mask.any()
+
+
+def test_thick_slice_protocol_writes_tables_per_slice_axis(tmp_path, capsys, mni_files):
+    gt, _ = mni_files
+    out = tmp_path / "thick"
+    code, _, err = run(capsys, "evaluate", "--gt", gt, "--slice-thickness", "3,4", "--slice-axis", "2",
+                       "--slice-profile", "gaussian", "--methods", "cubic,kspace", "--no-psi", "--no-dice",
+                       "--no-lpips", "--no-figures", "-o", out)
+    assert code == 0, err
+    records = json.loads((out / "results.json").read_text())
+    assert [(r["method"], r["slice_axis"], r["slice_thickness"], r["degradation"]) for r in records] == [
+        (m, 2, t, "slices-gaussian") for t in (3.0, 4.0) for m in ("cubic", "kspace")]
+    table = (out / "results.md").read_text()
+    assert "## LR by gaussian slices along axis 2" in table and "| PSNR (dB) | 3 mm | 4 mm |" in table
+    assert list(csv.DictReader((out / "results.csv").open()))[0]["slice_thickness"] == "3.0"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--slice-thickness", "3,-1"], "slice thickness must be a positive number"),
+    (["--slice-thickness", "3", "--scales", "2"], "--slice-thickness replaces --scales and --degradations"),
+    (["--slice-axis", "2"], "--slice-axis and --slice-profile need --slice-thickness"),
+    (["--methods", "cubic,arssr+dc:slice"], "+dc:slice needs thick slices"),
+])
+def test_thick_slice_usage_errors_exit_2(capsys, mni_files, argv, message):
+    gt, _ = mni_files
+    with pytest.raises(SystemExit) as exc:
+        run(capsys, "evaluate", "--gt", gt, *argv, "-o", "out")
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: ") and message in err

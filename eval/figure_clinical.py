@@ -1,0 +1,108 @@
+"""Figure: real clinical thick-slice scans upsampled to about 1 mm along the slice axis.
+
+The two scans of ``../shared/data`` (DATA.md; never used for training or
+selection): an axial T1 post-contrast with 6.5 mm slices and an axial proton
+density with 5 mm slices every 7 mm (2 mm gaps). Each is upsampled along its
+slice axis only (array axis 2) to about 1 mm by cubic interpolation and by the
+shipped model with the slice-model consistency (``arssr upsample --scale 1,1,K
+--slice-thickness MM``), and shown in a coronal and a sagittal plane, where the
+staircase of thick slices is: input (nearest neighbour), cubic, arssr.
+
+Only a slab of ``2 x receptive radius + 1`` voxels around each shown plane is
+upsampled: the encoder sees nothing beyond that radius, in-plane scales are 1
+and the consistency projection acts along the slice axis only, so the shown
+plane equals that of whole-volume upsampling, at a fraction of the time.
+
+Usage: python eval/figure_clinical.py [--data ../shared/data] [--threads 1]
+Writes eval/results/figures/clinical_thick_slices.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from arssr.degrade import resample
+from arssr.figures import to_ras
+from arssr.inference import upsample
+from arssr.models import load_model
+from arssr.volume import Volume, load_volume
+
+#: ``(file, slice thickness in mm, title)``; the slices are along array axis 2 in both.
+SCANS = (
+    ("clinical_T1post_axial_6p5mm_case1.nii.gz", 6.5, "T1 post-contrast, 6.5 mm slices"),
+    ("clinical_PD_axial_5mm_gap2mm.nii.gz", 5.0, "PD, 5 mm slices every 7 mm"),
+)
+TARGET_MM = 1.0
+SLICE_AXIS = 2
+#: ``(name, array axis held fixed)``: the planes that cut across the slices (both scans are L/R, A/P, S axes).
+PLANES = (("coronal", 1), ("sagittal", 0))
+OUT = Path("eval/results/figures/clinical_thick_slices.png")
+
+
+def slab(volume: Volume, axis: int, radius: int) -> Volume:
+    """The ``2 radius + 1`` voxels around the middle of ``axis``, with the affine that keeps them in place."""
+    start = volume.shape[axis] // 2 - radius
+    index = [slice(None)] * 3
+    index[axis] = slice(start, start + 2 * radius + 1)
+    shift = np.eye(4)
+    shift[axis, 3] = start
+    return Volume(np.ascontiguousarray(volume.data[tuple(index)]), volume.affine @ shift, volume.header)
+
+
+def plane(data: np.ndarray, affine: np.ndarray, axis: int) -> np.ndarray:
+    """The middle plane across ``axis`` of a slab, in RAS order, for ``imshow(origin="lower")``."""
+    ras_axis = int(abs(np.asarray(affine)[:3, axis]).argmax())
+    ras = to_ras(data, affine)
+    return np.take(ras, ras.shape[ras_axis] // 2, axis=ras_axis).T
+
+
+def panels(volume: Volume, thickness: float, model) -> list[tuple[str, str, np.ndarray, float]]:
+    """``(plane, method, image, aspect)`` for every plane and method of one scan."""
+    scale = (1.0, 1.0, volume.spacing[SLICE_AXIS] / TARGET_MM)
+    out = []
+    for name, axis in PLANES:
+        part = slab(volume, axis, model.receptive_radius)
+        sr = upsample(part, model, scale=scale, device="cpu", slice_thickness=thickness)
+        lr = torch.from_numpy(part.data.astype(np.float64))
+        methods = {"input (nearest)": resample(lr, sr.shape, "nearest").numpy(),
+                   "cubic": np.clip(resample(lr, sr.shape, "cubic").numpy(), part.data.min(), part.data.max()),
+                   "arssr": sr.data}
+        in_plane = 1 - axis  # the other in-plane axis: 0 for coronal, 1 for sagittal
+        aspect = sr.spacing[SLICE_AXIS] / sr.spacing[in_plane]
+        out += [(name, method, plane(data, sr.affine, axis), aspect) for method, data in methods.items()]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data", help="folder of the clinical scans")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(None)
+    rows = []
+    for file, thickness, title in SCANS:
+        volume = load_volume(Path(args.data) / file)
+        low, high = np.percentile(volume.data, [0.5, 99.5])
+        rows.append((title, panels(volume, thickness, model), low, high))
+    figure = Figure(figsize=(12, 3.4 * len(rows) * len(PLANES)), layout="constrained")
+    grid = figure.subplots(len(rows) * len(PLANES), 3)
+    for r, (title, images, low, high) in enumerate(rows):
+        for i, (plane_name, method, image, aspect) in enumerate(images):
+            ax = grid[r * len(PLANES) + i // 3, i % 3]
+            ax.imshow(image, cmap="gray", origin="lower", vmin=low, vmax=high, aspect=aspect,
+                      interpolation="nearest")
+            ax.set_title(f"{title}: {plane_name}, {method}", fontsize=9)
+            ax.set_axis_off()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(OUT, dpi=110)
+    print(OUT)
+
+
+if __name__ == "__main__":
+    main()

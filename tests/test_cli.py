@@ -215,3 +215,15 @@ def test_slice_options_usage_errors_exit_2_before_any_work(tmp_path, capsys, arg
             "--weights", tiny_weights)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_an_existing_sidecar_is_not_replaced_unasked(tmp_path, capsys, oblique_nifti, tiny_weights):
+    out = tmp_path / "sr.nii.gz"
+    (tmp_path / "sr.json").write_text("mine\n")
+    code, _, err = run(capsys, "upsample", oblique_nifti, "--scale", "2", "-o", out, "--weights", tiny_weights)
+    assert code == 1 and err.strip() == f"error: {tmp_path / 'sr.json'}: exists (use --overwrite to replace it)"
+    assert (tmp_path / "sr.json").read_text() == "mine\n" and not out.exists()
+    code, _, err = run(capsys, "upsample", oblique_nifti, "--scale", "2", "-o", out, "--weights", tiny_weights,
+                       "--overwrite", "-q")
+    assert code == 0, err
+    assert json.loads((tmp_path / "sr.json").read_text())["output"] == str(out)

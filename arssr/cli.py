@@ -233,8 +233,8 @@ def cmd_upsample(args: argparse.Namespace) -> int:
         refuse_inputs([target, _sidecar_path(target)], [*inputs, weights])
         if not target.exists():  # an existing one is skipped, replaced or reported in the loop below
             check_output(target)
-            if not args.no_sidecar:  # a sidecar left without its volume is not replaced unasked either
-                check_output(_sidecar_path(target), args.overwrite)
+            if not args.no_sidecar:  # a sidecar without its volume is replaced only when asked (or resuming)
+                check_output(_sidecar_path(target), args.overwrite or args.skip_existing)
     adapting = args.adapt is not None or args.adapt_steps is not None
     if args.save_adapted:
         if not adapting or len(inputs) != 1:

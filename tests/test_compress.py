@@ -138,21 +138,24 @@ def test_real_anatomy_with_the_shipped_model(mni_crop):
 
 
 def test_finetuned_decoder_travels_in_the_file_and_lowers_the_error(mni_crop):
-    """Real anatomy, shipped model: seed 003's end-to-end phase on top of the very same SIREN fit."""
+    """Real anatomy, a shipped model (arssr_rdn_v2): seed 003's end-to-end phase on top of the very same SIREN fit."""
+    from arssr.models import default_model_path
+
+    v2 = default_model_path().parent / "arssr_rdn_v2.safetensors"
     tuned_config = make_config(scale=2.0, width=32, steps=200, finetune="bias")  # 140 SIREN steps, then 60
-    plain_blob, plain = compress_volume(mni_crop, make_config(scale=2.0, width=32, steps=140), device="cpu")
-    tuned_blob, tuned = compress_volume(mni_crop, tuned_config, device="cpu")
-    model = load_model()
+    plain_blob, plain = compress_volume(mni_crop, make_config(scale=2.0, width=32, steps=140), v2, device="cpu")
+    tuned_blob, tuned = compress_volume(mni_crop, tuned_config, v2, device="cpu")
+    model = load_model(v2)
     biases = sum(p.numel() for name, p in model.named_parameters() if name.endswith("bias"))
     meta, payload = unpack(tuned_blob)
     assert meta["finetune"] == {"mode": "bias", "params": biases} and tuned_blob[6] == 2 and plain_blob[6] == 1
     assert len(tuned_blob) > len(plain_blob) + biases // 2  # the changes are in the file (int8, entropy-coded)
     assert tuned["paper_cr"] == 1 - (plain["siren_params"] + biases) / mni_crop.data.size
     assert tuned["psnr"] > plain["psnr"] + 0.5, (plain["psnr"], tuned["psnr"])
-    assert psnr(decode(meta, payload, device="cpu").data, mni_crop.data) == tuned["psnr"] and tuned["finetune_kept"]
+    assert psnr(decode(meta, payload, v2, device="cpu").data, mni_crop.data) == tuned["psnr"] and tuned["finetune_kept"]
     meta["finetune"]["params"] = 5
     with pytest.raises(InputError, match=f"the file fine-tunes 5 decoder parameters, the decoder model has {biases}"):
-        decode(meta, payload, device="cpu")
+        decode(meta, payload, v2, device="cpu")
 
 
 @pytest.mark.parametrize("lr_shape, hr_shape", [((30, 11, 9), (60, 35, 9)), ((5, 40, 7), (16, 100, 22))])

@@ -203,8 +203,11 @@ def test_residual_flag_travels_in_the_weights_file(tmp_path):
     path = save_model(residual_start(make_tiny_model()), tmp_path / "residual.safetensors")
     loaded = load_model(path)
     assert loaded.residual and not isinstance(loaded.decoder.stage_two[-1], torch.nn.ReLU)
-    assert not load_model(None).residual  # the shipped non-residual model keeps its final ReLU
-    assert isinstance(load_model(None).decoder.stage_two[-1], torch.nn.ReLU)
+    from arssr.models import default_model_path
+
+    v2 = load_model(default_model_path().parent / "arssr_rdn_v2.safetensors")  # a shipped non-residual model
+    assert not v2.residual and isinstance(v2.decoder.stage_two[-1], torch.nn.ReLU)
+    assert load_model(None).residual  # the default, arssr_rdn_v4
 
 
 def test_every_public_name_resolves():

@@ -107,7 +107,8 @@ class CompressionConfig:
         if self.finetune_block < 2:
             raise InputError(f"finetune_block must be at least 2 LR voxels, got {self.finetune_block}")
         quantize.check_mode(self.quant)
-        Siren(self.width, self.depth, self.w0)  # validates the network's arguments
+        with torch.random.fork_rng(devices=[]):  # validates the network's arguments; its random init is discarded
+            Siren(self.width, self.depth, self.w0)
 
 
 #: Seed settings. ``paper-2025`` (seed 003): k-space DS 1/2, 3 x 30 SIREN (its trade-off point), L1.
@@ -154,9 +155,17 @@ def fit_siren(
     ``target_psnr``. The last ``config.qat`` share of the steps or of the time
     trains through the quantiser; reaching the target starts that phase early.
     """
+    # The SIREN's initialisation draws from torch's global generator: seed it inside a fork, so the caller's
+    # random state is the same afterwards.
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(config.seed)
+        return _fit_siren(target, config, device, target_psnr, time_budget, progress)
+
+
+def _fit_siren(target, config, device, target_psnr, time_budget, progress) -> Siren:
     from tqdm.auto import tqdm
 
-    torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     coords = geometry.grid_coordinates(target.shape).reshape(-1, 3).to(device)
     values = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).reshape(-1, 1).to(device)

@@ -81,12 +81,10 @@ def table_csv(records: list[dict]) -> str:
 
 def plot(records: list[dict], path: Path) -> None:
     """PSNR against bpp, one line per DS, the trade-off point circled."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures are left alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+    fig = Figure(figsize=(5, 3.6), dpi=120)
+    ax = fig.subplots()
     for scale in sorted({r["scale"] for r in records}):
         points = sorted((r["bpp"], r["psnr"]) for r in records if r["scale"] == scale)
         ax.plot(*zip(*points), marker="o", label=f"DS 1/{scale:g}")
@@ -99,7 +97,6 @@ def plot(records: list[dict], path: Path) -> None:
     fig.tight_layout()
     with atomic_file(path) as handle:
         fig.savefig(handle, format="png")
-    plt.close(fig)
 
 
 def write_report(records: list[dict], folder: Path, overwrite: bool = False) -> list[Path]:

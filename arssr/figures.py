@@ -31,25 +31,23 @@ def view_slice(data: np.ndarray, view: str, centre: tuple[int, int, int]) -> np.
     return np.take(data, centre[axis], axis=axis).T
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**options):
+    """A ``matplotlib.figure.Figure``: drawn without pyplot, so no backend or global state is touched."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**options)
 
 
 def _save(fig, path: Path) -> Path:
     with atomic_file(path) as handle:
         fig.savefig(handle, dpi=90, bbox_inches="tight", format="png")
-    _pyplot().close(fig)
     return path
 
 
-def _view_grid(plt, rows, image: Callable[[str, str], np.ndarray], **style):
+def _view_grid(rows, image: Callable[[str, str], np.ndarray], **style):
     """One row per name in ``rows``, one column per view; ``image(name, view)`` gives each panel."""
-    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.4 * len(rows)), squeeze=False, layout="constrained")
+    fig = _figure(figsize=(7.5, 2.4 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), 3, squeeze=False)
     for row, name in enumerate(rows):
         for col, view in enumerate(VIEWS):
             ax = axes[row, col]
@@ -65,7 +63,6 @@ def _view_grid(plt, rows, image: Callable[[str, str], np.ndarray], **style):
 def case_figures(folder: Path, stem: str, gt: np.ndarray, affine: np.ndarray, mask: np.ndarray,
                  lr_on_grid: np.ndarray, outputs: dict[str, np.ndarray], title: str) -> list[Path]:
     """Write ``<stem>_mosaic.png``, ``<stem>_error.png`` and ``<stem>_profile.png`` into ``folder``."""
-    plt = _pyplot()
     folder.mkdir(parents=True, exist_ok=True)
     images = {name: to_ras(x, affine) for name, x in {"LR": lr_on_grid, **outputs, "GT": gt}.items()}
     foreground = np.argwhere(to_ras(mask, affine))
@@ -73,7 +70,7 @@ def case_figures(folder: Path, stem: str, gt: np.ndarray, affine: np.ndarray, ma
     low, high = float(gt.min()), float(gt.max())
     paths = []
 
-    fig, _ = _view_grid(plt, images, lambda name, view: view_slice(images[name], view, centre),
+    fig, _ = _view_grid(images, lambda name, view: view_slice(images[name], view, centre),
                         cmap="gray", vmin=low, vmax=high)
     fig.suptitle(title)
     paths.append(_save(fig, folder / f"{stem}_mosaic.png"))
@@ -81,12 +78,13 @@ def case_figures(folder: Path, stem: str, gt: np.ndarray, affine: np.ndarray, ma
     def error(name: str, view: str) -> np.ndarray:
         return np.abs(view_slice(images[name], view, centre) - view_slice(images["GT"], view, centre)) / (high - low)
 
-    fig, axes = _view_grid(plt, outputs, error, cmap="magma", vmin=0, vmax=ERROR_CEILING)
+    fig, axes = _view_grid(outputs, error, cmap="magma", vmin=0, vmax=ERROR_CEILING)
     fig.colorbar(axes[0, 0].images[0], ax=axes, shrink=0.6, label="|estimate - GT| / GT range")
     fig.suptitle(f"{title}: absolute error")
     paths.append(_save(fig, folder / f"{stem}_error.png"))
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 2]})
+    fig = _figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2]})
     left.imshow(view_slice(images["GT"], "axial", centre), cmap="gray", vmin=low, vmax=high, origin="lower")
     left.axhline(centre[1], color="red", linewidth=1)
     left.set_title("GT, axial: profile line")

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -40,3 +41,13 @@ def test_forward_is_sines_of_linear_layers():
 def test_bad_arguments_are_named(args, match):
     with pytest.raises(ValueError, match=match):
         Siren(*args)
+
+
+def test_fitting_leaves_the_global_random_state_alone():
+    from arssr.compress import fit_siren, make_config
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    fit_siren(np.random.default_rng(0).random((6, 6, 6)).astype(np.float32), make_config("fast", steps=2, width=8))
+    assert torch.equal(torch.rand(3), expected)

@@ -116,6 +116,7 @@ def adapt(
     if size < 2 or min(geometry.output_shape(slab.shape, [1 / k for k in scale])) < 2:
         raise InputError(f"input {tuple(lr.shape)} is too small to adapt to at scale {tuple(scale)}")
     hr_shape = geometry.output_shape((size,) * 3, scale)
+    voxels = math.prod(hr_shape)
     pairs = PairOptions(lr_size=size, samples=options.samples, methods={options.operator: 1.0})
     generator = torch.Generator().manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
@@ -129,7 +130,6 @@ def adapt(
         options.seconds is None or time.perf_counter() - began < options.seconds
     ):
         crops = torch.stack([torch.from_numpy(_crop(lr, hr_shape, axis, start, stop, rng)) for _ in range(options.batch)])
-        voxels = math.prod(hr_shape)
         examples = [
             Example(hr_shape, options.operator, 0.0, 0.0, 0, torch.randint(voxels, (options.samples,), generator=generator))
             for _ in range(options.batch)

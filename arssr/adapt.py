@@ -3,11 +3,14 @@
 Internal learning in the manner of ZSSR: crops of the LR input are degraded
 further by the same scale and operator, and a copy of the model (warm-started
 from the given weights) learns to give the crops back. A slab across the
-middle of the input's longest axis is held out: before and after, it is
-degraded, super-resolved and projected onto consistency, exactly as
-``arssr upsample`` would treat an input, and scored against itself (PSNR in
-the model's normalised units). The adapted copy is kept only when that score
-improves; the caller's model is never changed.
+middle of the input's longest axis is never trained on: before and after,
+the whole input is degraded, super-resolved and projected onto consistency,
+exactly as ``arssr upsample`` would treat an input, and the slab is scored
+against itself (PSNR in the model's normalised units). Scoring the slab
+inside the whole volume, not cut out, gives it its real neighbourhood, so a
+thin slab at a large scale is judged as fairly as a thick one. The adapted
+copy is kept only when that score improves; the caller's model is never
+changed.
 """
 
 from __future__ import annotations
@@ -84,13 +87,16 @@ def _holdout(shape: Sequence[int], share: float) -> tuple[int, int, int]:
     return axis, start, start + width
 
 
-def _held_out_psnr(model: ArSSR, slab: np.ndarray, scale, operator: str, device: torch.device) -> float:
-    from arssr.inference import self_example, super_resolve
+def _held_out_psnr(model: ArSSR, lr: np.ndarray, low: np.ndarray, slab: tuple[int, int, int], operator: str,
+                   device: torch.device) -> float:
+    """PSNR over the ``(axis, start, stop)`` slab of ``lr`` of ``low`` (``lr`` degraded once more) super-resolved
+    back to ``lr``'s grid and projected."""
+    from arssr.inference import super_resolve
 
-    lr = self_example(slab, scale, operator)
-    estimate = project(super_resolve(lr, model, slab.shape, device=device), lr, operator)
-    mse = float(np.mean((estimate.astype(np.float64) - slab) ** 2))
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
+    axis, start, stop = slab
+    estimate = project(super_resolve(low, model, lr.shape, device=device), low, operator)
+    error = np.take(estimate.astype(np.float64) - lr, range(start, stop), axis=axis)
+    return 10 * math.log10(1.0 / max(float(np.mean(error ** 2)), 1e-12))
 
 
 def adapt(
@@ -108,12 +114,14 @@ def adapt(
     """
     from tqdm.auto import tqdm
 
-    axis, start, stop = _holdout(lr.shape, options.holdout)
-    slab = np.ascontiguousarray(np.take(lr, range(start, stop), axis=axis))
+    from arssr.inference import self_example
+
+    axis, start, stop = slab = _holdout(lr.shape, options.holdout)
     # Every crop lies on one side of the slab: the widest side bounds the crop on that axis.
     room = [n if a != axis else max(start, lr.shape[a] - stop) for a, n in enumerate(lr.shape)]
     size = min(options.lr_size, *(math.floor(r / k) for r, k in zip(room, scale)))
-    if size < 2 or min(geometry.output_shape(slab.shape, [1 / k for k in scale])) < 2:
+    low = self_example(lr, scale, options.operator)
+    if size < 2 or low is None:
         raise InputError(f"input {tuple(lr.shape)} is too small to adapt to at scale {tuple(scale)}")
     hr_shape = geometry.output_shape((size,) * 3, scale)
     voxels = math.prod(hr_shape)
@@ -122,7 +130,7 @@ def adapt(
     rng = np.random.default_rng(options.seed)
 
     tuned = copy.deepcopy(model).to(device).train()
-    before = _held_out_psnr(model, slab, scale, options.operator, device)
+    before = _held_out_psnr(model, lr, low, slab, options.operator, device)
     optimizer = torch.optim.Adam(tuned.parameters(), lr=options.learning_rate)
     bar = tqdm(total=options.steps, disable=not progress, leave=False, unit="step", desc="adapting")
     began, steps = time.perf_counter(), 0
@@ -144,7 +152,7 @@ def adapt(
     bar.close()
     seconds = time.perf_counter() - began
     tuned.eval()
-    after = _held_out_psnr(tuned, slab, scale, options.operator, device)
+    after = _held_out_psnr(tuned, lr, low, slab, options.operator, device)
     kept = after > before
     return (tuned if kept else model), AdaptReport(before, after, kept, steps, seconds)
 

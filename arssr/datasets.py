@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from arssr import geometry
-from arssr.degrade import degrade
+from arssr.degrade import Operator, SliceModel, degrade
 from arssr.errors import InputError
 from arssr.intensity import intensity_window, normalize
 from arssr.models.arssr import axis_permutation
@@ -321,11 +321,21 @@ class PairOptions:
     ``lr_size``; ``samples`` HR voxels are the targets. ``methods`` weighs the
     degradation models; ``noise_std`` and ``bias`` are ``(low, high)`` ranges
     drawn per example (see :func:`arssr.degrade.degrade`).
+
+    A share ``thick_share`` of the examples imitates 2D multi-slice
+    acquisitions: one axis, drawn at random, is made of contiguous slices
+    (``arssr.degrade.SliceModel``, profile drawn from ``thick_profiles``) at a
+    scale from ``thick_scale``; the other two axes take scales from
+    ``inplane_scale`` and a method from ``methods``.
     """
 
     lr_size: int = 10
     scale: tuple[float, float] = (2.0, 4.0)
     anisotropic: bool = False
+    thick_share: float = 0.0
+    thick_scale: tuple[float, float] = (1.5, 8.0)
+    inplane_scale: tuple[float, float] = (1.0, 2.0)
+    thick_profiles: tuple[str, ...] = ("boxcar", "gaussian")
     samples: int = 8000
     methods: dict[str, float] = field(default_factory=lambda: {"cubic": 1.0})
     noise: str | None = None
@@ -338,7 +348,7 @@ class Example:
     """The random choices of one example; a batch is drawn whole, then sliced per process."""
 
     hr_shape: tuple[int, int, int]
-    method: str
+    method: Operator  # one method name, or one axis operator per axis (thick slices)
     noise_std: float
     bias: float
     seed: int
@@ -356,9 +366,20 @@ def draw_examples(n: int, options: PairOptions, generator: torch.Generator) -> l
     weights = torch.tensor([float(options.methods[m]) for m in names], dtype=torch.float64)
     examples = []
     for _ in range(n):
-        k = [_uniform(options.scale, generator) for _ in range(3 if options.anisotropic else 1)]
-        hr_shape = geometry.output_shape((options.lr_size,) * 3, k * (1 if options.anisotropic else 3))
-        method = names[int(torch.multinomial(weights, 1, generator=generator))]
+        # Drawn only when asked for, so that configurations without thick slices keep their random stream.
+        thick = options.thick_share > 0 and float(torch.rand((), generator=generator)) < options.thick_share
+        if thick:
+            axis = int(torch.randint(3, (), generator=generator))
+            k = [_uniform(options.thick_scale if a == axis else options.inplane_scale, generator) for a in range(3)]
+        else:
+            k = [_uniform(options.scale, generator) for _ in range(3 if options.anisotropic else 1)] * (
+                1 if options.anisotropic else 3)
+        hr_shape = geometry.output_shape((options.lr_size,) * 3, k)
+        method: Operator = names[int(torch.multinomial(weights, 1, generator=generator))]
+        if thick:
+            profile = options.thick_profiles[int(torch.randint(len(options.thick_profiles), (), generator=generator))]
+            slices = SliceModel(hr_shape[axis] / options.lr_size, profile)  # contiguous: thickness = spacing
+            method = tuple(slices if a == axis else method for a in range(3))
         noise_std, bias = _uniform(options.noise_std, generator), _uniform(options.bias, generator)
         seed = int(torch.randint(2**62, (), generator=generator))
         voxels = math.prod(hr_shape)

@@ -406,6 +406,7 @@ def upsample(
     lr = space.to_model(volume.data)
     result = super_resolve(lr, model, space.axes(out_shape), tile=tile, device=device, precision=precision,
                            chunk=chunk, progress=progress)
+    result[empty_background(lr, result.shape)] = lr.min()
     if consistency == "none":
         data = space.from_model(result, clip=(low, high))
     else:
@@ -415,6 +416,20 @@ def upsample(
         floor = space.intensity(0.0) if low >= 0 else None
         data = space.from_model(project(float(gain) * result, lr, operator, floor))
     return Volume(data, affine, volume.header)
+
+
+def empty_background(lr: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:
+    """Output voxels whose nearest input voxel and its 26 neighbours all hold the input's minimum.
+
+    A brain-extracted or defaced input is exactly at its minimum outside the
+    anatomy; the output stays there too, where a network (a residual one
+    above all) would leave faint structure.
+    """
+    from scipy import ndimage
+
+    empty = ndimage.binary_erosion(lr == lr.min(), np.ones((3, 3, 3), dtype=bool), border_value=1)
+    nearest = [np.minimum((np.arange(n) + 0.5) * m / n, m - 1).astype(np.intp) for n, m in zip(out_shape, lr.shape)]
+    return empty[np.ix_(*nearest)]
 
 
 def self_example(lr: np.ndarray, scale: Sequence[float], operator: str) -> np.ndarray | None:

@@ -207,3 +207,24 @@ def test_the_callers_model_is_left_as_it_was(mni_crop):
     assert model.training and conv.weight.is_contiguous()
     assert not conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+
+
+def test_an_empty_background_stays_empty(tiny_model, monkeypatch):
+    """The shipped 3 mm MNI152 T1 is zero outside the head: output voxels whose nearest input voxel and its 26
+    neighbours are zero stay exactly zero, computed independently with scipy (a max filter and a zoom of order 0
+    on the FOV-preserving grid)."""
+    from scipy import ndimage
+
+    from arssr.volume import load_volume
+
+    volume = load_volume(inference.example_volume_path())
+    out = upsample(volume, tiny_model, scale=2.5, device="cpu", consistency="none").data
+    zero_around = ndimage.maximum_filter(volume.data, size=3, mode="constant", cval=0.0) == 0
+    expected = ndimage.zoom(zero_around.astype(np.uint8), [n / m for n, m in zip(out.shape, volume.shape)], order=0,
+                            grid_mode=True, mode="nearest").astype(bool)
+    assert expected.shape == out.shape and 0.3 < expected.mean() < 0.7
+    assert np.all(out[expected] == 0)
+    assert np.any(out[~expected] != 0)
+    monkeypatch.setattr(inference, "empty_background", lambda lr, shape: np.zeros(shape, dtype=bool))
+    ungated = upsample(volume, tiny_model, scale=2.5, device="cpu", consistency="none").data
+    assert np.any(ungated[expected] != 0)  # the network alone leaves values there

@@ -76,7 +76,7 @@ class BundleUpsampler:
 
     def __init__(self, weights: str | os.PathLike, device: str = "auto", threads: int | None = None,
                  precision: str = "fp32", consistency: str = DEFAULT_CONSISTENCY) -> None:
-        from arssr.inference import resolve_device
+        from arssr.device import resolve_device
         from arssr.models import load_model
 
         self.model = load_model(weights)

@@ -209,7 +209,8 @@ def cmd_upsample(args: argparse.Namespace) -> int:
 
     from arssr.errors import ArssrError
     from arssr.files import check_output, refuse_inputs
-    from arssr.inference import adapt_to, example_volume_path, resolve_device, upsample
+    from arssr.device import resolve_device
+    from arssr.inference import adapt_to, example_volume_path, upsample
     from arssr.models import default_model_path, file_sha256, load_model, save_model
     from arssr.shard import current_shard, shard_device
     from arssr.volume import load_volume, save_volume

@@ -14,7 +14,7 @@ from arssr.protocol import OUTPUT_DTYPES
 def _setup(args: argparse.Namespace):
     import torch
 
-    from arssr.inference import resolve_device
+    from arssr.device import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -446,7 +446,8 @@ def decode(
     import nibabel as nib
 
     from arssr.consistency import check_operator, project
-    from arssr.inference import resolve_device, super_resolve
+    from arssr.device import resolve_device
+    from arssr.inference import super_resolve
     from arssr.models.arssr import axis_permutation
 
     device = resolve_device(device) if not isinstance(device, torch.device) else device
@@ -568,7 +569,7 @@ def compress_volume(
     """``(file bytes, report)``. ``target_bpp`` sets the SIREN width so the file stays within it;
     ``target_psnr`` tries widths (and scale 1 after ``config.scale`` when ``search_scale``), smallest
     first, until the decoded volume reaches it, else keeps the best."""
-    from arssr.inference import resolve_device
+    from arssr.device import resolve_device
 
     if target_bpp is not None and target_psnr is not None:
         raise InputError("give at most one of target_bpp and target_psnr")

@@ -217,7 +217,7 @@ def run_evaluation(
     offline, no antspyx) are reported as unavailable with the reason, in a
     warning and in ``results.md``; everything else is still produced.
     """
-    from arssr.inference import resolve_device
+    from arssr.device import resolve_device
     from arssr.metrics import MetricUnavailable, load_lpips
 
     out = Path(out_dir)

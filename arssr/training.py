@@ -326,7 +326,7 @@ class Trainer:
             self.writer = SummaryWriter(str(self.out))
 
     def _device(self) -> torch.device:
-        from arssr.inference import resolve_device
+        from arssr.device import resolve_device
 
         device = resolve_device(self.config["device"])
         if device.type == "cuda" and self.world > 1:

@@ -187,7 +187,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from arssr.inference import resolve_device
+    from arssr.device import resolve_device
 
     args.device = resolve_device(args.device)
     records = []

@@ -5,7 +5,8 @@ import torch
 
 from arssr import geometry, inference
 from arssr.errors import InputError
-from arssr.inference import resolve_device, super_resolve, upsample
+from arssr.device import resolve_device
+from arssr.inference import super_resolve, upsample
 from arssr.intensity import intensity_window, normalize
 from arssr.volume import Volume
 from conftest import make_tiny_model

@@ -38,6 +38,7 @@ import torch
 from arssr import container, geometry, quantize
 from arssr.degrade import DEGRADATIONS, degrade
 from arssr.errors import InputError, ModelFileError
+from arssr.files import refuse_existing
 from arssr.intensity import denormalize, intensity_window, normalize
 from arssr.models.siren import Siren
 from arssr.volume import Volume, load_volume, save_volume
@@ -630,8 +631,7 @@ def compress(
     ``progress``, ``search_scale``, and any :class:`CompressionConfig` field.
     """
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise container.OutputExistsError(f"{output}: exists (use --overwrite to replace it)")
+    refuse_existing([output], overwrite)
     volume = source if isinstance(source, Volume) else load_volume(source)
     fields = set(CompressionConfig.__dataclass_fields__)
     config = make_config(preset, **{k: v for k, v in options.items() if k in fields})
@@ -650,8 +650,8 @@ def decompress(
     dtype: str = "input",
 ) -> Volume:
     """Decode an ``.arssr`` file; also written as NIfTI to ``output`` if given (``dtype`` as ``save_volume``)."""
-    if output is not None and Path(output).exists() and not overwrite:
-        raise container.OutputExistsError(f"{output}: exists (use --overwrite to replace it)")
+    if output is not None:
+        refuse_existing([output], overwrite)
     meta, payload = container.read_container(source)
     volume = decode(meta, payload, decoder, device, progress)
     if output is not None:

@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 
 from arssr.compress import CompressionConfig, compress_volume
-from arssr.errors import OutputExistsError
-from arssr.files import atomic_file
+from arssr.files import atomic_file, refuse_existing
 from arssr.volume import Volume
 
 COLUMNS = ("scale", "width", "depth", "siren_params", "bytes", "bpp", "compression_ratio", "paper_cr", "psnr", "ssim",
@@ -103,9 +102,7 @@ def write_report(records: list[dict], folder: Path, overwrite: bool = False) -> 
     """``sweep.csv``, ``sweep.md`` and ``sweep.png`` in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "sweep.csv", folder / "sweep.md", folder / "sweep.png"]
-    existing = [p for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(f"{existing[0]}: exists (use --overwrite to replace it)")
+    refuse_existing(paths, overwrite)
     for path, text in zip(paths, (table_csv(records), table_markdown(records))):
         with atomic_file(path) as handle:
             handle.write(text.encode())

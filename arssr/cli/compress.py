@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from arssr.cli import positive_float, positive_int
+from arssr.cli.options import (
+    UsageError, check_nifti_output, check_outputs, parse_numbers, positive_float, positive_int, usage_errors,
+)
 from arssr.protocol import OUTPUT_DTYPES
 
 
@@ -28,7 +30,6 @@ def _inputs(args: argparse.Namespace) -> list:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from arssr.cli import UsageError, check_outputs, usage_errors
     from arssr.compress import compress, make_config
 
     if args.sweep:
@@ -61,7 +62,6 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from arssr.cli import parse_numbers
     from arssr.compress import make_config
     from arssr.compress_sweep import sweep, write_report
     from arssr.volume import load_volume
@@ -78,7 +78,6 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    from arssr.cli import check_nifti_output, check_outputs
     from arssr.compress import decompress
 
     check_nifti_output(Path(args.output))
@@ -99,7 +98,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary line")
 
 
-def add_commands(sub) -> None:
+def add_parser(sub) -> None:
+    """The ``compress`` and ``decompress`` commands' options."""
     co = sub.add_parser("compress", help="compress a volume into an .arssr file", description=(
         "Downsample by --scale, fit a SIREN to the LR volume, quantise and entropy-code its weights into an .arssr "
         "file. Decoding runs the SIREN, then the SR model (--decoder-weights) back to the original grid. The file "

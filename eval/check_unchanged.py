@@ -2,12 +2,14 @@
 
 Run before and after a change that should not change behaviour: the two JSON outputs must be equal.
 The example volume is copied into the temporary folder first, so the sidecar's paths are the same
-wherever the package lives; the sidecar's ``seconds`` (a timing) is left out of its hash.
+wherever the package lives; the sidecar's ``seconds`` (a timing) is left out of its hash, and a ``.gz``
+file is hashed uncompressed (its gzip header holds the time it was written).
 
     python eval/check_unchanged.py --json /tmp/before.json
 """
 
 import argparse
+import gzip
 import hashlib
 import json
 import shutil
@@ -28,8 +30,10 @@ COMMANDS = [
 
 
 def sha256(path: Path) -> str:
-    """The file's sha256; for a JSON sidecar, that of its text without the run time."""
+    """The file's sha256; for a JSON sidecar, that of its text without the run time; for ``.gz``, of its content."""
     data = path.read_bytes()
+    if path.suffix == ".gz":
+        data = gzip.decompress(data)
     if path.suffix == ".json":
         record = json.loads(data)
         record.pop("seconds")

@@ -64,8 +64,8 @@ def describe_model(path: Path) -> list[str]:
 
 def describe_compressed(path: Path) -> list[str]:
     """Rate of an ``.arssr`` file (bpp and ratio from its real size) and what decoding it needs."""
-    from arssr.compress import rate
-    from arssr.container import read_container
+    from arssr.compress.container import read_container
+    from arssr.compress.rate import rate
 
     meta, _ = read_container(path)
     facts = rate(meta, path.stat().st_size)

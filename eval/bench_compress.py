@@ -2,7 +2,7 @@
 
 One run, same volumes, one PSNR definition (data range of the original, also
 inside its foreground mask ``arssr.metrics.brain_mask``) for every method:
-  arssr          DS by --scale (k-space), SIREN on the LR volume sized by the byte budget, int8, SR decoder;
+  arssr          DS by --scale (k-space), SIREN on the LR volume sized by the byte budget, int8, SR model;
   arssr-finetuned  the same with seed 003's end-to-end phase (``--finetune-decoder``): the SR model's biases
                  trained with the SIREN for the last 30 % of the time, their int8 changes in the file (unless
                  the SIREN from before that phase decodes closer: then that one is written);
@@ -159,8 +159,8 @@ def record(method: str, name: str, volume: Volume, size: int, decoded: np.ndarra
 
 
 def ours(method: str, name: str, volume: Volume, args, scale: float, finetune: str = "none") -> dict:
-    from arssr.compress import decode
-    from arssr.container import unpack
+    from arssr.compress.codec import decode
+    from arssr.compress.container import unpack
 
     config = make_config("paper-2025", scale=scale, steps=args.steps, batch=args.batch, finetune=finetune)
     blob, report = compress_volume(volume, config, args.decoder, target_bpp=args.bpp, time_budget=args.time_budget,

@@ -44,7 +44,8 @@ def test_bad_arguments_are_named(args, match):
 
 
 def test_fitting_leaves_the_global_random_state_alone():
-    from arssr.compress import fit_siren, make_config
+    from arssr.compress import make_config
+    from arssr.compress.fitting import fit_siren
 
     torch.manual_seed(123)
     expected = torch.rand(3)

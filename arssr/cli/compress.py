@@ -43,7 +43,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     check_outputs([Path(p) for p in (args.output, args.json) if p], _inputs(args), args.overwrite)
     device, progress = _setup(args)
     report = compress(
-        args.input, args.output, decoder=args.decoder_weights, preset=args.preset, overwrite=args.overwrite,
+        args.input, args.output, sr_model=args.decoder_weights, preset=args.preset, overwrite=args.overwrite,
         target_bpp=args.target_bpp, target_psnr=args.target_psnr, time_budget=args.time_budget, device=device,
         progress=progress, search_scale=args.scale is None, **options,
     )
@@ -63,14 +63,14 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from arssr.compress import make_config
-    from arssr.compress_sweep import sweep, write_report
+    from arssr.compress.sweep import sweep, write_report
     from arssr.volume import load_volume
 
     device, progress = _setup(args)
     base = make_config(args.preset, method=args.method, depth=args.depth, steps=args.steps, quant=args.quant)
     scales = parse_numbers(args.sweep_scales, "--sweep-scales")
     widths = parse_numbers(args.sweep_widths, "--sweep-widths", int)
-    records = sweep(load_volume(args.input), base, scales, widths, decoder=args.decoder_weights,
+    records = sweep(load_volume(args.input), base, scales, widths, sr_model=args.decoder_weights,
                     time_budget=args.time_budget, device=device, progress=progress)
     for path in write_report(records, Path(args.sweep), overwrite=args.overwrite):
         print(path, file=sys.stderr)
@@ -83,7 +83,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     check_nifti_output(Path(args.output))
     check_outputs([Path(args.output)], _inputs(args), args.overwrite)
     device, progress = _setup(args)
-    volume = decompress(args.input, args.output, decoder=args.decoder_weights, device=device, progress=progress,
+    volume = decompress(args.input, args.output, sr_model=args.decoder_weights, device=device, progress=progress,
                         overwrite=args.overwrite, dtype=args.dtype)
     if not args.quiet:
         print(f"{args.output}  ({'x'.join(map(str, volume.shape))})", file=sys.stderr)

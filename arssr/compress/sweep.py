@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from arssr.compress import CompressionConfig, compress_volume
+from arssr.compress.api import compress_volume
+from arssr.compress.config import CompressionConfig
 from arssr.files import atomic_file, refuse_existing
 from arssr.volume import Volume
 
@@ -36,7 +37,7 @@ def sweep(
     base: CompressionConfig,
     scales: list[float],
     widths: list[int],
-    decoder: str | os.PathLike | None = None,
+    sr_model: str | os.PathLike | None = None,
     time_budget: float | None = None,
     device: torch.device = torch.device("cpu"),
     progress: bool = False,
@@ -46,7 +47,7 @@ def sweep(
     for scale in scales:
         for width in widths:
             config = replace(base, scale=scale, width=width)
-            _, report = compress_volume(volume, config, decoder, time_budget=time_budget, device=device,
+            _, report = compress_volume(volume, config, sr_model, time_budget=time_budget, device=device,
                                         progress=progress)
             record = {**report, "scale": scale, "width": width, "depth": config.depth}
             record["score"] = score(record)

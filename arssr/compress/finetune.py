@@ -15,6 +15,7 @@ from arssr import geometry
 from arssr.compress import quantize
 from arssr.compress.config import CompressionConfig, lr_grid_shape
 from arssr.compress.fitting import running_psnr
+from arssr.models.separable import AxisPlan
 from arssr.models.siren import Siren
 from arssr.models.space import ModelSpace
 
@@ -42,8 +43,6 @@ def _draw_block(lr_shape, hr_shape, core: int, halo: int, generator: torch.Gener
     with ``halo`` voxels either side; the HR voxels whose trilinear neighbourhood starts in the core are the
     block's targets, and their feature coordinates are their places in the encoded block's ``[-1, 1]`` frame.
     """
-    from arssr.inference import AxisPlan
-
     lr_slices, hr_slices, axes = [], [], []
     for n, m in zip(lr_shape, hr_shape):
         size = n if n <= core + 2 * halo else core

@@ -467,7 +467,7 @@ class Trainer:
         """Rank 0: whole-volume SR of the val volumes at each val scale; logs metrics, keeps the best model."""
         if self.rank != 0 or not self.val_volumes:
             return True
-        from arssr.evaluation import simulate_lr
+        from arssr.simulate import simulate_lr
         from arssr.inference import super_resolve
         from arssr.metrics import psnr, ssim
 

@@ -27,7 +27,7 @@ import torch
 from matplotlib.figure import Figure
 
 from arssr.degrade import resample
-from arssr.figures import to_ras
+from arssr.evaluation.figures import to_ras
 from arssr.inference import upsample
 from arssr.models import load_model
 from arssr.volume import Volume, load_volume

@@ -359,7 +359,7 @@ def test_failed_segmentation_is_a_warning_and_the_report_is_written(workspace, c
     def stops(*args, **kwargs):
         raise Exception("Atropos exited with non-zero status 1.\nmore detail")
 
-    monkeypatch.setattr("arssr.segmentation.atropos_tissues", stops)
+    monkeypatch.setattr("arssr.evaluation.segmentation.atropos_tissues", stops)
     _nifti(workspace / "gt.nii.gz", smooth_volume((16, 16, 16)))
     code, err = run_cli(capsys, with_(EVAL, "--gt", "gt.nii.gz", "-o", "report", drop=("--no-dice",)))
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]

@@ -169,7 +169,8 @@ def test_default_model_beats_cubic_on_real_anatomy(mni_t1):
 
     A sanity check that the shipped weights load and work; held-out scores are in eval/results/colin27/results.md.
     """
-    from arssr.evaluation import baseline, simulate_lr
+    from arssr.evaluation.methods import baseline
+    from arssr.simulate import simulate_lr
     from arssr.metrics import psnr, ssim
     from arssr.models import default_model_path, load_model
 
@@ -180,7 +181,7 @@ def test_default_model_beats_cubic_on_real_anatomy(mni_t1):
     lr = simulate_lr(hr, 2, "kspace")
     scale = tuple(n / m for n, m in zip(hr.shape, lr.shape))
     ours = upsample(lr, model, scale=scale, device="cpu").data  # the default settings: k-space consistency, fitted gain
-    cubic, zero_filled = (baseline(name)(lr, hr.shape) for name in ("cubic", "kspace"))
+    cubic, zero_filled = (baseline(name)(lr, hr.shape).data for name in ("cubic", "kspace"))
     gt = hr.data
     assert psnr(ours, gt) > max(psnr(cubic, gt), psnr(zero_filled, gt)) and ssim(ours, gt) > ssim(cubic, gt), (
         psnr(ours, gt), psnr(cubic, gt), psnr(zero_filled, gt), ssim(ours, gt), ssim(cubic, gt))

@@ -1,6 +1,5 @@
 """The separable query that inference runs equals ``ArSSR.query`` (grid_sample) on the regular output grid."""
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

@@ -11,7 +11,7 @@ from arssr.protocol import DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS, SLICE_
 
 def thick_slices(args: argparse.Namespace) -> list:
     """The thick-slice cases of ``evaluate``: every ``--slice-thickness`` along every ``--slice-axis``."""
-    from arssr.evaluation import ThickSlices
+    from arssr.simulate import ThickSlices
 
     if args.slice_thickness is None:
         if args.slice_axis or args.slice_profile:
@@ -26,7 +26,7 @@ def thick_slices(args: argparse.Namespace) -> list:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation and write its results."""
-    from arssr.report import check_protocol, run_evaluation
+    from arssr.evaluation.runner import check_protocol, run_evaluation
 
     slices = thick_slices(args)
     scales = parse_numbers(args.scales or ",".join(f"{s:g}" for s in DEFAULT_SCALES), "--scales")

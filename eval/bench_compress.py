@@ -66,7 +66,7 @@ def load(name: str) -> Volume:
     if name == "colin27-patch64":
         return select_patch(load_volume(COLIN))
     if name == "mni152-patch64":
-        from arssr.synthetic import mni_template_path
+        from arssr.training.synthetic import mni_template_path
 
         return select_patch(load_volume(mni_template_path("t1")))
     raise SystemExit(f"unknown volume {name!r}")

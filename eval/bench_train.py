@@ -50,7 +50,7 @@ import scipy.ndimage as ndi
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from arssr.datasets import CropOptions, find_subjects, foreground_crop
+from arssr.training.datasets import CropOptions, find_subjects, foreground_crop
 from arssr.device import resolve_device
 from arssr.intensity import intensity_window, normalize
 from arssr.models import ArSSR

@@ -4,6 +4,7 @@ import os
 import socket
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -131,10 +132,13 @@ def test_init_starts_from_the_given_weights_and_takes_their_architecture(run, da
 
 
 def test_synthetic_options_reach_the_synthetic_source():
-    from arssr.datasets import validation_volumes
+    from arssr.training.datasets import validation_volumes
+    from arssr.training.synthetic import mni_template_path
 
     plain, crisp = (validation_volumes(None, 1, 0, "percentile", synthetic=options)[0][1]
                     for options in ({}, {"tissue_power": [3.0, 3.0]}))
+    np.testing.assert_allclose(plain.affine, nib.load(mni_template_path("t1")).affine)
+    plain, crisp = plain.data, crisp.data
     assert plain.shape == crisp.shape and not np.allclose(plain, crisp)
     with pytest.raises(InputError, match="config: synthetic: .*unexpected keyword argument 'tisue_power'"):
         training.load_config(None, ["data=mni-synthetic", "out=o", "synthetic.tisue_power=[1, 2]"])

@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
     tr.add_argument("--out", help="run folder (config.yaml, split.json, TensorBoard logs, checkpoints, weights)")
     tr.add_argument("--resume", help="'auto' (the run folder's checkpoint, if any) or a checkpoint file")
     tr.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    tr.add_argument("--amp", choices=["none", "bf16", "fp16"], help="mixed precision")
+    tr.add_argument("--amp", choices=["fp32", "bf16", "fp16", "none"],
+                    help="mixed precision, as upsample's --precision (none: fp32)")
     tr.add_argument("--seed", type=int, help="random seed")
     tr.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower on GPUs)")
     tr.add_argument("--threads", type=positive_int, help="CPU threads for torch")

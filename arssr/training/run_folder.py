@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from arssr.files import atomic_file, check_output
-from arssr.training.config import load_config
+from arssr.training.config import TrainConfig, load_config
 
 CHECKPOINT = "checkpoint.pt"
 #: Files a run writes into its folder (besides TensorBoard's events).
@@ -46,7 +46,7 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 def cli_config(
     path: str | None, overrides: Sequence[str | dict], resume: str | None, out: str | None = None
-) -> dict:
+) -> TrainConfig:
     """The config of ``arssr train``: the YAML file ``path``, then the overrides.
 
     Without a YAML file, a resumed run starts from its checkpoint's config
@@ -61,9 +61,9 @@ def cli_config(
     return config
 
 
-def check_run_folder(config: dict, config_path: str | os.PathLike | None = None) -> None:
+def check_run_folder(config: TrainConfig, config_path: str | os.PathLike | None = None) -> None:
     """``OutputError`` if a file the run writes is one of its inputs (config, data, init weights) or cannot be written."""
-    folder = Path(config["out"])
-    inputs = [config_path, config["init"] if config["init"] != "default" else None, config["data"]]
+    folder = Path(config.out)
+    inputs = [config_path, config.init if config.init != "default" else None, config.data]
     for name in RUN_FILES:
         check_output(folder / name, overwrite=True, inputs=[p for p in inputs if p is not None])

@@ -21,6 +21,7 @@ import math
 import os
 import random
 import sys
+from dataclasses import asdict, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,9 +32,10 @@ import yaml
 from arssr import __version__, pairs
 from arssr.errors import InputError
 from arssr.files import atomic_file
+from arssr.inference import PRECISIONS, super_resolve
 from arssr.models import ArSSR, load_model, save_model
 from arssr.training import datasets
-from arssr.training.config import AMP, check_config, crop_options, pair_options
+from arssr.training.config import ModelConfig, TrainConfig, check_config, crop_options, pair_options
 from arssr.training.run_folder import CHECKPOINT, atomic_save, rng_states, set_rng_states
 
 #: Steps per epoch with endless synthetic data, unless ``steps_per_epoch`` says otherwise.
@@ -60,20 +62,20 @@ def start_alive(model: torch.nn.Module) -> None:
 class Trainer:
     """One run from a checked config: data, model, optimiser, logs; :meth:`fit` trains it."""
 
-    def __init__(self, config: dict, resume: str | os.PathLike | None = None) -> None:
+    def __init__(self, config: TrainConfig, resume: str | os.PathLike | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.config, self.out = config, Path(config["out"])
+        self.config, self.out = config, Path(config.out)
         self.world, self.rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-        if config["batch_size"] < self.world:
-            raise InputError(f"batch_size {config['batch_size']} is smaller than the {self.world} processes")
+        if config.batch_size < self.world:
+            raise InputError(f"batch_size {config.batch_size} is smaller than the {self.world} processes")
         self.device = self._device()
         checkpoint = self._checkpoint_path(resume)
         initial = self._initial_model()
         self._seed()
         self.split = self._split(checkpoint is not None)
         try:
-            self.module = ArSSR(**config["model"])
+            self.module = ArSSR(**asdict(self.config.model))
         except (TypeError, ValueError) as err:
             raise InputError(f"config: model: {err}") from None
         if checkpoint is None and initial is not None:
@@ -82,27 +84,27 @@ class Trainer:
             start_alive(self.module)
         self.module.to(self.device).train()
         self.model = self._distributed() if self.world > 1 else self.module
-        optim, sampling, train_subjects = config["optim"], config["sampling"], self.split["train"]
-        self.optimizer = torch.optim.Adam(self.module.parameters(), optim["lr"], tuple(optim["betas"]), optim["eps"])
-        self.steps_per_epoch = config["steps_per_epoch"] or (SYNTHETIC_EPOCH if train_subjects is None else math.ceil(
-            len(train_subjects) * sampling["crops_per_volume"] / config["batch_size"]))
-        self.total = config["steps"] or config["epochs"] * self.steps_per_epoch
+        optim, sampling, train_subjects = config.optim, config.sampling, self.split["train"]
+        self.optimizer = torch.optim.Adam(self.module.parameters(), optim.lr, tuple(optim.betas), optim.eps)
+        self.steps_per_epoch = config.steps_per_epoch or (SYNTHETIC_EPOCH if train_subjects is None else math.ceil(
+            len(train_subjects) * sampling.crops_per_volume / config.batch_size))
+        self.total = config.steps or config.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, optim["decay_every"] * self.steps_per_epoch, gamma=optim["decay"])
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config["amp"] == "fp16")
+            self.optimizer, optim.decay_every * self.steps_per_epoch, gamma=optim.decay)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
         self.pairs, crops = pair_options(config), crop_options(config)
-        jobs = datasets.CropJobs(train_subjects, crops, config["seed"], self.module.normalization,
-                                 self.module.axis_order, config["synthetic"], sampling["synthetic_share"])
-        self.pool = datasets.CropPool(jobs, sampling["pool_volumes"] * crops.per_volume, config["seed"],
-                                      sampling["num_workers"])
-        self.generator = torch.Generator().manual_seed(_derived_seed(config["seed"]))
+        jobs = datasets.CropJobs(train_subjects, crops, config.seed, self.module.normalization,
+                                 self.module.axis_order, config.synthetic, sampling.synthetic_share)
+        self.pool = datasets.CropPool(jobs, sampling.pool_volumes * crops.per_volume, config.seed,
+                                      sampling.num_workers)
+        self.generator = torch.Generator().manual_seed(_derived_seed(config.seed))
         self.step, self.best = 0, -math.inf
         if checkpoint is not None:
             self._load(checkpoint)
-        val = config["val"]
+        val = config.val
         self.val_volumes = datasets.validation_volumes(
-            self.split["val"], val["volumes"] if self.rank == 0 else 0, val["seed"], self.module.normalization,
-            self.module.axis_order, config["synthetic"])
+            self.split["val"], val.volumes if self.rank == 0 else 0, val.seed, self.module.normalization,
+            self.module.axis_order, config.synthetic)
         self.writer = None
         if self.rank == 0:  # the run folder's first files, once everything above has worked
             self._write_run_files()
@@ -111,7 +113,7 @@ class Trainer:
     def _device(self) -> torch.device:
         from arssr.device import resolve_device
 
-        device = resolve_device(self.config["device"])
+        device = resolve_device(self.config.device)
         if device.type == "cuda" and self.world > 1:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
@@ -131,44 +133,44 @@ class Trainer:
 
     def _initial_model(self) -> ArSSR | None:
         """The ``init`` weights, if any; their architecture replaces the config's ``model`` (also when resuming)."""
-        init = self.config["init"]
+        init = self.config.init
         if init is None:
             return None
         model = load_model(None if init == "default" else init)
-        self.config["model"] = copy.deepcopy(model.args)
+        self.config = replace(self.config, model=ModelConfig(**copy.deepcopy(model.args)))
         return model
 
     def _seed(self) -> None:
-        seed = self.config["seed"]
+        seed = self.config.seed
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-        if self.config["threads"]:
-            torch.set_num_threads(self.config["threads"])
-        if self.config["deterministic"]:
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        if self.config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             # grid_sample has no deterministic CUDA backward: warn there instead of failing.
             torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = not self.config["deterministic"]
+        torch.backends.cudnn.benchmark = not self.config.deterministic
 
     def _split(self, resuming: bool) -> dict:
         config = self.config
-        if config["data"] == datasets.SYNTHETIC:
+        if config.data == datasets.SYNTHETIC:
             split: dict = {"source": datasets.SYNTHETIC, "train": None, "val": None,
-                           "val_seed": config["val"]["seed"]}
+                           "val_seed": config.val.seed}
         elif resuming and (self.out / "split.json").is_file():
             split = json.loads((self.out / "split.json").read_text())
         else:
-            paths, labels = datasets.find_subjects(str(config["data"]))
-            paths, labels = datasets.usable(paths, labels, config["sampling"]["crop"])
-            split = datasets.split_subjects(paths, labels, config["split"]["ratios"], config["split"]["seed"])
+            paths, labels = datasets.find_subjects(str(config.data))
+            paths, labels = datasets.usable(paths, labels, config.sampling.crop)
+            split = datasets.split_subjects(paths, labels, config.split.ratios, config.split.seed)
             if not split["train"]:
-                raise InputError(f"{config['data']}: no training subjects in the split")
+                raise InputError(f"{config.data}: no training subjects in the split")
         return split
 
     def _write_run_files(self) -> None:
         texts = {"split.json": json.dumps(self.split, indent=1) + "\n",
-                 "config.yaml": yaml.safe_dump(self.config, sort_keys=False)}
+                 "config.yaml": yaml.safe_dump(self.config.as_dict(), sort_keys=False)}
         for name, text in texts.items():
             with atomic_file(self.out / name) as handle:
                 handle.write(text.encode())
@@ -185,12 +187,12 @@ class Trainer:
 
     def train_step(self) -> torch.Tensor:
         """One optimiser step on this process's slice of the global batch; the slice's summed L1 loss."""
-        n = self.config["batch_size"]
+        n = self.config.batch_size
         crops = self.pool.batch(n)
         examples = pairs.draw_examples(n, self.pairs, self.generator)
         lo, hi = n * self.rank // self.world, n * (self.rank + 1) // self.world
         lr, coords, target = pairs.make_pairs(crops[lo:hi], examples[lo:hi], self.pairs, self.device)
-        dtype = AMP[self.config["amp"]]
+        dtype = PRECISIONS[self.config.amp]
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
             predicted = self.model(lr, coords)
         loss_sum = (predicted.float() - target).abs().mean(dim=(1, 2)).sum()
@@ -214,12 +216,12 @@ class Trainer:
             running += torch.stack([self.train_step().double(), torch.ones((), device=self.device)])
             self.step += 1
             bar.update()
-            if self.step % config["log_every"] == 0 or self.step == self.total:
+            if self.step % config.log_every == 0 or self.step == self.total:
                 loss = self._log_train(running)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 running.zero_()
-            validated = self.step % config["val_every"] == 0 and self.validate()
-            saved = self.step % config["checkpoint_every"] == 0 and self.save()
+            validated = self.step % config.val_every == 0 and self.validate()
+            saved = self.step % config.checkpoint_every == 0 and self.save()
         bar.close()
         if not validated:
             self.validate()
@@ -240,7 +242,7 @@ class Trainer:
 
             dist.all_reduce(running)
             running[1] /= self.world
-        loss = float(running[0] / (running[1] * self.config["batch_size"]))
+        loss = float(running[0] / (running[1] * self.config.batch_size))
         if self.writer is not None:
             self.writer.add_scalar("loss/train", loss, self.step)
             self.writer.add_scalar("lr", self.scheduler.get_last_lr()[0], self.step)
@@ -251,19 +253,17 @@ class Trainer:
         if self.rank != 0 or not self.val_volumes:
             return True
         from arssr.simulate import simulate_lr
-        from arssr.inference import super_resolve
         from arssr.metrics import psnr, ssim
 
-        val, methods = self.config["val"], self.config["degradation"]["methods"]
-        method = val["method"] or max(methods, key=methods.get)
+        val, methods = self.config.val, self.config.degradation.methods
+        method = val.method or max(methods, key=methods.get)
         model = copy.deepcopy(self.module).eval()
-        precision = {"none": "fp32"}.get(self.config["amp"], self.config["amp"])
-        scores: dict[float, list[tuple[float, float, float]]] = {k: [] for k in val["scales"]}
+        scores: dict[float, list[tuple[float, float, float]]] = {k: [] for k in val.scales}
         for i, (_, volume) in enumerate(self.val_volumes):
             hr = volume.data
-            for k in val["scales"]:
+            for k in val.scales:
                 lr = simulate_lr(volume, k, method).data
-                sr = super_resolve(lr, model, hr.shape, tile=val["tile"], device=self.device, precision=precision)
+                sr = super_resolve(lr, model, hr.shape, tile=val.tile, device=self.device, precision=self.config.amp)
                 scores[k].append((float(np.abs(sr - hr).mean()), psnr(sr, hr), ssim(sr, hr)))
                 if i == 0:
                     for name, image in (("lr", lr), ("sr", sr), ("hr", hr)):
@@ -288,7 +288,7 @@ class Trainer:
             "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": self.step // self.steps_per_epoch, "step": self.step, "best_psnr": self.best,
-            "config": self.config, "arssr_version": __version__, "rng": rng_states(self.device),
+            "config": self.config.as_dict(), "arssr_version": __version__, "rng": rng_states(self.device),
             "generator": self.generator.get_state(), "pool": self.pool.state_dict(),
         }
         atomic_save(state, self.out / CHECKPOINT)
@@ -316,6 +316,6 @@ def _mid_slice(volume: np.ndarray) -> np.ndarray:
     return np.clip(np.rot90(volume[:, :, volume.shape[2] // 2]), 0, 1).copy()
 
 
-def train(config: dict, resume: str | os.PathLike | None = None) -> Path:
-    """Train with ``config`` (see :data:`DEFAULTS`); ``resume``: ``"auto"`` or a checkpoint. Returns the run folder."""
+def train(config: TrainConfig | dict, resume: str | os.PathLike | None = None) -> Path:
+    """Train with ``config`` (:class:`TrainConfig`, or a dict of its keys); ``resume``: ``"auto"`` or a checkpoint. Returns the run folder."""
     return Trainer(check_config(config), resume).fit()

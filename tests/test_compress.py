@@ -1,5 +1,3 @@
-import math
-
 import nibabel as nib
 import numpy as np
 import pytest
@@ -274,7 +272,7 @@ def test_cli_compress_info_decompress(tmp_path, int16_nifti, tiny_weights, capsy
     assert lines["decoder_finetune"] == f"bias, {biases} parameters changed (in the payload)"
     assert main(["decompress", str(tuned), "-o", str(tmp_path / "tuned.nii.gz"), *args]) == 0
     assert main(["compress", str(int16_nifti), "-o", str(out), *args]) == 1
-    assert "exists" in capsys.readouterr().err
+    assert f"error: {out}: exists (use --overwrite to replace it)" in capsys.readouterr().err
     assert main(["compress", str(int16_nifti), "--sweep", str(tmp_path / "s"), "--sweep-scales", "1", "--sweep-widths", "4",
                  "--steps", "2", *args]) == 0
     assert (tmp_path / "s" / "sweep.png").is_file()
@@ -314,4 +312,7 @@ def test_bad_volumes_are_refused(tmp_path):
         make_config("paper-1999")
     with pytest.raises(InputError, match="fewer than 2 voxels"):
         compress_volume(Volume(smooth_volume((8, 8, 2)), np.eye(4)), make_config(scale=2.0, steps=2), device="cpu")
-    assert math.isfinite(make_config("paper-2023").scale)
+    # A preset's fields are replaced by the options given, and options left at None keep the preset's.
+    paper = make_config("paper-2023", width=None, steps=None)
+    assert (paper.scale, paper.method, paper.width, paper.loss, paper.steps) == (4.0, "lanczos", 128, "mse", 15000)
+    assert make_config("paper-2023", width=16).width == 16

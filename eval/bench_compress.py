@@ -3,17 +3,17 @@
 One run, same volumes, one PSNR definition (data range of the original, also
 inside its foreground mask ``arssr.metrics.brain_mask``) for every method:
   arssr          DS by --scale (k-space), SIREN on the LR volume sized by the byte budget, int8, SR model;
-  arssr-finetuned  the same with seed 003's end-to-end phase (``--finetune-decoder``): the SR model's biases
+  arssr-finetuned  the same with the end-to-end phase (``--finetune-decoder``): the SR model's biases
                  trained with the SIREN for the last 30 % of the time, their int8 changes in the file (unless
                  the SIREN from before that phase decodes closer: then that one is written);
-  single-siren   the same file format at scale 1: a SIREN on the HR grid at the same byte budget (seed 003);
+  single-siren   the same file format at scale 1: a SIREN on the HR grid at the same byte budget (as in the paper-2025 preset's paper);
   jpeg2000       slice by slice (axis 2), one quality level for all slices, searched to fit the budget;
   jpegxl         slice by slice, one distance for all slices, searched to fit the budget;
   sperr          3D wavelet codec in its bpp mode (hits a target bpp exactly);
   zstd           lossless (level 19) of the raw array at its native dtype: the raw size.
 Rates count real bytes: the .arssr file, the sum of slice codestreams, the SPERR stream.
 
-Volumes: ``colin27-patch64`` (a 64^3 patch of Colin27 ``ch2bet`` chosen by seed 003's rule: on a grid of
+Volumes: ``colin27-patch64`` (a 64^3 patch of Colin27 ``ch2bet`` chosen by the paper-2025 preset's paper's rule: on a grid of
 non-overlapping 64^3 patches, those with at least 70 % non-zero voxels qualify; the one with the most
 non-zero voxels, first in raster order, is taken), ``mni152-patch64`` (the same rule on nilearn's MNI152
 T1) and ``colin27`` (the whole brain).
@@ -42,7 +42,7 @@ MIN_NONZERO = 0.7
 
 
 def select_patch(volume: Volume) -> Volume:
-    """Seed 003's rule (see the module docstring); the affine is shifted to the patch."""
+    """The patch rule of the module docstring; the affine is shifted to the patch."""
     best, corner = -1.0, None
     n0, n1, n2 = (n - PATCH + 1 for n in volume.shape)
     for i in range(0, n0, PATCH):

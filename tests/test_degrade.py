@@ -1,4 +1,4 @@
-"""Degradation models against independent scipy/numpy references, on the grid of SPEC section 4."""
+"""Degradation models against independent scipy/numpy references, on the grid of the README's Geometry section."""
 
 from pathlib import Path
 
@@ -31,7 +31,7 @@ def blobs(shape, sigma=6.0, seed=0):
 
 
 def lr_grid(in_shape, out_shape):
-    """Coordinates, in the ``in_shape`` grid, of the ``out_shape`` voxels (SPEC section 4)."""
+    """Coordinates, in the ``in_shape`` grid, of the ``out_shape`` voxels (the README's Geometry section)."""
     return np.meshgrid(*[source_coordinates(n, m) for n, m in zip(in_shape, out_shape)], indexing="ij")
 
 
@@ -300,7 +300,7 @@ def test_invalid_options():
 
 
 def hr_grid(lr_shape, hr_shape):
-    """LR voxel coordinates of every HR voxel (the inverse direction of SPEC section 4)."""
+    """LR voxel coordinates of every HR voxel (the inverse direction of the README's Geometry section)."""
     return np.meshgrid(*[source_coordinates(m, n) for m, n in zip(lr_shape, hr_shape)], indexing="ij")
 
 

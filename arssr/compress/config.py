@@ -20,7 +20,7 @@ FINETUNE = ("none", "bias")
 
 @dataclass(frozen=True)
 class CompressionConfig:
-    """How a volume is compressed (seed 003's defaults).
+    """How a volume is compressed (the defaults of the ``paper-2025`` preset).
 
     ``scale``: HR/LR size ratio per axis (1 = no downsampling, no SR model);
     ``method``: degradation (``kspace`` or ``lanczos``, see ``arssr.degrade``);
@@ -72,8 +72,9 @@ class CompressionConfig:
             Siren(self.width, self.depth, self.w0)
 
 
-#: Seed settings. ``paper-2025`` (seed 003): k-space DS 1/2, 3 x 30 SIREN (its trade-off point), L1.
-#: ``paper-2023`` (seed 002): Lanczos DS 1/4, 3 x 128 SIREN, MSE.
+#: The settings of the two compression papers the README's Compression section names by year.
+#: ``paper-2025``: k-space DS 1/2, 3 x 30 SIREN (its trade-off point), L1. ``paper-2023``: Lanczos DS 1/4,
+#: 3 x 128 SIREN, MSE.
 PRESETS = {
     "paper-2025": CompressionConfig(),
     "paper-2023": CompressionConfig(scale=4.0, method="lanczos", width=128, loss="mse", steps=15000),

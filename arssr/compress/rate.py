@@ -15,7 +15,7 @@ from arssr.volume import Volume
 
 
 def rate(meta: dict, file_bytes: int) -> dict:
-    """Rate of a file: bpp, ratio against the raw volume at its dtype, and seed 003's CR ``1 - params / voxels``
+    """Rate of a file: bpp, ratio against the raw volume at its dtype, and the ``paper-2025`` paper's CR ``1 - params / voxels``
     (params: the SIREN's and any fine-tuned SR model parameters)."""
     voxels = math.prod(meta["shape"])
     params = Siren.parameter_count(meta["siren"]["width"], meta["siren"]["depth"])

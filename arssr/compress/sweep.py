@@ -1,6 +1,7 @@
-"""Seed 003's trade-off-point search: compress one volume over DS x SIREN width and pick the balance.
+"""The trade-off-point search of the ``paper-2025`` preset's paper (README section Compression): compress one
+volume over DS x SIREN width and pick the balance.
 
-Every point is a real file (rate from its bytes). The score of seed 003's
+Every point is a real file (rate from its bytes). The score of that paper's
 eq. 7 is ``1 / PSNR + (1 - SSIM) + (1 - CR)`` with ``CR = 1 - file bytes /
 raw bytes`` (the file's rate in place of the paper's parameter count); the
 trade-off point is the setting with the lowest score. 1 / PSNR is small
@@ -28,7 +29,7 @@ COLUMNS = ("scale", "width", "depth", "siren_params", "bytes", "bpp", "compressi
 
 
 def score(record: dict) -> float:
-    """Seed 003 eq. 7 at one point: ``1/PSNR + 1 - |SSIM| + (1 - CR)``."""
+    """The paper's eq. 7 at one point: ``1/PSNR + 1 - |SSIM| + (1 - CR)``."""
     return 1 / record["psnr"] + 1 - abs(record["ssim"]) + record["bytes"] / record["raw_bytes"]
 
 

@@ -5,7 +5,6 @@ import torch
 
 from arssr import geometry, inference
 from arssr.errors import InputError
-from arssr.device import resolve_device
 from arssr.inference import super_resolve, upsample
 from arssr.intensity import intensity_window, normalize
 from arssr.volume import Volume
@@ -122,16 +121,6 @@ def test_auto_tile_uses_whole_volume_when_it_fits_and_splits_otherwise(monkeypat
     assert inference.MIN_TILE <= edge < 400
     padded = edge + 2 * model.receptive_radius + 1
     assert inference.encoder_bytes(model, padded**3) <= inference.MEMORY_SHARE * (256 << 20)
-
-
-def test_device_names():
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
-    with pytest.raises(InputError, match="unknown device"):
-        resolve_device("gpu0")
-    if not torch.cuda.is_available():
-        with pytest.raises(InputError, match="CUDA is not available"):
-            resolve_device("cuda:0")
 
 
 def test_real_anatomy_tiled_matches_reference(mni_crop, tiny_model):

@@ -44,30 +44,27 @@ def _option(check):
     return convert
 
 
-@_option
-def positive_int(text: str) -> int:
+def _positive(text: str, kind: type, what: str):
+    """``text`` as a finite ``kind`` above 0, else an ``InputError`` saying ``what`` was expected."""
     from arssr.errors import InputError
 
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise InputError(f"expected a positive whole number, got {text!r}")
+        value = kind(0)
+    if not 0 < value < float("inf"):
+        raise InputError(f"expected a positive {what}, got {text!r}")
     return value
+
+
+@_option
+def positive_int(text: str) -> int:
+    return _positive(text, int, "whole number")
 
 
 @_option
 def positive_float(text: str) -> float:
-    from arssr.errors import InputError
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise InputError(f"expected a positive number, got {text!r}")
-    return value
+    return _positive(text, float, "number")
 
 
 @_option

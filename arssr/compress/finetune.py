@@ -6,6 +6,7 @@ voxels, so a step costs the same on a patch and on a whole brain.
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -78,7 +79,7 @@ def finetune_sr_model(
     from tqdm.auto import tqdm
 
     axes = ModelSpace.file_order((0.0, 1.0), model.axis_order)  # ``hr`` is normalised already: axes only
-    model = model.to(device).eval()
+    model = copy.deepcopy(model).to(device).eval()
     base = {name: p.detach() for name, p in model.named_parameters()}
     names = finetuned_names(model)
     deltas = [torch.zeros_like(base[name], requires_grad=True) for name in names]

@@ -14,7 +14,7 @@ setup(
     long_description=Path("README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["arssr", "arssr.models", "arssr.data", "arssr.pretrained"],
+    packages=["arssr", "arssr.cli", "arssr.compress", "arssr.evaluation", "arssr.models", "arssr.training", "arssr.data", "arssr.pretrained"],
     package_dir={"arssr.pretrained": "pretrained"},
     package_data={"arssr.data": ["*.nii.gz", "NOTICE"], "arssr.pretrained": ["*.safetensors", "*.md"]},
     install_requires=[

@@ -19,7 +19,7 @@ _PUBLIC = {
     "adapt_to": "arssr.inference",
     "AdaptOptions": "arssr.adapt",
     "project": "arssr.consistency",
-    "run_evaluation": "arssr.report",
+    "run_evaluation": "arssr.evaluation",
     "ArssrError": "arssr.errors",
     "InputError": "arssr.errors",
     "ModelFileError": "arssr.errors",

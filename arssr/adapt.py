@@ -26,10 +26,10 @@ import torch
 
 from arssr import geometry
 from arssr.consistency import project
-from arssr.datasets import Example, PairOptions, make_pairs
 from arssr.degrade import DEGRADATIONS
 from arssr.errors import InputError
 from arssr.models import ArSSR
+from arssr.pairs import Example, PairOptions, make_pairs
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from arssr import __version__
-from arssr.errors import OutputExistsError
-from arssr.files import atomic_file
+from arssr.files import atomic_file, refuse_existing
 from arssr.protocol import DEFAULT_CONSISTENCY
 
 #: Metadata schema that ``python -m monai.bundle verify_metadata`` downloads unless ``--filepath`` names a copy.
@@ -76,7 +75,7 @@ class BundleUpsampler:
 
     def __init__(self, weights: str | os.PathLike, device: str = "auto", threads: int | None = None,
                  precision: str = "fp32", consistency: str = DEFAULT_CONSISTENCY) -> None:
-        from arssr.inference import resolve_device
+        from arssr.device import resolve_device
         from arssr.models import load_model
 
         self.model = load_model(weights)
@@ -184,9 +183,7 @@ def export_bundle(folder: str | os.PathLike, weights: str | os.PathLike | None =
     weights = Path(weights) if weights is not None else default_model_path()
     load_model(weights)  # a bundle only of weights that load
     meta = read_metadata(weights)
-    existing = [name for name in FILES if (folder / name).exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(f"{folder / existing[0]}: exists (use --overwrite to replace the bundle)")
+    refuse_existing([folder / name for name in FILES], overwrite, "use --overwrite to replace the bundle")
     contents = {
         "configs/metadata.json": json.dumps(_metadata(weights, meta), indent=4) + "\n",
         "configs/inference.json": json.dumps(INFERENCE_CONFIG, indent=4) + "\n",

@@ -6,7 +6,7 @@ axes are resampled. Degradations only downsample: per axis ``1 <= m <= n``
 also offers ``nearest`` and ``linear``. Give ``out_shape`` or ``scale``
 (``m = round(n * scale)`` as :func:`arssr.geometry.output_shape`).
 
-Grid (SPEC section 4): LR voxel ``j`` sits at HR voxel coordinate
+Grid (the README's Geometry section): LR voxel ``j`` sits at HR voxel coordinate
 ``(j + 0.5) * n / m - 0.5`` on every axis, for every model.
 
 Every model is linear and separable: an ``(m, n)`` matrix per axis (built in
@@ -36,8 +36,12 @@ of ``thickness`` HR voxels, partial voxels included) or ``gaussian`` (FWHM =
 smaller leaves gaps of HR voxels that no slice sees, larger makes slices
 overlap. Per-axis operators (:data:`Operator`) mix it with the models above.
 
-Optional corruptions of the LR volume (:func:`degrade`): a smooth
-multiplicative bias field, then Gaussian or Rician noise.
+Optional corruptions of the LR volume (:func:`degrade`, ``arssr.corruptions``): a
+smooth multiplicative bias field, then Gaussian or Rician noise.
+
+Not MONAI's resamplers: no MONAI transform downsamples by k-space truncation to
+``round(n / k)`` voxels on the aligned grid above (its GibbsNoise truncates
+k-space but keeps the shape).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from typing import Callable, Sequence, Union
 import torch
 
 from arssr import geometry
+from arssr.corruptions import NOISE_TYPES, add_noise, bias_field
 from arssr.errors import InputError
 from arssr.protocol import SLICE_PROFILES
 
@@ -59,7 +64,6 @@ SPLINE_POLE = math.sqrt(3.0) - 2.0
 LANCZOS_LOBES = 3
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 GAUSSIAN_TRUNCATE = 4.0
-NOISE_TYPES = ("gaussian", "rician")
 
 
 # ---------------------------------------------------------------------------
@@ -362,67 +366,6 @@ DEGRADATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "lanczos": lanczos,
     "gaussian": gaussian,
 }
-
-
-# ---------------------------------------------------------------------------
-# Corruptions of the LR volume
-# ---------------------------------------------------------------------------
-# Not MONAI's RandRicianNoise/RandGaussianNoise/RandBiasField: these act on a whole batch on the
-# training device from one torch.Generator (checkpointed for bit-for-bit resume), with sigma relative to
-# each volume's maximum; MONAI's draw per sample from numpy's RandomState on the CPU, with an absolute
-# sigma (or, for Rician noise, one relative to the image's standard deviation). Nor its resamplers: no MONAI transform downsamples by k-space truncation
-# to round(n / k) voxels on the aligned grid above (its GibbsNoise truncates k-space but keeps the shape).
-
-
-def _random(kind: str, shape, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """``torch.randn``/``torch.rand`` drawn on the generator's device, returned on ``x``'s."""
-    device = generator.device if generator is not None else x.device
-    draw = torch.randn if kind == "normal" else torch.rand
-    return draw(shape, generator=generator, device=device, dtype=torch.float32).to(x.device, x.dtype)
-
-
-def _volume_max(x: torch.Tensor) -> torch.Tensor:
-    return x.flatten(-3).amax(-1)[..., None, None, None]
-
-
-def add_noise(x: torch.Tensor, kind: str, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Gaussian or Rician noise with ``sigma = std * max`` (max of each volume).
-
-    Rician: the magnitude ``|x + sigma (n1 + i n2)|``; on a zero background its
-    mean is ``sigma * sqrt(pi / 2)``.
-    """
-    if kind not in NOISE_TYPES:
-        raise ValueError(f"unknown noise {kind!r}; known: {', '.join(NOISE_TYPES)}")
-    if not std >= 0:
-        raise InputError(f"noise_std must be >= 0, got {std}")
-    sigma = std * _volume_max(x)
-    real = x + sigma * _random("normal", x.shape, x, generator)
-    if kind == "gaussian":
-        return real
-    return torch.hypot(real, sigma * _random("normal", x.shape, x, generator))
-
-
-def bias_field(x: torch.Tensor, strength: float, generator: torch.Generator | None = None, terms: int = 4) -> torch.Tensor:
-    """Smooth positive field of ``x``'s shape: ``exp(strength * f)``, ``|f| <= 1``.
-
-    ``f`` is a sum of ``terms`` cosines with random directions, at most one
-    cycle per field of view on each axis, random phases and weights summing to 1.
-    """
-    if not strength >= 0:
-        raise InputError(f"bias must be >= 0, got {strength}")
-    lead = tuple(x.shape[:-3])
-    freqs = 2 * _random("uniform", (*lead, terms, 3), x, generator) - 1
-    phases = 2 * math.pi * _random("uniform", (*lead, terms), x, generator)
-    weights = _random("uniform", (*lead, terms), x, generator)
-    weights = weights / weights.sum(-1, keepdim=True)
-    angle = phases[..., None, None, None]
-    for axis, m in enumerate(x.shape[-3:]):
-        centres = (torch.arange(m, device=x.device, dtype=x.dtype) + 0.5) / m
-        shape = [1, 1, 1]
-        shape[axis] = m
-        angle = angle + 2 * math.pi * freqs[..., axis, None, None, None] * centres.reshape(shape)
-    field = (weights[..., None, None, None] * torch.cos(angle)).sum(-4)
-    return torch.exp(strength * field)
 
 
 def degrade(

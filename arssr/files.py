@@ -93,6 +93,14 @@ def _nearest_folder(path: Path) -> Path:
     return folder
 
 
+def refuse_existing(paths: Iterable[str | os.PathLike], overwrite: bool = False,
+                    advice: str = "use --overwrite to replace it") -> None:
+    """``OutputExistsError`` naming the first of ``paths`` that exists (a dangling link counts), unless ``overwrite``."""
+    existing = [path for path in paths if os.path.lexists(path)]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{existing[0]}: exists ({advice})")
+
+
 def check_output(path: str | os.PathLike, overwrite: bool = False,
                  inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
     """Refuse an output before any work: one of ``inputs``, a folder, existing without ``overwrite``, or unwritable.
@@ -104,8 +112,7 @@ def check_output(path: str | os.PathLike, overwrite: bool = False,
     refuse_inputs([path], inputs)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
-    if os.path.lexists(path) and not overwrite:
-        raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)")
+    refuse_existing([path], overwrite)
     folder = _nearest_folder(path)
     if not folder.is_dir():
         raise OutputError(f"{path}: cannot write ({folder} is not a folder)")

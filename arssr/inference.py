@@ -16,7 +16,6 @@ import copy
 import math
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -25,8 +24,10 @@ import torch
 
 from arssr import geometry
 from arssr.consistency import check_operator, project, slice_consistency
+from arssr.device import free_memory_bytes, resolve_device
 from arssr.errors import InputError
 from arssr.models import ArSSR, load_model
+from arssr.models.separable import AxisPlan, SeparableQuery
 from arssr.models.space import ModelSpace
 from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN
 from arssr.volume import Volume, load_volume
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 
 #: Decoder queries per chunk: activations of 4096 x 256 floats stay in a CPU's L2 cache.
 DEFAULT_CHUNK = 4096
-#: Output voxels interpolated at once before being decoded chunk by chunk.
-SLAB_VOXELS = 1 << 16
 #: Bytes of encoder activations per LR voxel and feature channel, measured on the RDN with headroom.
 ENCODER_BYTES_PER_VOXEL_CHANNEL = 80
 #: Share of the free memory that the encoder may use for one tile.
@@ -48,47 +47,6 @@ MAX_GAIN = 2.0
 #: Relative slack of the model card's ranges: a 181-voxel axis at x2 has 1.99 mm voxels.
 CARD_TOLERANCE = 1.05
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then the CPU; an unavailable device is an ``InputError``."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise InputError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"device {name!r} requested but CUDA is not available")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    elif device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InputError("device 'mps' requested but MPS is not available")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise InputError(f"unsupported device {name!r} (use auto, cpu, cuda, cuda:N or mps)")
-    return device
-
-
-def free_memory_bytes(device: torch.device) -> int:
-    """Memory that a tile may use: free GPU memory, or available RAM on the CPU."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
 
 
 def encoder_bytes(model: ArSSR, voxels: int) -> int:
@@ -110,85 +68,6 @@ def auto_tile(model: ArSSR, shape: Sequence[int], device: torch.device) -> int:
             f"({budget / 2**30:.1f} GiB usable); free memory or use another device"
         )
     return edge
-
-
-@dataclass(frozen=True)
-class AxisPlan:
-    """One axis of the output grid: where each output voxel reads the LR feature map."""
-
-    lower: np.ndarray  # index of the LR voxel centre at or below the output voxel (-1 .. n-1)
-    weight: np.ndarray  # trilinear weight of lower + 1
-    normalized: np.ndarray  # the output voxel's coordinate in [-1, 1]
-
-    @classmethod
-    def build(cls, n: int, m: int) -> "AxisPlan":
-        source = geometry.source_coordinates(n, m)
-        lower = np.floor(source).astype(np.int64)
-        return cls(lower, source - lower, geometry.normalized_centres(m))
-
-    def outputs_of(self, start: int, stop: int) -> tuple[int, int]:
-        """Output range whose ``lower`` (with -1 counted as 0) lies in LR range ``[start, stop)``."""
-        owner = np.maximum(self.lower, 0)
-        return int(np.searchsorted(owner, start, "left")), int(np.searchsorted(owner, stop, "left"))
-
-
-def _lerp_axis(
-    block: torch.Tensor, dim: int, lower: np.ndarray, weight: np.ndarray, out: torch.Tensor | None = None
-) -> torch.Tensor:
-    index = torch.from_numpy(lower).to(block.device)
-    below = block.index_select(dim, index)
-    above = block.index_select(dim, index + 1)
-    shape = [1] * block.dim()
-    shape[dim] = -1
-    weights = torch.from_numpy(weight).to(block).view(shape)
-    return torch.lerp(below, above, weights) if out is None else torch.lerp(below, above, weights, out=out)
-
-
-class _Decoder:
-    """Decodes output-grid blocks from a channels-last feature block padded by one voxel of zeros."""
-
-    def __init__(self, model: ArSSR, plans: Sequence[AxisPlan], chunk: int) -> None:
-        self.model, self.plans, self.chunk = model, plans, chunk
-
-    def block(self, features: torch.Tensor, origin: Sequence[int], out_ranges: Sequence[tuple[int, int]],
-              base: torch.Tensor | None = None):
-        """Yield ``(rows, values)`` slabs along axis 0 of the output block ``out_ranges``.
-
-        ``features`` is ``(A, B, C, channels)`` whose index 0 is LR voxel ``origin - 1``; ``base``, for a
-        residual model, is the LR block ``(A, B, C, 1)`` on the same voxels, its edges replicated.
-        """
-        (o0, o1), (p0, p1), (q0, q1) = out_ranges
-        cols, depth = p1 - p0, q1 - q0
-        rows_per_slab = max(1, SLAB_VOXELS // max(1, cols * depth))
-        device = features.device
-        # Where each output column reads on axes 1 and 2 is the same for every slab of rows.
-        ax1, ax2 = self.plans[1], self.plans[2]
-        low1, w1 = ax1.lower[p0:p1] - origin[1] + 1, ax1.weight[p0:p1]
-        low2, w2 = ax2.lower[q0:q1] - origin[2] + 1, ax2.weight[q0:q1]
-        coords12 = torch.stack(
-            torch.meshgrid(
-                torch.from_numpy(ax1.normalized[p0:p1]).float(),
-                torch.from_numpy(ax2.normalized[q0:q1]).float(),
-                indexing="ij",
-            ),
-            dim=-1,
-        ).to(device)
-        for r0 in range(o0, o1, rows_per_slab):
-            r1 = min(o1, r0 + rows_per_slab)
-            ax0 = self.plans[0]
-            low0, w0 = ax0.lower[r0:r1] - origin[0] + 1, ax0.weight[r0:r1]
-            slab = _lerp_axis(_lerp_axis(features, 0, low0, w0), 1, low1, w1)
-            # Decoder input [feature, coordinate] is filled in place: no concatenated copy.
-            channels = slab.shape[-1]
-            queries = torch.empty((r1 - r0, cols, depth, channels + 3), dtype=slab.dtype, device=device)
-            _lerp_axis(slab, 2, low2, w2, out=queries[..., :channels])
-            queries[..., channels] = torch.from_numpy(ax0.normalized[r0:r1]).to(queries).view(-1, 1, 1)
-            queries[..., channels + 1:] = coords12
-            values = torch.cat([self.model.decoder(part) for part in queries.view(-1, channels + 3).split(self.chunk)])
-            values = values.float().view(r1 - r0, cols, depth)
-            if base is not None:  # the same separable lerp as the features: trilinear, as ArSSR.query's
-                values += _lerp_axis(_lerp_axis(_lerp_axis(base, 0, low0, w0), 1, low1, w1), 2, low2, w2)[..., 0]
-            yield (r0, r1), values
 
 
 def ready_model(model: ArSSR, device: torch.device) -> ArSSR:
@@ -224,7 +103,7 @@ def super_resolve(
     edge = int(tile) if tile is not None else auto_tile(model, lr.shape, device)
     plans = [AxisPlan.build(n, m) for n, m in zip(lr.shape, out_shape)]
     model = ready_model(model, device)
-    decoder = _Decoder(model, plans, chunk)
+    query = SeparableQuery(model, plans, chunk)
     out = np.empty(tuple(out_shape), dtype=np.float32)
     tiles = [_tiles(n, min(edge, n)) for n in lr.shape]
     lr_tensor = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))
@@ -243,7 +122,7 @@ def super_resolve(
                         continue
                     features, origin = _encode_tile(model, lr_tensor, core, halo, device)
                     base = _lr_tile(lr_tensor, core, device) if model.residual else None
-                    for (r0, r1), values in decoder.block(features, origin, out_ranges, base):
+                    for (r0, r1), values in query.block(features, origin, out_ranges, base):
                         (p0, p1), (q0, q1) = out_ranges[1], out_ranges[2]
                         out[r0:r1, p0:p1, q0:q1] = values.cpu().numpy()
                         bar.update(values.numel())

@@ -64,8 +64,8 @@ def describe_model(path: Path) -> list[str]:
 
 def describe_compressed(path: Path) -> list[str]:
     """Rate of an ``.arssr`` file (bpp and ratio from its real size) and what decoding it needs."""
-    from arssr.compress import rate
-    from arssr.container import read_container
+    from arssr.compress.container import read_container
+    from arssr.compress.rate import rate
 
     meta, _ = read_container(path)
     facts = rate(meta, path.stat().st_size)
@@ -78,7 +78,7 @@ def describe_compressed(path: Path) -> list[str]:
         f"hr_voxels: {facts['voxels']}",
         f"bpp: {facts['bpp']:.4f}",
         f"compression_ratio: {facts['compression_ratio']:.2f} (raw {facts['raw_bytes']} bytes as {meta['dtype']})",
-        f"paper_cr: {100 * facts['paper_cr']:.3f} % (1 - stored parameters / voxels, seed 003's definition)",
+        f"paper_cr: {100 * facts['paper_cr']:.3f} % (1 - stored parameters / voxels, as the paper-2025 preset's paper defines it)",
         f"shape: {' x '.join(map(str, meta['shape']))}",
         f"dtype: {meta['dtype']}",
         f"intensity: min {meta['range'][0]:.6g}, max {meta['range'][1]:.6g}",

@@ -45,7 +45,7 @@ def normalize(data: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return ((data.astype(np.float64) - low) / (high - low)).astype(np.float32)
 
 
-def denormalize(data: np.ndarray, window: tuple[float, float], clip: tuple[float, float]) -> np.ndarray:
+def denormalize(data: np.ndarray, window: tuple[float, float], clip: tuple[float, float] | None = None) -> np.ndarray:
     low, high = window
     out = data.astype(np.float64) * (high - low) + low
-    return np.clip(out, clip[0], clip[1]).astype(np.float32)
+    return (out if clip is None else np.clip(out, clip[0], clip[1])).astype(np.float32)

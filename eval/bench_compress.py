@@ -2,18 +2,18 @@
 
 One run, same volumes, one PSNR definition (data range of the original, also
 inside its foreground mask ``arssr.metrics.brain_mask``) for every method:
-  arssr          DS by --scale (k-space), SIREN on the LR volume sized by the byte budget, int8, SR decoder;
-  arssr-finetuned  the same with seed 003's end-to-end phase (``--finetune-decoder``): the SR model's biases
+  arssr          DS by --scale (k-space), SIREN on the LR volume sized by the byte budget, int8, SR model;
+  arssr-finetuned  the same with the end-to-end phase (``--finetune-decoder``): the SR model's biases
                  trained with the SIREN for the last 30 % of the time, their int8 changes in the file (unless
                  the SIREN from before that phase decodes closer: then that one is written);
-  single-siren   the same file format at scale 1: a SIREN on the HR grid at the same byte budget (seed 003);
+  single-siren   the same file format at scale 1: a SIREN on the HR grid at the same byte budget (as in the paper-2025 preset's paper);
   jpeg2000       slice by slice (axis 2), one quality level for all slices, searched to fit the budget;
   jpegxl         slice by slice, one distance for all slices, searched to fit the budget;
   sperr          3D wavelet codec in its bpp mode (hits a target bpp exactly);
   zstd           lossless (level 19) of the raw array at its native dtype: the raw size.
 Rates count real bytes: the .arssr file, the sum of slice codestreams, the SPERR stream.
 
-Volumes: ``colin27-patch64`` (a 64^3 patch of Colin27 ``ch2bet`` chosen by seed 003's rule: on a grid of
+Volumes: ``colin27-patch64`` (a 64^3 patch of Colin27 ``ch2bet`` chosen by the paper-2025 preset's paper's rule: on a grid of
 non-overlapping 64^3 patches, those with at least 70 % non-zero voxels qualify; the one with the most
 non-zero voxels, first in raster order, is taken), ``mni152-patch64`` (the same rule on nilearn's MNI152
 T1) and ``colin27`` (the whole brain).
@@ -42,7 +42,7 @@ MIN_NONZERO = 0.7
 
 
 def select_patch(volume: Volume) -> Volume:
-    """Seed 003's rule (see the module docstring); the affine is shifted to the patch."""
+    """The patch rule of the module docstring; the affine is shifted to the patch."""
     best, corner = -1.0, None
     n0, n1, n2 = (n - PATCH + 1 for n in volume.shape)
     for i in range(0, n0, PATCH):
@@ -66,7 +66,7 @@ def load(name: str) -> Volume:
     if name == "colin27-patch64":
         return select_patch(load_volume(COLIN))
     if name == "mni152-patch64":
-        from arssr.synthetic import mni_template_path
+        from arssr.training.synthetic import mni_template_path
 
         return select_patch(load_volume(mni_template_path("t1")))
     raise SystemExit(f"unknown volume {name!r}")
@@ -159,8 +159,8 @@ def record(method: str, name: str, volume: Volume, size: int, decoded: np.ndarra
 
 
 def ours(method: str, name: str, volume: Volume, args, scale: float, finetune: str = "none") -> dict:
-    from arssr.compress import decode
-    from arssr.container import unpack
+    from arssr.compress.codec import decode
+    from arssr.compress.container import unpack
 
     config = make_config("paper-2025", scale=scale, steps=args.steps, batch=args.batch, finetune=finetune)
     blob, report = compress_volume(volume, config, args.decoder, target_bpp=args.bpp, time_budget=args.time_budget,
@@ -187,7 +187,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from arssr.inference import resolve_device
+    from arssr.device import resolve_device
 
     args.device = resolve_device(args.device)
     records = []

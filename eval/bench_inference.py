@@ -30,7 +30,8 @@ import scipy.ndimage as ndi
 import torch
 
 from arssr import geometry
-from arssr.inference import example_volume_path, resolve_device, super_resolve
+from arssr.device import resolve_device
+from arssr.inference import example_volume_path, super_resolve
 from arssr.intensity import intensity_window, normalize
 from arssr.models import ArSSR, load_model
 from arssr.volume import load_volume

@@ -32,7 +32,7 @@ def one_case(gt: str, scale: float, consistency: str, adapt: float | None, threa
     import torch
 
     from arssr.adapt import AdaptOptions
-    from arssr.evaluation import simulate_lr
+    from arssr.simulate import simulate_lr
     from arssr.inference import adapt_to, upsample
     from arssr.metrics import brain_mask, psnr
     from arssr.volume import Volume, load_volume

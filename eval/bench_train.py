@@ -50,8 +50,8 @@ import scipy.ndimage as ndi
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from arssr.datasets import CropOptions, find_subjects, foreground_crop
-from arssr.inference import resolve_device
+from arssr.training.datasets import CropOptions, find_subjects, foreground_crop
+from arssr.device import resolve_device
 from arssr.intensity import intensity_window, normalize
 from arssr.models import ArSSR
 from arssr.training import Trainer, load_config

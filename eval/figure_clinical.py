@@ -1,6 +1,6 @@
 """Figure: real clinical thick-slice scans upsampled to about 1 mm along the slice axis.
 
-The two scans of ``../shared/data`` (DATA.md; never used for training or
+The two scans of ``../shared/data`` (never used for training or
 selection): an axial T1 post-contrast with 6.5 mm slices and an axial proton
 density with 5 mm slices every 7 mm (2 mm gaps). Each is upsampled along its
 slice axis only (array axis 2) to about 1 mm by cubic interpolation and by the
@@ -27,7 +27,7 @@ import torch
 from matplotlib.figure import Figure
 
 from arssr.degrade import resample
-from arssr.figures import to_ras
+from arssr.evaluation.figures import to_ras
 from arssr.inference import upsample
 from arssr.models import load_model
 from arssr.volume import Volume, load_volume

@@ -98,3 +98,14 @@ def mni_crop(mni_t1) -> Volume:
     data = mni_t1.data[start[0]:start[0] + 48:2, start[1]:start[1] + 56:2, start[2]:start[2] + 40:2]
     affine = mni_t1.affine @ np.array([[2, 0, 0, start[0]], [0, 2, 0, start[1]], [0, 0, 2, start[2]], [0, 0, 0, 1.0]])
     return Volume(np.ascontiguousarray(data), affine, mni_t1.header)
+
+
+def band_limited(shape, seed=0) -> Volume:
+    """A smooth volume of a few low spatial frequencies, on an oblique affine."""
+    rng = np.random.default_rng(seed)
+    grids = np.meshgrid(*[2 * np.pi * (np.arange(n) + 0.5) / n for n in shape], indexing="ij")
+    out = np.full(shape, 50.0)
+    for _ in range(4):
+        f = rng.integers(0, 3, size=3)
+        out += rng.uniform(5, 10) * np.cos(f[0] * grids[0] + f[1] * grids[1] + f[2] * grids[2] + rng.uniform(0, 6))
+    return Volume(out.astype(np.float32), oblique_affine())

@@ -8,7 +8,7 @@ from arssr import adapt as adapt_module
 from arssr.adapt import AdaptOptions, _crop, _holdout, adapt
 from arssr.cli import main
 from arssr.errors import InputError
-from arssr.evaluation import model_options
+from arssr.evaluation.methods import model_options
 from arssr.inference import adapt_to
 from arssr.models import load_model
 from arssr.volume import Volume, save_volume

@@ -46,13 +46,13 @@ def _nifti(path: Path, data, affine=None) -> None:
 
 @pytest.fixture(scope="module")
 def arssr_bytes(tmp_path_factory) -> bytes:
-    """A small valid ``.arssr`` file (12^3 volume, decoder: the tiny model)."""
+    """A small valid ``.arssr`` file (12^3 volume, SR model: the tiny model)."""
     from arssr.compress import compress
 
     folder = tmp_path_factory.mktemp("arssr")
     save_model(make_tiny_model(), folder / "tiny.safetensors")
     _nifti(folder / "v.nii.gz", smooth_volume((12, 12, 12)))
-    compress(folder / "v.nii.gz", folder / "v.arssr", decoder=folder / "tiny.safetensors", preset="fast",
+    compress(folder / "v.nii.gz", folder / "v.arssr", sr_model=folder / "tiny.safetensors", preset="fast",
              steps=10, scale=2.0, device="cpu")
     return (folder / "v.arssr").read_bytes()
 
@@ -359,7 +359,7 @@ def test_failed_segmentation_is_a_warning_and_the_report_is_written(workspace, c
     def stops(*args, **kwargs):
         raise Exception("Atropos exited with non-zero status 1.\nmore detail")
 
-    monkeypatch.setattr("arssr.segmentation.atropos_tissues", stops)
+    monkeypatch.setattr("arssr.evaluation.segmentation.atropos_tissues", stops)
     _nifti(workspace / "gt.nii.gz", smooth_volume((16, 16, 16)))
     code, err = run_cli(capsys, with_(EVAL, "--gt", "gt.nii.gz", "-o", "report", drop=("--no-dice",)))
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
@@ -408,10 +408,10 @@ UPSAMPLE = ["upsample", "in.nii.gz", "--scale", "3", "-o", "out.nii.gz", "--weig
 @pytest.mark.parametrize("argv, moment, after", [
     (UPSAMPLE, "arssr.volume:load_volume", 1),  # loading
     (UPSAMPLE, "arssr.inference:_encode_tile", 1),  # encoding
-    (UPSAMPLE, "arssr.inference:_lerp_axis", 2),  # decoding
+    (UPSAMPLE, "arssr.models.separable:lerp_axis", 2),  # decoding
     (UPSAMPLE, "gzip:GzipFile.write", 2),  # writing, part of the output written
     (["compress", "in.nii.gz", "-o", "out.arssr", "--decoder-weights", "tiny.safetensors", "--preset", "fast",
-      "--scale", "2", "-q"], "arssr.compress:fit_siren", 1),  # fitting the SIREN
+      "--scale", "2", "-q"], "arssr.compress.codec:fit_siren", 1),  # fitting the SIREN
 ], ids=["upsample-loading", "upsample-encoding", "upsample-decoding", "upsample-writing", "compress-fitting"])
 def test_sigterm_leaves_nothing_and_says_so_in_one_line(signal_workspace, argv, moment, after):
     before = snapshot(signal_workspace)

@@ -1,16 +1,17 @@
-import math
-
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
 from arssr.cli import main
-from arssr.compress import (_draw_block, compress, compress_volume, decode, decompress, finetune_decoder, fit_siren,
-                            make_config, rate)
-from arssr import quantize
-from arssr.compress_sweep import score, sweep, write_report
-from arssr.container import read_container, unpack
+from arssr.compress import compress, compress_volume, decompress, make_config
+from arssr.compress import quantize
+from arssr.compress.codec import decode
+from arssr.compress.container import read_container, unpack
+from arssr.compress.finetune import _draw_block, finetune_sr_model
+from arssr.compress.fitting import evaluate_siren, fit_siren
+from arssr.compress.rate import rate
+from arssr.compress.sweep import score, sweep, write_report
 from arssr.degrade import degrade
 from arssr import geometry
 from arssr.errors import InputError, ModelFileError, OutputExistsError
@@ -81,7 +82,7 @@ def test_target_bpp_bounds_the_real_file():
         compress_volume(volume, make_config("fast", scale=1.0), target_bpp=0.01, device="cpu")
 
 
-def test_decoder_is_checked_by_hash(tmp_path, tiny_weights):
+def test_sr_model_is_checked_by_hash(tmp_path, tiny_weights):
     volume = Volume(smooth_volume((16, 14, 12)), oblique_affine())
     blob, _ = compress_volume(volume, make_config("fast", scale=2.0, **FAST), tiny_weights, device="cpu")
     meta, payload = unpack(blob)
@@ -98,7 +99,6 @@ def test_decoder_is_checked_by_hash(tmp_path, tiny_weights):
 
 def test_decoding_projects_onto_the_decoded_lr(tiny_weights):
     """A plain file records its downsampling as the consistency operator; older files (none) decode unprojected."""
-    from arssr.compress import evaluate_siren
     from arssr.models.siren import Siren
 
     volume = Volume(smooth_volume((16, 14, 12)), oblique_affine())
@@ -137,8 +137,8 @@ def test_real_anatomy_with_the_shipped_model(mni_crop):
     assert report["bpp"] == 8 * len(blob) / mni_crop.data.size < 3.0
 
 
-def test_finetuned_decoder_travels_in_the_file_and_lowers_the_error(mni_crop):
-    """Real anatomy, a shipped model (arssr_rdn_v2): seed 003's end-to-end phase on top of the very same SIREN fit."""
+def test_finetuned_sr_model_travels_in_the_file_and_lowers_the_error(mni_crop):
+    """Real anatomy, a shipped model (arssr_rdn_v2): the end-to-end phase (README section Compression) on top of the very same SIREN fit."""
     from arssr.models import default_model_path
 
     v2 = default_model_path().parent / "arssr_rdn_v2.safetensors"
@@ -154,7 +154,7 @@ def test_finetuned_decoder_travels_in_the_file_and_lowers_the_error(mni_crop):
     assert tuned["psnr"] > plain["psnr"] + 0.5, (plain["psnr"], tuned["psnr"])
     assert psnr(decode(meta, payload, v2, device="cpu").data, mni_crop.data) == tuned["psnr"] and tuned["finetune_kept"]
     meta["finetune"]["params"] = 5
-    with pytest.raises(InputError, match=f"the file fine-tunes 5 decoder parameters, the decoder model has {biases}"):
+    with pytest.raises(InputError, match=f"the file fine-tunes 5 SR model parameters, the SR model has {biases}"):
         decode(meta, payload, v2, device="cpu")
 
 
@@ -188,7 +188,7 @@ def test_end_to_end_blocks_decode_as_the_whole_volume(tiny_model, lr_shape, hr_s
 
 def test_end_to_end_steps_encode_bounded_blocks(tiny_weights):
     """On a volume larger than a block, each end-to-end step encodes at most core + 2 x halo LR voxels per
-    axis, and the steps still train the decoder's biases through the blocks."""
+    axis, and the steps still train the SR model's biases through the blocks."""
     volume = Volume(smooth_volume((80, 72, 40)), oblique_affine())
     config = make_config("fast", scale=2.0, width=16, steps=40, finetune="bias", finetune_block=6,
                          finetune_share=0.5)
@@ -197,7 +197,7 @@ def test_end_to_end_steps_encode_bounded_blocks(tiny_weights):
     hook = model.encoder.register_forward_pre_hook(lambda module, args: encoded.append(tuple(args[0].shape[2:])))
     siren = fit_siren(normalize(degrade(torch.from_numpy(volume.data), (40, 36, 20), "kspace").numpy(),
                                 (0.0, 1.0)), config)
-    deltas = finetune_decoder(siren, model, normalize(volume.data, (0.0, 1.0)), config, steps=12)
+    deltas = finetune_sr_model(siren, model, normalize(volume.data, (0.0, 1.0)), config, steps=12)
     hook.remove()
     assert len(encoded) == 12 and all(shape[2] == 20 for shape in encoded)  # 20 <= 6 + 2 x 8: the whole axis
     assert all(a <= 22 and b <= 22 for a, b, _ in encoded) and len(set(encoded)) > 1
@@ -207,14 +207,14 @@ def test_end_to_end_steps_encode_bounded_blocks(tiny_weights):
 def test_end_to_end_changes_that_decode_worse_are_dropped(mni_crop, monkeypatch):
     """The file keeps the end-to-end phase only if it decodes closer: here that phase is replaced by one that
     shifts every bias of the real model by 0.5, and the SIREN from before it is written instead."""
-    import arssr.compress
+    import arssr.compress.codec
 
-    real = arssr.compress.finetune_decoder
+    real = arssr.compress.codec.finetune_sr_model
 
     def harmful(siren, model, *args, **kwargs):
         return [delta + 0.5 for delta in real(siren, model, *args, **kwargs)]
 
-    monkeypatch.setattr(arssr.compress, "finetune_decoder", harmful)
+    monkeypatch.setattr(arssr.compress.codec, "finetune_sr_model", harmful)
     config = make_config(scale=2.0, width=32, steps=200, finetune="bias")
     blob, report = compress_volume(mni_crop, config, device="cpu")
     plain_blob, plain = compress_volume(mni_crop, make_config(scale=2.0, width=32, steps=140), device="cpu")
@@ -223,7 +223,7 @@ def test_end_to_end_changes_that_decode_worse_are_dropped(mni_crop, monkeypatch)
 
 
 def test_finetune_options_and_budget(tiny_weights):
-    with pytest.raises(InputError, match="unknown decoder fine-tuning 'all'"):
+    with pytest.raises(InputError, match="unknown SR model fine-tuning 'all'"):
         make_config(finetune="all")
     with pytest.raises(InputError, match="needs a scale above 1"):
         make_config(scale=1.0, finetune="bias")
@@ -235,7 +235,7 @@ def test_finetune_options_and_budget(tiny_weights):
 
 def test_sweep_finds_the_lowest_score(tmp_path, tiny_weights):
     volume = Volume(smooth_volume((12, 12, 12)), oblique_affine())
-    records = sweep(volume, make_config("fast", steps=20), [1.0, 2.0], [8, 16], decoder=tiny_weights)
+    records = sweep(volume, make_config("fast", steps=20), [1.0, 2.0], [8, 16], sr_model=tiny_weights)
     assert [(r["scale"], r["width"]) for r in records] == [(1.0, 8), (1.0, 16), (2.0, 8), (2.0, 16)]
     for r in records:
         assert r["score"] == pytest.approx(1 / r["psnr"] + 1 - r["ssim"] + r["bytes"] / (volume.data.size * 4))
@@ -272,7 +272,7 @@ def test_cli_compress_info_decompress(tmp_path, int16_nifti, tiny_weights, capsy
     assert lines["decoder_finetune"] == f"bias, {biases} parameters changed (in the payload)"
     assert main(["decompress", str(tuned), "-o", str(tmp_path / "tuned.nii.gz"), *args]) == 0
     assert main(["compress", str(int16_nifti), "-o", str(out), *args]) == 1
-    assert "exists" in capsys.readouterr().err
+    assert f"error: {out}: exists (use --overwrite to replace it)" in capsys.readouterr().err
     assert main(["compress", str(int16_nifti), "--sweep", str(tmp_path / "s"), "--sweep-scales", "1", "--sweep-widths", "4",
                  "--steps", "2", *args]) == 0
     assert (tmp_path / "s" / "sweep.png").is_file()
@@ -312,4 +312,7 @@ def test_bad_volumes_are_refused(tmp_path):
         make_config("paper-1999")
     with pytest.raises(InputError, match="fewer than 2 voxels"):
         compress_volume(Volume(smooth_volume((8, 8, 2)), np.eye(4)), make_config(scale=2.0, steps=2), device="cpu")
-    assert math.isfinite(make_config("paper-2023").scale)
+    # A preset's fields are replaced by the options given, and options left at None keep the preset's.
+    paper = make_config("paper-2023", width=None, steps=None)
+    assert (paper.scale, paper.method, paper.width, paper.loss, paper.steps) == (4.0, "lanczos", 128, "mse", 15000)
+    assert make_config("paper-2023", width=16).width == 16

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arssr.container import MAGIC, pack, read_container, unpack, write_container
+from arssr.compress.container import MAGIC, pack, read_container, unpack, write_container
 from arssr.errors import InputError, OutputExistsError
 
 META = {"shape": [3, 4, 5], "affine": [0.5, 0, 0, -1.25, 0, 1, 0, 2, 0, 0, 3, 0.1], "dtype": "int16"}

@@ -2,35 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from arssr.degrade import SliceModel, degrade, kspace
+from arssr.degrade import SliceModel, degrade
 from arssr.errors import InputError
-from arssr.evaluation import (
-    Scorer, Subject, ThickSlices, ants_bspline, baseline, evaluate, method, model_method, simulate_lr,
-    simulate_thick_slices,
-)
+from arssr.evaluation.methods import ants_bspline, baseline, method, model_method
+from arssr.evaluation.scoring import Scorer, Subject, evaluate
 from arssr.geometry import resampled_affine
 from arssr.metrics import brain_mask, psnr
+from arssr.models import load_model
+from arssr.simulate import ThickSlices, simulate_lr, simulate_thick_slices
 from arssr.volume import Volume
-from conftest import needs_ants, oblique_affine
-
-
-def band_limited(shape, seed=0):
-    rng = np.random.default_rng(seed)
-    grids = np.meshgrid(*[2 * np.pi * (np.arange(n) + 0.5) / n for n in shape], indexing="ij")
-    out = np.full(shape, 50.0)
-    for _ in range(4):
-        f = rng.integers(0, 3, size=3)
-        out += rng.uniform(5, 10) * np.cos(f[0] * grids[0] + f[1] * grids[1] + f[2] * grids[2] + rng.uniform(0, 6))
-    return Volume(out.astype(np.float32), oblique_affine())
-
-
-def test_simulated_lr_has_rounded_shape_geometry_and_the_degradation():
-    hr = band_limited((33, 30, 24))
-    lr = simulate_lr(hr, 3.2, "kspace")
-    assert lr.shape == (10, 9, 8)  # round(33 / 3.2), round(30 / 3.2), round(24 / 3.2)
-    np.testing.assert_allclose(lr.data, kspace(torch.from_numpy(hr.data).double(), (10, 9, 8)).numpy(), atol=1e-4)
-    np.testing.assert_allclose(lr.affine, resampled_affine(hr.affine, hr.shape, lr.shape))
-    assert simulate_lr(hr, (1, 1, 4), "cubic").shape == (33, 30, 6)
+from conftest import band_limited, needs_ants
 
 
 def test_zero_filled_kspace_inverts_kspace_truncation_of_a_band_limited_volume():
@@ -38,16 +19,16 @@ def test_zero_filled_kspace_inverts_kspace_truncation_of_a_band_limited_volume()
     lr = simulate_lr(hr, 2, "kspace")
     # Exact up to the clip to the LR's intensity range that every method gets.
     expected = np.clip(hr.data, lr.data.min(), lr.data.max())
-    np.testing.assert_allclose(baseline("kspace")(lr, hr.shape), expected, atol=1e-3)
-    assert np.abs(baseline("cubic")(lr, hr.shape) - hr.data).max() > 0.01
+    np.testing.assert_allclose(baseline("kspace")(lr, hr.shape).data, expected, atol=1e-3)
+    assert np.abs(baseline("cubic")(lr, hr.shape).data - hr.data).max() > 0.01
 
 
 @needs_ants
 def test_ants_bspline_is_on_the_aligned_grid():
     hr = band_limited((80, 72, 60))
     lr = simulate_lr(hr, 2.5, "kspace")
-    out = ants_bspline(lr, hr.shape)
-    cubic = baseline("cubic")(lr, hr.shape)
+    out = ants_bspline(lr, hr.shape).data
+    cubic = baseline("cubic")(lr, hr.shape).data
     inner = (slice(15, -15),) * 3
     # Both are cubic B-spline interpolation: away from the borders (where their boundary rules differ) they agree.
     assert np.abs(out - cubic)[inner].max() < 2e-3 * np.ptp(hr.data)
@@ -56,9 +37,16 @@ def test_ants_bspline_is_on_the_aligned_grid():
 
 
 def test_methods_by_name_and_weights_file(tiny_weights):
-    assert method("trilinear")[0] == "trilinear"
+    """A name gives that baseline, a weights file that model (as ``arssr upsample`` runs it), on the HR grid."""
+    hr = band_limited((20, 18, 16))
+    lr = simulate_lr(hr, 2, "kspace")
+    name, run = method("trilinear")
+    assert name == "trilinear" and np.array_equal(run(lr, hr.shape).data, baseline("trilinear")(lr, hr.shape).data)
     name, run = method(f"small={tiny_weights}", device="cpu")
-    assert name == "small"
+    expected = model_method(load_model(tiny_weights), device="cpu")(lr, hr.shape)
+    out = run(lr, hr.shape)
+    assert name == "small" and np.array_equal(out.data, expected.data)
+    np.testing.assert_allclose(out.affine, hr.affine, atol=1e-9)
     assert method(str(tiny_weights))[0] == "tiny"
     with pytest.raises(InputError, match="unknown method 'bicubic'"):
         method("bicubic")
@@ -71,7 +59,7 @@ def test_evaluate_records_scores_on_real_anatomy(mni_t1):
 
     def perfect(lr, shape):
         calls.append((lr.shape, shape))
-        return gt.data.copy()
+        return Volume(gt.data.copy(), gt.affine)
 
     methods = {"cubic": baseline("cubic"), "kspace": baseline("kspace"), "perfect": perfect}
     cases = []
@@ -88,7 +76,7 @@ def test_evaluate_records_scores_on_real_anatomy(mni_t1):
             assert record.as_dict()["dice"] == {}
             continue
         lr = simulate_lr(gt, record.scale, record.degradation)
-        estimate = methods[record.method](lr, gt.shape).astype(np.float64)
+        estimate = methods[record.method](lr, gt.shape).data.astype(np.float64)
         mse = np.mean((estimate - gt.data) ** 2)
         assert record.psnr == pytest.approx(10 * np.log10(np.ptp(gt.data) ** 2 / mse), abs=1e-6)
         mse_mask = np.mean((estimate - gt.data)[mask] ** 2)
@@ -110,16 +98,27 @@ def test_given_lr_inputs_are_scored_at_their_own_ratio(mni_crop):
         Subject.from_volumes("crop", gt, atlas=lr)
 
 
+def test_a_given_lr_off_the_fov_preserving_grid_is_an_error(mni_crop):
+    """Same shape, but the first voxels coinciding (another resampler's grid): refused, in one line."""
+    lr = simulate_lr(mni_crop, 2, "kspace")
+    corner_aligned = mni_crop.affine @ np.diag([*(n / m for n, m in zip(mni_crop.shape, lr.shape)), 1.0])
+    with pytest.raises(InputError, match="not on the ground truth's FOV-preserving grid") as error:
+        Subject.from_volumes("crop", mni_crop, lr=Volume(lr.data, corner_aligned))
+    assert "\n" not in str(error.value)
+
+
 def test_a_method_returning_the_wrong_shape_is_an_error(mni_crop):
     with pytest.raises(InputError, match="returned shape"):
-        evaluate([Subject.from_volumes("crop", mni_crop)], {"bad": lambda lr, shape: lr.data}, [2], ["cubic"])
+        evaluate([Subject.from_volumes("crop", mni_crop)], {"bad": lambda lr, shape: lr}, [2], ["cubic"])
 
 
 def test_model_method_returns_the_ground_truth_grid(tiny_model):
     hr = band_limited((20, 18, 16))
     lr = simulate_lr(hr, 2.5, "lanczos")
-    out = model_method(tiny_model, device="cpu")(lr, hr.shape)
+    result = model_method(tiny_model, device="cpu")(lr, hr.shape)
+    out = result.data
     assert out.shape == hr.shape and out.dtype == np.float32
+    np.testing.assert_allclose(result.affine, hr.affine, atol=1e-9)
     assert lr.data.min() <= out.min() and out.max() <= lr.data.max()
 
 
@@ -142,14 +141,14 @@ def test_thick_slice_protocol_on_real_anatomy(mni_t1, tiny_model):
     for record in records:
         assert 15 < record.psnr < 45
     # The model's output degrades back to the thick slices through the slice model.
-    out = methods["tiny+dc:slice"](lr, gt.shape, slices[1])
+    out = methods["tiny+dc:slice"](lr, gt.shape, slices[1]).data
     back = degrade(torch.from_numpy(out.astype(np.float64)), lr.shape, ("cubic", SliceModel(5.0), "cubic")).numpy()
     assert np.abs(back - lr.data).max() < 1e-3 * np.ptp(lr.data)
     with pytest.raises(InputError, match=r"\+dc:slice needs thick-slice inputs"):
         methods["tiny+dc:slice"](lr, gt.shape)
     # A baseline projected the same way: consistent with the slices, and closer to the truth (non-expansive).
     name, projected = method("cubic+dc:slice")
-    out = projected(lr, gt.shape, slices[1])
+    out = projected(lr, gt.shape, slices[1]).data
     back = degrade(torch.from_numpy(out.astype(np.float64)), lr.shape, ("cubic", SliceModel(5.0), "cubic")).numpy()
     assert name == "cubic+dc:slice" and np.abs(back - lr.data).max() < 1e-3 * np.ptp(lr.data)
-    assert psnr(out, gt.data) > psnr(baseline("cubic")(lr, gt.shape), gt.data)
+    assert psnr(out, gt.data) > psnr(baseline("cubic")(lr, gt.shape).data, gt.data)

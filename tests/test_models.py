@@ -11,7 +11,7 @@ from conftest import make_tiny_model
 
 
 def official_rdn_state_dict_shapes() -> dict[str, tuple[int, ...]]:
-    """Key names and shapes of the official ArSSR_RDN checkpoint (SPEC section 3), written out by hand."""
+    """Key names and shapes of the official ArSSR_RDN checkpoint (the official ArSSR release), written out by hand."""
     shapes = {"encoder.sfe1.weight": (64, 1, 3, 3, 3), "encoder.sfe2.weight": (64, 64, 3, 3, 3)}
     for i in range(8):
         for j in range(3):

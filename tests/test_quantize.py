@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from arssr.errors import InputError
-from arssr.quantize import entropy_decode, entropy_encode, fake_quantize, pack_tensors, unpack_tensors
+from arssr.compress.quantize import entropy_decode, entropy_encode, fake_quantize, pack_tensors, unpack_tensors
 
 
 def _tensors(seed=0):

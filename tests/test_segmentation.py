@@ -6,7 +6,7 @@ from sklearn.cluster import KMeans
 
 from arssr.errors import InputError
 from arssr.metrics import brain_mask, dice
-from arssr.segmentation import REGIONS, TISSUES, atlas_regions, atropos_tissues
+from arssr.evaluation.segmentation import REGIONS, TISSUES, atlas_regions, atropos_tissues
 
 from conftest import needs_ants
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from arssr.sharpness import psi, sobel_edges, volume_psi
+from arssr.evaluation.sharpness import psi, sobel_edges, volume_psi
 
 
 def ramp_edge(width: int, size: int = 160) -> np.ndarray:

@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from arssr.errors import InputError
 from arssr.metrics import brain_mask
-from arssr.synthetic import SyntheticMNI, mni_template_path, sharpened, smooth_field
+from arssr.training.synthetic import SyntheticMNI, mni_template_path, sharpened, smooth_field
 
 MNI_SHAPE = (197, 233, 189)
 NO_WARP = {"max_displacement_mm": 0.0, "max_rotation_deg": 0.0, "max_scale": 0.0}

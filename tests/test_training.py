@@ -2,8 +2,10 @@ import inspect
 import json
 import os
 import socket
+from dataclasses import asdict, fields
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from arssr import training
+from arssr.training.config import ModelConfig
 from arssr.cli import main
 from arssr.errors import InputError
 from arssr.models import ArSSR, load_model
@@ -56,26 +59,34 @@ def scalars(run_dir: Path) -> dict[str, list[float]]:
 
 def test_paper_recipe_and_defaults():
     config = training.load_config(RECIPES / "paper.yaml", ["data=/hcp/*/T1w/T1w_acpc_dc_restore.nii.gz", "out=runs/x"])
-    assert config["data"] == "/hcp/*/T1w/T1w_acpc_dc_restore.nii.gz"
-    assert (config["batch_size"], config["samples"], config["epochs"]) == (15, 8000, 2500)
-    assert config["sampling"]["crop"] == 40 and config["sampling"]["lr_size"] == 10
-    assert (config["sampling"]["scale_min"], config["sampling"]["scale_max"]) == (2.0, 4.0)
-    assert config["degradation"]["methods"] == {"cubic": 1.0} and config["model"]["encoder"] == "rdn"
-    assert config["optim"] == {"lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "decay_every": 200, "decay": 0.5}
-    assert set(training.DEFAULTS["model"]) == set(inspect.signature(ArSSR).parameters)
+    assert config.data == "/hcp/*/T1w/T1w_acpc_dc_restore.nii.gz"
+    assert (config.batch_size, config.samples, config.epochs) == (15, 8000, 2500)
+    assert config.sampling.crop == 40 and config.sampling.lr_size == 10
+    assert (config.sampling.scale_min, config.sampling.scale_max) == (2.0, 4.0)
+    assert config.degradation.methods == {"cubic": 1.0} and config.model.encoder == "rdn"
+    assert asdict(config.optim) == {"lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "decay_every": 200, "decay": 0.5}
+    assert {f.name for f in fields(ModelConfig)} == set(inspect.signature(ArSSR).parameters)
     synthetic = training.load_config(RECIPES / "mni_synthetic.yaml", ["out=runs/y", "model.decoder_width=64"])
-    assert synthetic["data"] == "mni-synthetic" and len(synthetic["degradation"]["methods"]) == 4
-    assert synthetic["model"]["decoder_width"] == 64 and synthetic["degradation"]["noise"] in ("gaussian", "rician")
+    assert synthetic.data == "mni-synthetic" and len(synthetic.degradation.methods) == 4
+    assert synthetic.model.decoder_width == 64 and synthetic.degradation.noise in ("gaussian", "rician")
 
 
 def test_overrides_merge_into_the_defaults():
     config = training.load_config(None, ["data=d", "out=o", "optim.lr=2e-4", "model.encoder=rescnn",
                                          "model.encoder_args.num_blocks=2", "degradation.methods={kspace: 1}",
                                          "val.scales=[2, 4]", "sampling.anisotropic=true", "data=/hcp/*/T1w/*.nii.gz"])
-    assert config["optim"]["lr"] == 2e-4 and config["model"]["encoder_args"] == {"num_blocks": 2}
-    assert config["degradation"]["methods"] == {"kspace": 1} and config["val"]["scales"] == [2, 4]
-    assert config["sampling"]["anisotropic"] is True and config["data"] == "/hcp/*/T1w/*.nii.gz"
+    assert config.optim.lr == 2e-4 and config.model.encoder_args == {"num_blocks": 2}
+    assert config.degradation.methods == {"kspace": 1} and config.val.scales == [2, 4]
+    assert config.sampling.anisotropic is True and config.data == "/hcp/*/T1w/*.nii.gz"
     assert training.parse_override("data=*.nii") == {"data": "*.nii"}  # not a YAML alias
+
+
+def test_precision_is_spelt_as_upsample_spells_it():
+    assert training.load_config(None, ["data=d", "out=o"]).amp == "fp32"
+    assert training.load_config(None, ["data=d", "out=o", "amp=none"]).amp == "fp32"  # the earlier spelling
+    assert training.load_config(None, ["data=d", "out=o", "amp=bf16"]).amp == "bf16"
+    with pytest.raises(InputError, match="amp must be one of fp32, bf16, fp16"):
+        training.load_config(None, ["data=d", "out=o", "amp=fp64"])
 
 
 @pytest.mark.parametrize("override, message", [
@@ -131,10 +142,13 @@ def test_init_starts_from_the_given_weights_and_takes_their_architecture(run, da
 
 
 def test_synthetic_options_reach_the_synthetic_source():
-    from arssr.datasets import validation_volumes
+    from arssr.training.datasets import validation_volumes
+    from arssr.training.synthetic import mni_template_path
 
     plain, crisp = (validation_volumes(None, 1, 0, "percentile", synthetic=options)[0][1]
                     for options in ({}, {"tissue_power": [3.0, 3.0]}))
+    np.testing.assert_allclose(plain.affine, nib.load(mni_template_path("t1")).affine)
+    plain, crisp = plain.data, crisp.data
     assert plain.shape == crisp.shape and not np.allclose(plain, crisp)
     with pytest.raises(InputError, match="config: synthetic: .*unexpected keyword argument 'tisue_power'"):
         training.load_config(None, ["data=mni-synthetic", "out=o", "synthetic.tisue_power=[1, 2]"])

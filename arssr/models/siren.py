@@ -1,7 +1,8 @@
 """SIREN: a coordinate MLP with sine activations (Sitzmann et al. 2020), the compressor's volume representation.
 
 ``depth`` sine layers of ``width`` neurons, then one linear output layer, as
-seed 003 counts them ("3 layers x 70 neurons" has 10,291 parameters). Every
+the paper behind the ``paper-2025`` compression preset (README section
+Compression) counts them ("3 layers x 70 neurons" has 10,291 parameters). Every
 sine layer computes ``sin(w0 * (W x + b))``. Initialisation: the first layer
 ``U(-1/in, 1/in)``, the others ``U(-sqrt(6/in)/w0, +sqrt(6/in)/w0)`` (weights and biases).
 """
@@ -49,7 +50,7 @@ class Siren(nn.Module):
 
     @staticmethod
     def parameter_count(width: int, depth: int, in_features: int = 3, out_features: int = 1) -> int:
-        """Weights plus biases of a SIREN of this size (seed 003's "#Para")."""
+        """Weights plus biases of a SIREN of this size (the ``paper-2025`` paper's "#Para")."""
         sizes = [in_features] + [width] * depth + [out_features]
         return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
 

@@ -7,14 +7,16 @@ import json
 import sys
 from pathlib import Path
 
-from arssr.cli import positive_float, positive_int
+from arssr.cli.options import (
+    UsageError, check_nifti_output, check_outputs, parse_numbers, positive_float, positive_int, usage_errors,
+)
 from arssr.protocol import OUTPUT_DTYPES
 
 
 def _setup(args: argparse.Namespace):
     import torch
 
-    from arssr.inference import resolve_device
+    from arssr.device import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -28,7 +30,6 @@ def _inputs(args: argparse.Namespace) -> list:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from arssr.cli import UsageError, check_outputs, usage_errors
     from arssr.compress import compress, make_config
 
     if args.sweep:
@@ -42,7 +43,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     check_outputs([Path(p) for p in (args.output, args.json) if p], _inputs(args), args.overwrite)
     device, progress = _setup(args)
     report = compress(
-        args.input, args.output, decoder=args.decoder_weights, preset=args.preset, overwrite=args.overwrite,
+        args.input, args.output, sr_model=args.decoder_weights, preset=args.preset, overwrite=args.overwrite,
         target_bpp=args.target_bpp, target_psnr=args.target_psnr, time_budget=args.time_budget, device=device,
         progress=progress, search_scale=args.scale is None, **options,
     )
@@ -61,16 +62,15 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from arssr.cli import parse_numbers
     from arssr.compress import make_config
-    from arssr.compress_sweep import sweep, write_report
+    from arssr.compress.sweep import sweep, write_report
     from arssr.volume import load_volume
 
     device, progress = _setup(args)
     base = make_config(args.preset, method=args.method, depth=args.depth, steps=args.steps, quant=args.quant)
     scales = parse_numbers(args.sweep_scales, "--sweep-scales")
     widths = parse_numbers(args.sweep_widths, "--sweep-widths", int)
-    records = sweep(load_volume(args.input), base, scales, widths, decoder=args.decoder_weights,
+    records = sweep(load_volume(args.input), base, scales, widths, sr_model=args.decoder_weights,
                     time_budget=args.time_budget, device=device, progress=progress)
     for path in write_report(records, Path(args.sweep), overwrite=args.overwrite):
         print(path, file=sys.stderr)
@@ -78,13 +78,12 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    from arssr.cli import check_nifti_output, check_outputs
     from arssr.compress import decompress
 
     check_nifti_output(Path(args.output))
     check_outputs([Path(args.output)], _inputs(args), args.overwrite)
     device, progress = _setup(args)
-    volume = decompress(args.input, args.output, decoder=args.decoder_weights, device=device, progress=progress,
+    volume = decompress(args.input, args.output, sr_model=args.decoder_weights, device=device, progress=progress,
                         overwrite=args.overwrite, dtype=args.dtype)
     if not args.quiet:
         print(f"{args.output}  ({'x'.join(map(str, volume.shape))})", file=sys.stderr)
@@ -99,7 +98,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary line")
 
 
-def add_commands(sub) -> None:
+def add_parser(sub) -> None:
+    """The ``compress`` and ``decompress`` commands' options."""
     co = sub.add_parser("compress", help="compress a volume into an .arssr file", description=(
         "Downsample by --scale, fit a SIREN to the LR volume, quantise and entropy-code its weights into an .arssr "
         "file. Decoding runs the SIREN, then the SR model (--decoder-weights) back to the original grid. The file "

@@ -3,7 +3,7 @@
 Atropos runs k-means initialised, three classes, inside a brain mask; its
 classes are renumbered by mean intensity (1 darkest), which on a T1 volume
 is CSF, GM, WM. With an atlas drawn on the same brain (AAL on Colin27,
-``aal.nii.gz`` of DATA.md), two more of the paper's six regions are split
+the AAL atlas, ``aal.nii.gz``), two more of the paper's six regions are split
 off: deep grey matter (Atropos GM inside AAL caudate, putamen, pallidum and
 thalamus) and cerebellum (Atropos GM or WM inside the AAL cerebellum and
 vermis). AAL has no brain stem, so that sixth region is not available.

@@ -15,9 +15,11 @@ import numpy as np
 from arssr import geometry
 from arssr.degrade import DEGRADATIONS, SliceModel
 from arssr.errors import InputError, OutputError
-from arssr.evaluation import Record, Scorer, Subject, ThickSlices, baseline, evaluate, method, scale_label
+from arssr.evaluation.methods import baseline, method
+from arssr.evaluation.scoring import Record, Scorer, Subject, evaluate, scale_label
 from arssr.protocol import DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS, SLICE_CONSISTENCY
 from arssr.files import atomic_file, check_output
+from arssr.simulate import ThickSlices
 from arssr.volume import load_volume
 
 RESULT_FILES = ("results.csv", "results.json", "results.md")
@@ -211,13 +213,13 @@ def run_evaluation(
 
     ``slices`` replaces ``scales`` x ``degradations`` by thick-slice simulations (``arssr.evaluation``).
 
-    ``sharpness`` adds PSI (:mod:`arssr.sharpness`) of every result and of each ground truth.
+    ``sharpness`` adds PSI (:mod:`arssr.evaluation.sharpness`) of every result and of each ground truth.
 
     LPIPS or Dice that cannot be computed here (no pretrained AlexNet weights
     offline, no antspyx) are reported as unavailable with the reason, in a
     warning and in ``results.md``; everything else is still produced.
     """
-    from arssr.inference import resolve_device
+    from arssr.device import resolve_device
     from arssr.metrics import MetricUnavailable, load_lpips
 
     out = Path(out_dir)
@@ -237,13 +239,13 @@ def run_evaluation(
         except MetricUnavailable as err:
             notes.append(f"LPIPS: unavailable ({err})")
     if sharpness:
-        from arssr.sharpness import volume_psi
+        from arssr.evaluation.sharpness import volume_psi
 
         scorer.sharpness = volume_psi
         notes.append("PSI of the ground truth: " + ", ".join(f"{s.name} {volume_psi(s.gt.data):.4f}" for s in subjects))
     if dice:
         try:
-            from arssr.segmentation import REGIONS, TISSUES, segment
+            from arssr.evaluation.segmentation import REGIONS, TISSUES, segment
 
             import ants  # noqa: F401  (antspyx present)
         except ImportError as err:
@@ -258,9 +260,9 @@ def run_evaluation(
             warnings.warn(note, stacklevel=2)
 
     def draw(subject: Subject, lr_volume, degradation: str, scale, outputs: dict[str, np.ndarray]) -> None:
-        from arssr.figures import case_figures
+        from arssr.evaluation.figures import case_figures
 
-        lr_on_grid = baseline("nearest")(lr_volume, subject.gt.shape)
+        lr_on_grid = baseline("nearest")(lr_volume, subject.gt.shape).data
         stem = f"{subject.name}_{degradation}_{scale_label(scale)}"
         case_figures(out / "figures", stem, subject.gt.data, subject.gt.affine, subject.mask, lr_on_grid, outputs,
                      title=f"{subject.name}, {degradation} {scale_label(scale)}")

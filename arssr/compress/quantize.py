@@ -45,12 +45,12 @@ def tensor_overhead(mode: str) -> int:
 def quantization_step(tensor: torch.Tensor, mode: str) -> float:
     levels = 2 ** (int(_INT.fullmatch(mode).group(1)) - 1) - 1
     peak = float(tensor.detach().abs().max())
-    # Stored as float32: the step the decoder reads back is the one the encoder must use.
+    # Stored as float32: the step that decoding reads back is the one the encoder must use.
     return float(np.float32(peak / levels)) if peak > 0 else 1.0
 
 
 def fake_quantize(tensor: torch.Tensor, mode: str) -> torch.Tensor:
-    """The values the decoder will see, with a straight-through gradient (for quantisation-aware training)."""
+    """The values that decoding will see, with a straight-through gradient (for quantisation-aware training)."""
     if mode == "fp32":
         return tensor
     if mode == "fp16":

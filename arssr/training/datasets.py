@@ -4,7 +4,7 @@ A data source is a folder (every ``*.nii``/``*.nii.gz`` below it), a glob
 pattern (``/hcp/*/T1w/T1w_acpc_dc_restore.nii.gz``), a CSV file (column
 ``path``, relative to the CSV's folder, optional column ``split``), one
 NIfTI file, or ``mni-synthetic`` (endless random variants of the MNI152 T1
-from :class:`arssr.synthetic.SyntheticMNI`).
+from :class:`arssr.training.synthetic.SyntheticMNI`).
 
 Volumes are read lazily. A *job* ``k`` loads one subject (chosen by a
 per-round permutation seeded by ``(seed, round)``), normalises it with the
@@ -12,9 +12,8 @@ model's intensity rule and cuts ``per_volume`` random crops from it; every
 random choice of job ``k`` comes from ``(seed, k)``, so jobs can run in any
 DataLoader worker and a run resumes from a job counter. :class:`CropPool`
 keeps a bounded pool of crops (a few volumes' worth, never the dataset) and
-hands out random batches of them. :func:`draw_examples` and
-:func:`make_pairs` turn a batch into the paper's examples on the training
-device: HR patch, degraded LR patch, sampled coordinates and their targets.
+hands out random batches of them; ``arssr.pairs`` turns a batch into the
+paper's examples on the training device.
 """
 
 from __future__ import annotations
@@ -22,9 +21,8 @@ from __future__ import annotations
 import csv
 import glob
 import itertools
-import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -32,12 +30,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from arssr import geometry
-from arssr.degrade import Operator, SliceModel, degrade
 from arssr.errors import InputError
-from arssr.intensity import intensity_window, normalize
+from arssr.intensity import intensity_window
 from arssr.models.arssr import axis_permutation
-from arssr.volume import is_nifti_path, load_volume
+from arssr.models.space import ModelSpace
+from arssr.volume import Volume, is_nifti_path, load_volume
 
 SYNTHETIC = "mni-synthetic"
 SPLITS = ("train", "val", "test")
@@ -133,8 +130,13 @@ def load_normalized(path: str | Path, normalization: str, axis_order: str = "xyz
 
 def prepare(data: np.ndarray, normalization: str, axis_order: str = "xyz") -> np.ndarray:
     """Normalise an array with ``normalization`` and bring it to ``axis_order``."""
-    normalized = normalize(data, intensity_window(data, normalization))
-    return np.ascontiguousarray(normalized.transpose(axis_permutation(axis_order)))
+    return ModelSpace.file_order(intensity_window(data, normalization), axis_order).to_model(data)
+
+
+def prepare_volume(volume: Volume, normalization: str, axis_order: str = "xyz") -> Volume:
+    """:func:`prepare` of the volume's array, with its affine's axes in the same order."""
+    order = axis_permutation(axis_order)
+    return Volume(prepare(volume.data, normalization, axis_order), volume.affine[:, [*order, 3]])
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ class CropJobs(Dataset):
     """Job ``k`` -> ``(per_volume, size, size, size)`` float32 crops of one subject (empty if it cannot be read).
 
     ``subjects`` is a list of paths, or ``None`` for the synthetic MNI source
-    (:class:`arssr.synthetic.SyntheticMNI` with the options ``synthetic``);
+    (:class:`arssr.training.synthetic.SyntheticMNI` with the options ``synthetic``);
     with paths, a share ``synthetic_share`` of the jobs (drawn per job from
     the seed) still takes a synthetic volume.
     """
@@ -205,7 +207,7 @@ class CropJobs(Dataset):
         if path is not None:
             return load_normalized(path, self.normalization, self.axis_order)
         if self._synthetic is None:
-            from arssr.synthetic import SyntheticMNI
+            from arssr.training.synthetic import SyntheticMNI
 
             self._synthetic = SyntheticMNI(self.seed, **self.synthetic_options)
         return prepare(self._synthetic.sample(rng), self.normalization, self.axis_order)
@@ -297,124 +299,17 @@ class CropPool:
 def validation_volumes(
     subjects: Sequence[str] | None, count: int, seed: int, normalization: str, axis_order: str = "xyz",
     synthetic: dict | None = None,
-) -> list[tuple[str, np.ndarray]]:
-    """Up to ``count`` normalised ``(name, volume)`` pairs: the first val subjects, or fixed-seed synthetic variants
-    (``SyntheticMNI`` options ``synthetic``)."""
+) -> list[tuple[str, Volume]]:
+    """Up to ``count`` normalised ``(name, volume)`` pairs with their real affines: the first val subjects, or
+    fixed-seed synthetic variants (``SyntheticMNI`` options ``synthetic``, on the MNI template's grid)."""
     if subjects is not None:
-        return [(Path(p).name, load_normalized(p, normalization, axis_order)) for p in list(subjects)[:count]]
-    from arssr.synthetic import SyntheticMNI
+        return [(Path(p).name, prepare_volume(load_volume(p), normalization, axis_order))
+                for p in list(subjects)[:count]]
+    from arssr.training.synthetic import SyntheticMNI
 
     source = SyntheticMNI(seed, **(synthetic or {}))
     return [
-        (f"synthetic-{i}", prepare(source.sample(np.random.default_rng([seed, 3, i])), normalization, axis_order))
+        (f"synthetic-{i}", prepare_volume(Volume(source.sample(np.random.default_rng([seed, 3, i])), source.affine),
+                                          normalization, axis_order))
         for i in range(count)
     ]
-
-
-
-@dataclass(frozen=True)
-class PairOptions:
-    """How a training example is made from an HR crop (paper values by default).
-
-    ``scale`` bounds ``k ~ U(low, high)`` (one per axis when ``anisotropic``);
-    the HR patch has ``round(lr_size * k)`` voxels per axis, the LR patch
-    ``lr_size``; ``samples`` HR voxels are the targets. ``methods`` weighs the
-    degradation models; ``noise_std`` and ``bias`` are ``(low, high)`` ranges
-    drawn per example (see :func:`arssr.degrade.degrade`).
-
-    A share ``thick_share`` of the examples imitates 2D multi-slice
-    acquisitions: one axis, drawn at random, is made of contiguous slices
-    (``arssr.degrade.SliceModel``, profile drawn from ``thick_profiles``) at a
-    scale from ``thick_scale``; the other two axes take scales from
-    ``inplane_scale`` and a method from ``methods``.
-    """
-
-    lr_size: int = 10
-    scale: tuple[float, float] = (2.0, 4.0)
-    anisotropic: bool = False
-    thick_share: float = 0.0
-    thick_scale: tuple[float, float] = (1.5, 8.0)
-    inplane_scale: tuple[float, float] = (1.0, 2.0)
-    thick_profiles: tuple[str, ...] = ("boxcar", "gaussian")
-    samples: int = 8000
-    methods: dict[str, float] = field(default_factory=lambda: {"cubic": 1.0})
-    noise: str | None = None
-    noise_std: tuple[float, float] = (0.0, 0.0)
-    bias: tuple[float, float] = (0.0, 0.0)
-
-
-@dataclass(frozen=True)
-class Example:
-    """The random choices of one example; a batch is drawn whole, then sliced per process."""
-
-    hr_shape: tuple[int, int, int]
-    method: Operator  # one method name, or one axis operator per axis (thick slices)
-    noise_std: float
-    bias: float
-    seed: int
-    voxels: torch.Tensor  # (samples,) flat indices into the HR patch
-
-
-def _uniform(bounds: tuple[float, float], generator: torch.Generator) -> float:
-    low, high = bounds
-    return low + (high - low) * float(torch.rand((), generator=generator, dtype=torch.float64))
-
-
-def draw_examples(n: int, options: PairOptions, generator: torch.Generator) -> list[Example]:
-    """Scales, degradations, corruption seeds and target voxels of ``n`` examples, in order, from ``generator``."""
-    names = list(options.methods)
-    weights = torch.tensor([float(options.methods[m]) for m in names], dtype=torch.float64)
-    examples = []
-    for _ in range(n):
-        # Drawn only when asked for, so that configurations without thick slices keep their random stream.
-        thick = options.thick_share > 0 and float(torch.rand((), generator=generator)) < options.thick_share
-        if thick:
-            axis = int(torch.randint(3, (), generator=generator))
-            k = [_uniform(options.thick_scale if a == axis else options.inplane_scale, generator) for a in range(3)]
-        else:
-            k = [_uniform(options.scale, generator) for _ in range(3 if options.anisotropic else 1)] * (
-                1 if options.anisotropic else 3)
-        hr_shape = geometry.output_shape((options.lr_size,) * 3, k)
-        method: Operator = names[int(torch.multinomial(weights, 1, generator=generator))]
-        if thick:
-            profile = options.thick_profiles[int(torch.randint(len(options.thick_profiles), (), generator=generator))]
-            slices = SliceModel(hr_shape[axis] / options.lr_size, profile)  # contiguous: thickness = spacing
-            method = tuple(slices if a == axis else method for a in range(3))
-        noise_std, bias = _uniform(options.noise_std, generator), _uniform(options.bias, generator)
-        seed = int(torch.randint(2**62, (), generator=generator))
-        voxels = math.prod(hr_shape)
-        if options.samples <= voxels:
-            index = torch.randperm(voxels, generator=generator)[:options.samples]
-        else:
-            index = torch.randint(voxels, (options.samples,), generator=generator)
-        examples.append(Example(hr_shape, method, noise_std, bias, seed, index))
-    return examples
-
-
-def make_pairs(
-    crops: torch.Tensor, examples: Sequence[Example], options: PairOptions, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """HR crops ``(n, S, S, S)`` -> LR ``(n, 1, L, L, L)``, coordinates ``(n, K, 3)``, targets ``(n, K, 1)``.
-
-    Everything after the crops is computed on ``device``. The HR patch is the
-    centre of the crop; the LR patch is its degradation (field of view kept),
-    so the HR patch's voxel centres in its own ``[-1, 1]`` grid are the LR
-    patch's coordinates too.
-    """
-    crops = crops.to(device, non_blocking=True)
-    lr_shape = (options.lr_size,) * 3
-    lrs, coords, targets = [], [], []
-    for crop, example in zip(crops, examples):
-        start = [(c - s) // 2 for c, s in zip(crop.shape, example.hr_shape)]
-        hr = crop[tuple(slice(a, a + s) for a, s in zip(start, example.hr_shape))]
-        generator = torch.Generator().manual_seed(example.seed) if options.noise or example.bias else None
-        lrs.append(degrade(
-            hr[None, None], lr_shape, example.method, noise=options.noise, noise_std=example.noise_std,
-            bias=example.bias, generator=generator,
-        ))
-        voxels = example.voxels.to(device)
-        targets.append(hr.reshape(-1)[voxels])
-        index = torch.stack(torch.unravel_index(voxels, example.hr_shape), dim=-1).double()
-        sizes = torch.tensor(example.hr_shape, dtype=torch.float64, device=device)
-        coords.append(geometry.voxel_to_normalized(index, sizes).float())
-    return torch.cat(lrs), torch.stack(coords), torch.stack(targets)[..., None]

@@ -1,6 +1,7 @@
-"""Seed 003's trade-off-point search: compress one volume over DS x SIREN width and pick the balance.
+"""The trade-off-point search of the ``paper-2025`` preset's paper (README section Compression): compress one
+volume over DS x SIREN width and pick the balance.
 
-Every point is a real file (rate from its bytes). The score of seed 003's
+Every point is a real file (rate from its bytes). The score of that paper's
 eq. 7 is ``1 / PSNR + (1 - SSIM) + (1 - CR)`` with ``CR = 1 - file bytes /
 raw bytes`` (the file's rate in place of the paper's parameter count); the
 trade-off point is the setting with the lowest score. 1 / PSNR is small
@@ -18,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from arssr.compress import CompressionConfig, compress_volume
-from arssr.errors import OutputExistsError
-from arssr.files import atomic_file
+from arssr.compress.api import compress_volume
+from arssr.compress.config import CompressionConfig
+from arssr.files import atomic_file, refuse_existing
 from arssr.volume import Volume
 
 COLUMNS = ("scale", "width", "depth", "siren_params", "bytes", "bpp", "compression_ratio", "paper_cr", "psnr", "ssim",
@@ -28,7 +29,7 @@ COLUMNS = ("scale", "width", "depth", "siren_params", "bytes", "bpp", "compressi
 
 
 def score(record: dict) -> float:
-    """Seed 003 eq. 7 at one point: ``1/PSNR + 1 - |SSIM| + (1 - CR)``."""
+    """The paper's eq. 7 at one point: ``1/PSNR + 1 - |SSIM| + (1 - CR)``."""
     return 1 / record["psnr"] + 1 - abs(record["ssim"]) + record["bytes"] / record["raw_bytes"]
 
 
@@ -37,7 +38,7 @@ def sweep(
     base: CompressionConfig,
     scales: list[float],
     widths: list[int],
-    decoder: str | os.PathLike | None = None,
+    sr_model: str | os.PathLike | None = None,
     time_budget: float | None = None,
     device: torch.device = torch.device("cpu"),
     progress: bool = False,
@@ -47,7 +48,7 @@ def sweep(
     for scale in scales:
         for width in widths:
             config = replace(base, scale=scale, width=width)
-            _, report = compress_volume(volume, config, decoder, time_budget=time_budget, device=device,
+            _, report = compress_volume(volume, config, sr_model, time_budget=time_budget, device=device,
                                         progress=progress)
             record = {**report, "scale": scale, "width": width, "depth": config.depth}
             record["score"] = score(record)
@@ -103,9 +104,7 @@ def write_report(records: list[dict], folder: Path, overwrite: bool = False) -> 
     """``sweep.csv``, ``sweep.md`` and ``sweep.png`` in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "sweep.csv", folder / "sweep.md", folder / "sweep.png"]
-    existing = [p for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(f"{existing[0]}: exists (use --overwrite to replace it)")
+    refuse_existing(paths, overwrite)
     for path, text in zip(paths, (table_csv(records), table_markdown(records))):
         with atomic_file(path) as handle:
             handle.write(text.encode())

@@ -1,0 +1,152 @@
+"""Option types and checks shared by the commands: a bad value is one ``error:`` line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import contextmanager
+from pathlib import Path
+
+SUFFIXES = (".nii.gz", ".nii")
+
+
+class UsageError(Exception):
+    """Options that do not fit together or values that cannot work whatever the input (exit code 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one ``error:`` line (no usage block), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+@contextmanager
+def usage_errors():
+    """Option values checked before any work: an ``InputError`` there is a usage error."""
+    from arssr.errors import InputError
+
+    try:
+        yield
+    except InputError as err:
+        raise UsageError(str(err)) from None
+
+
+def _option(check):
+    """An argparse ``type`` from ``check(text) -> value``, which raises ``InputError`` for a bad value."""
+    def convert(text: str):
+        from arssr.errors import InputError
+
+        try:
+            return check(text)
+        except InputError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    convert.__name__ = check.__name__
+    return convert
+
+
+def _positive(text: str, kind: type, what: str):
+    """``text`` as a finite ``kind`` above 0, else an ``InputError`` saying ``what`` was expected."""
+    from arssr.errors import InputError
+
+    try:
+        value = kind(text)
+    except ValueError:
+        value = kind(0)
+    if not 0 < value < float("inf"):
+        raise InputError(f"expected a positive {what}, got {text!r}")
+    return value
+
+
+@_option
+def positive_int(text: str) -> int:
+    return _positive(text, int, "whole number")
+
+
+@_option
+def positive_float(text: str) -> float:
+    return _positive(text, float, "number")
+
+
+@_option
+def shard_option(text: str) -> tuple[int, int]:
+    from arssr.shard import parse_shard
+
+    return parse_shard(text)
+
+
+@_option
+def gain_option(text: str) -> float | str:
+    from arssr.errors import InputError
+
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise InputError(f"expected auto or a number >= 0, got {text!r}")
+    return value
+
+
+@_option
+def thickness_option(text: str) -> float | str:
+    """A slice thickness in mm, or ``spacing``."""
+    return "spacing" if text == "spacing" else positive_float(text)
+
+
+@_option
+def scale_option(text: str) -> tuple[float, float, float]:
+    from arssr.geometry import check_scale, parse_triple
+
+    scale = parse_triple(text, "scale")
+    check_scale(scale)
+    return scale
+
+
+@_option
+def voxel_size_option(text: str) -> tuple[float, float, float]:
+    from arssr.geometry import parse_triple, scale_for_voxel_size
+
+    size = parse_triple(text, "voxel size")
+    scale_for_voxel_size((1.0, 1.0, 1.0), size)  # checks that every size is positive
+    return size
+
+
+def stem(path: Path) -> str:
+    name = path.name
+    for suffix in SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def check_outputs(outputs: list[Path], inputs: list, overwrite: bool) -> None:
+    """Before any work: no output is an input, and each can be written (existing ones need ``overwrite``)."""
+    from arssr.files import check_output
+
+    for output in outputs:
+        check_output(output, overwrite, inputs)
+
+
+def check_nifti_output(path: Path) -> None:
+    """A NIfTI output's name must say so."""
+    if not path.name.lower().endswith(SUFFIXES):
+        raise UsageError(f"{path}: output must end in .nii or .nii.gz")
+
+
+def parse_numbers(text: str, option: str, kind: type = float) -> list:
+    """A non-empty comma-separated list of numbers for ``option``; anything else is a usage error."""
+    try:
+        values = [kind(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise UsageError(f"{option} takes comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise UsageError(f"{option} takes comma-separated numbers, got none")
+    return values
+
+
+def names(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+

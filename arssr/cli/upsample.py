@@ -1,0 +1,215 @@
+"""``arssr upsample``: super-resolve files, a folder or a list, one process or a shard of a batch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from arssr import __version__
+from arssr.cli.options import (
+    SUFFIXES, UsageError, check_nifti_output, gain_option, positive_float, positive_int, scale_option, shard_option,
+    stem, thickness_option, voxel_size_option,
+)
+from arssr.protocol import CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_GAIN, OUTPUT_DTYPES, SLICE_PROFILES
+
+
+def expand_inputs(items: list[str]) -> tuple[list[Path], bool]:
+    """Files, one folder, or one ``.txt`` list of paths -> ``(paths, is_batch)``. Mixing kinds is a usage error."""
+    paths = [Path(item) for item in items]
+    folders = [p for p in paths if p.is_dir()]
+    lists = [p for p in paths if p.suffix.lower() == ".txt"]
+    if (folders or lists) and len(paths) > 1:
+        raise UsageError("give one folder, one .txt list, or any number of files, not a mix")
+    if folders:
+        found = sorted(p for p in folders[0].iterdir() if p.name.lower().endswith(SUFFIXES) and not p.name.startswith("."))
+        if not found:
+            raise UsageError(f"{folders[0]}: no .nii or .nii.gz files in this folder")
+        return found, True
+    if lists:
+        if not lists[0].is_file():
+            raise UsageError(f"{lists[0]}: list file not found")
+        base = lists[0].parent
+        entries = [line.strip() for line in lists[0].read_text().splitlines()]
+        found = [(base / e) if not Path(e).is_absolute() else Path(e) for e in entries if e and not e.startswith("#")]
+        if not found:
+            raise UsageError(f"{lists[0]}: the list names no files")
+        return found, True
+    return paths, len(paths) > 1
+
+
+def plan_outputs(inputs: list[Path], batch: bool, output: str | None, output_dir: str | None, suffix: str) -> list[Path]:
+    """One output path per input: ``-o FILE`` for one input, else ``DIR/<stem><suffix>.nii.gz``."""
+    if output and output_dir:
+        raise UsageError("give -o/--output or --output-dir, not both")
+    if output and not batch and not Path(output).is_dir():
+        return [Path(output)]
+    folder = Path(output or output_dir) if (output or output_dir) else None
+    outs = [(folder or p.parent) / f"{stem(p)}{suffix}.nii.gz" for p in inputs]
+    if len(set(outs)) != len(outs):
+        raise UsageError("two inputs would write the same output file; use distinct names")
+    return outs
+
+
+def _sidecar_path(output: Path) -> Path:
+    return output.with_name(stem(output) + ".json")
+
+
+def _write_sidecar(output: Path, record: dict) -> None:
+    from arssr.files import atomic_file
+
+    with atomic_file(_sidecar_path(output)) as handle:
+        handle.write((json.dumps(record, indent=2) + "\n").encode())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Upsample every input of the batch (or of this process's shard); 1 if one failed."""
+    import torch
+
+    from arssr.errors import ArssrError
+    from arssr.files import check_output, refuse_existing, refuse_inputs
+    from arssr.device import resolve_device
+    from arssr.inference import adapt_to, example_volume_path, upsample
+    from arssr.models import default_model_path, file_sha256, load_model, save_model
+    from arssr.shard import current_shard, shard_device
+    from arssr.volume import load_volume, save_volume
+
+    if args.example:
+        if args.inputs:
+            raise UsageError("--example takes no INPUT")
+        inputs, batch = [example_volume_path()], False
+        if not (args.output or args.output_dir):
+            args.output_dir = "."
+    elif not args.inputs:
+        raise UsageError("give at least one INPUT (file, folder or .txt list) or --example")
+    else:
+        inputs, batch = expand_inputs(args.inputs)
+    outputs = plan_outputs(inputs, batch, args.output, args.output_dir, args.suffix)
+    shard = current_shard(args.shard)
+    todo = shard.take(list(zip(inputs, outputs))) if shard else list(zip(inputs, outputs))
+    weights = Path(args.weights) if args.weights else default_model_path()
+    for _, target in todo:
+        check_nifti_output(target)
+        refuse_inputs([target, _sidecar_path(target)], [*inputs, weights])
+        if not target.exists():  # an existing one is skipped, replaced or reported in the loop below
+            check_output(target)
+            if not args.no_sidecar:  # a sidecar without its volume is replaced only when asked (or resuming)
+                check_output(_sidecar_path(target), args.overwrite or args.skip_existing)
+    adapting = args.adapt is not None or args.adapt_steps is not None
+    if args.save_adapted:
+        if not adapting or len(inputs) != 1:
+            raise UsageError("--save-adapted needs --adapt or --adapt-steps and a single input")
+        check_output(args.save_adapted, args.overwrite, [*inputs, weights, *outputs])
+    if adapting:
+        from arssr.adapt import AdaptOptions
+
+        operator = args.consistency if args.consistency != "none" else DEFAULT_CONSISTENCY
+        adapt_options = AdaptOptions(seconds=args.adapt, steps=args.adapt_steps, operator=operator, seed=args.seed)
+    slice_thickness = args.slice_thickness or ("spacing" if args.slice_profile else None)
+    slice_profile = None if slice_thickness is None else args.slice_profile or "boxcar"
+    if slice_thickness is not None and args.consistency == "none":
+        raise UsageError("--slice-thickness and --slice-profile set the consistency projection; "
+                         "they cannot go with --consistency none")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(shard_device(args.device, shard))
+    model = load_model(args.weights)
+    weights_sha = file_sha256(weights)
+    progress = not args.quiet and sys.stderr.isatty()
+    failed, skipped, done = [], 0, 0
+    for source, target in todo:
+        if target.exists() and args.skip_existing:
+            skipped += 1
+            continue
+        try:
+            refuse_existing([target], args.overwrite, "use --overwrite to replace it or --skip-existing")
+            start = time.perf_counter()
+            volume, used, adapted = load_volume(source), model, None
+            if adapting:
+                used, adapted = adapt_to(volume, model, args.scale, args.voxel_size, adapt_options, device, progress)
+                if not args.quiet:
+                    verdict = "kept" if adapted.kept else "dropped: the default model stays"
+                    print(f"{source}: adapted in {adapted.steps} steps ({adapted.seconds:.0f} s), held-out PSNR "
+                          f"{adapted.before:.2f} -> {adapted.after:.2f} dB, {verdict}", file=sys.stderr)
+                if args.save_adapted:
+                    save_model(used, args.save_adapted, adapted_to=str(source), **used.card)
+            result = upsample(
+                volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
+                device=device, precision=args.precision, progress=progress, consistency=args.consistency,
+                gain=args.detail_gain,
+                slice_thickness=slice_thickness, slice_profile=slice_profile or "boxcar",
+            )
+            save_volume(result, target, overwrite=args.overwrite, dtype=args.dtype)
+        except ArssrError as err:
+            failed.append(source)
+            print(f"error: {err}", file=sys.stderr)
+            continue
+        done += 1
+        elapsed = time.perf_counter() - start
+        if not args.no_sidecar:
+            _write_sidecar(target, {
+                "arssr_version": __version__, "input": str(source), "output": str(target),
+                "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
+                "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
+                "precision": args.precision, "consistency": args.consistency, "detail_gain": args.detail_gain,
+                "slice_thickness": slice_thickness, "slice_profile": slice_profile,
+                "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
+                "arguments": sys.argv[1:],
+            })
+        if not args.quiet:
+            shape = "x".join(map(str, result.shape))
+            print(f"{target}  ({shape}, {elapsed:.1f} s)", file=sys.stderr)
+    if batch or shard:
+        print(f"{f'shard {shard}: ' if shard else ''}{done} written, {skipped} skipped, {len(failed)} failed",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+def add_parser(sub) -> None:
+    """The ``upsample`` command's options."""
+    up = sub.add_parser("upsample", help="super-resolve NIfTI volumes", description=(
+        "Super-resolve 3D NIfTI volumes. The field of view is kept: n voxels at scale k give round(n*k) voxels, "
+        "output voxel i sits at input voxel (i + 0.5) n/m - 0.5."))
+    up.add_argument("inputs", nargs="*", metavar="INPUT", help="NIfTI files, one folder, or one .txt list of paths")
+    up.add_argument("--example", action="store_true", help="upsample the sample volume shipped with arssr")
+    size = up.add_mutually_exclusive_group(required=True)
+    size.add_argument("--scale", type=scale_option, help="scale factor, one value or three (e.g. 3.2 or 1,1,4); each >= 1")
+    size.add_argument("--voxel-size", type=voxel_size_option, help="target voxel size in mm, one value or three (e.g. 0.7 or 0.7,0.7,1)")
+    up.add_argument("-o", "--output", help="output file (one input) or folder")
+    up.add_argument("--output-dir", help="folder for the outputs, each named <input><suffix>.nii.gz")
+    up.add_argument("--suffix", default="_sr", help="added to input names in a folder of outputs (default: _sr)")
+    up.add_argument("--weights", help="model file (.safetensors, or the official .pkl/.pt); default: the shipped model")
+    up.add_argument("--consistency", default=DEFAULT_CONSISTENCY, choices=CONSISTENCY_OPERATORS, help=(
+        "project the output onto the volumes that this degradation takes back to the input exactly "
+        f"(default: {DEFAULT_CONSISTENCY}, as an MR acquisition; none: the network's output as it is)"))
+    up.add_argument("--detail-gain", type=gain_option, default=gain_option(DEFAULT_GAIN), metavar="auto|G", help=(
+        "scale of the network's detail over the consistent minimum-norm volume (zero-filled k-space for kspace); "
+        f"auto fits it on the input itself (default: {DEFAULT_GAIN})"))
+    up.add_argument("--slice-thickness", type=thickness_option, metavar="MM", help=(
+        "the input is 2D multi-slice with slices this thick along its coarsest axis (less than the spacing: gaps), "
+        "or 'spacing'; the consistency projection uses this slice model there (default: not used)"))
+    up.add_argument("--slice-profile", choices=SLICE_PROFILES, help=(
+        "slice profile of --slice-thickness: boxcar or gaussian (FWHM = thickness); alone, it implies "
+        "--slice-thickness spacing (default: boxcar)"))
+    up.add_argument("--adapt", type=positive_float, metavar="SECONDS", help=(
+        "first fine-tune a copy of the model on the input itself for this long (self-adaptation); it is kept only "
+        "if a held-out slab of the input improves"))
+    up.add_argument("--adapt-steps", type=positive_int, metavar="N", help="most self-adaptation steps")
+    up.add_argument("--save-adapted", metavar="FILE", help="write the adapted weights (.safetensors)")
+    up.add_argument("--seed", type=int, default=0, help="seed of self-adaptation (default: 0)")
+    up.add_argument("--tile", type=positive_int, help="LR tile edge in voxels (default: chosen from free memory)")
+    up.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    up.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast precision")
+    up.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    up.add_argument("--dtype", default="float32", choices=OUTPUT_DTYPES,
+                    help="output data type (default: float32; 'input' keeps the input's)")
+    up.add_argument("--overwrite", "--force", action="store_true", help="replace existing outputs")
+    up.add_argument("--skip-existing", action="store_true", help="leave existing outputs alone (resume a batch)")
+    up.add_argument("--shard", type=shard_option, metavar="I/N", help=(
+        "process only files I, I+N, I+2N, ... of the batch (0 <= I < N; e.g. a job array's task index); under "
+        "torchrun the files are split over the ranks as well"))
+    up.add_argument("--no-sidecar", action="store_true", help="do not write the JSON provenance file beside outputs")
+    up.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-file lines")
+    up.set_defaults(func=run)

@@ -1,0 +1,34 @@
+"""Volume compression: downsample, fit a SIREN to the LR volume, quantise and code its weights.
+
+Decoding evaluates the SIREN on the LR grid, then the SR model (any arssr
+model file; default the shipped one) brings it back to the original grid
+(the README's Geometry section), intensities and dtype. The SR model is not
+in the file: its name and sha256 are, and decoding refuses any other model.
+At scale 1 no SR model is used (the SIREN alone, on the HR grid).
+
+Intensities: the SIREN learns the LR volume normalised by the SR model's
+intensity rule (``percentile`` for arssr's models; min-max at scale 1); the
+window travels in the file, and decoded values are clipped to the original
+``[min, max]`` and cast to the original dtype (float32 if the input was
+stored with a scale slope).
+
+With ``finetune="bias"`` (the end-to-end mode of the paper behind the
+``paper-2025`` preset, README section Compression, cut to what a file can
+carry), the SIREN and the SR model's biases are then trained together
+against the HR volume; the bias changes are quantised like the SIREN's
+weights and go into the payload, so they count in the file's size. The file
+keeps them only if the decoded volume is closer to the original with them
+than with the SIREN as it was before that phase.
+
+Rate is that of the real file: ``bpp = 8 * bytes / HR voxels``.
+
+Modules: ``config`` (settings and presets), ``fitting`` (the SIREN),
+``finetune`` (end-to-end mode), ``codec`` (volume <-> metadata and payload),
+``rate``, ``container`` (the file format), ``quantize``, ``api``
+(:func:`compress`, :func:`decompress`) and ``sweep`` (the trade-off sweep).
+"""
+
+from arssr.compress.api import compress, compress_volume, decompress
+from arssr.compress.config import PRESETS, CompressionConfig, make_config
+
+__all__ = ["PRESETS", "CompressionConfig", "compress", "compress_volume", "decompress", "make_config"]

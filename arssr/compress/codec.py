@@ -1,0 +1,199 @@
+"""A volume to ``(meta, payload)`` and back, in memory: the SIREN's weights quantised and entropy-coded.
+
+The SR model is not in the payload: the metadata names it (file name and
+sha256, under the format's ``decoder`` key) and decoding refuses any other.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from arssr.compress import quantize
+from arssr.compress.config import FINETUNE, CompressionConfig, lr_grid_shape
+from arssr.compress.finetune import finetune_sr_model, finetuned_parameters
+from arssr.compress.fitting import evaluate_siren, fit_siren
+from arssr.degrade import degrade
+from arssr.errors import InputError, ModelFileError
+from arssr.intensity import intensity_window
+from arssr.models.siren import Siren
+from arssr.models.space import ModelSpace
+from arssr.volume import Volume
+
+
+def sr_model_identity(path: str | os.PathLike | None) -> dict:
+    """``{"name", "sha256"}`` of an SR model file (default: the shipped model)."""
+    from arssr.models import default_model_path, file_sha256
+
+    path = Path(path) if path is not None else default_model_path()
+    return {"name": path.name, "sha256": file_sha256(path)}
+
+
+def load_sr_model(record: dict, path: str | os.PathLike | None):
+    """The SR model of ``path`` (default: the shipped model) if it is the one ``record`` names."""
+    from arssr.models import default_model_path, file_sha256, load_model
+
+    path = Path(path) if path is not None else default_model_path()
+    wanted = f"{record['name']} (sha256 {record['sha256'][:16]}...)"
+    if not path.is_file():
+        raise ModelFileError(f"SR model {path} not found; this file needs {wanted}: pass it with --decoder-weights")
+    sha = file_sha256(path)
+    if sha != record["sha256"]:
+        raise ModelFileError(
+            f"SR model {path} (sha256 {sha[:16]}...) is not the one this file was compressed with; "
+            f"it needs {wanted}: pass that file with --decoder-weights"
+        )
+    return load_model(path)
+
+
+def _stored_dtype(volume: Volume) -> str:
+    """The dtype to restore: the file's own, or float32 if a scale slope made its values non-integer."""
+    dtype = np.dtype(volume.input_dtype)
+    if volume.header is not None and np.issubdtype(dtype, np.integer):
+        slope, inter = volume.header.get_slope_inter()
+        if slope not in (None, 1.0) or inter not in (None, 0.0):
+            return "float32"
+    return dtype.name
+
+
+def _header_meta(volume: Volume, config: CompressionConfig, lr_shape, window, sr_model: dict | None) -> dict:
+    header = volume.header
+    codes = [int(header["qform_code"]), int(header["sform_code"])] if header is not None else [0, 0]
+    return {
+        "shape": list(volume.shape),
+        "affine": [float(v) for v in volume.affine[:3].ravel()],
+        "codes": codes,
+        "dtype": _stored_dtype(volume),
+        "range": [float(volume.data.min()), float(volume.data.max())],
+        "window": [float(window[0]), float(window[1])],
+        "scale": float(config.scale),
+        "method": config.method,
+        "lr_shape": list(lr_shape),
+        "siren": dict(Siren(config.width, config.depth, config.w0).config),
+        "quant": config.quant,
+        "codec": "none",
+        "decoder": sr_model,
+    }
+
+
+def prepare(volume: Volume, config: CompressionConfig, sr_model: str | os.PathLike | None = None):
+    """``(meta, normalised LR target, SR model)``: everything but the weights (no SR model at scale 1)."""
+    if config.scale == 1:
+        meta = _header_meta(volume, config, volume.shape, (float(volume.data.min()), float(volume.data.max())), None)
+        return meta, model_space(meta, None).normalize(volume.data), None
+    from arssr.models import load_model
+
+    model = load_model(sr_model)  # a clear error first for a missing or foreign file
+    lr_shape = lr_grid_shape(volume.shape, config.scale)
+    lr = degrade(torch.from_numpy(volume.data), lr_shape, config.method).numpy()
+    window = intensity_window(lr, model.normalization)
+    meta = _header_meta(volume, config, lr_shape, window, sr_model_identity(sr_model))
+    return meta, model_space(meta, model).normalize(lr), model
+
+
+def model_space(meta: dict, model) -> ModelSpace:
+    """The file's intensity window and the SR model's axis order (the file's axes, not RAS)."""
+    return ModelSpace.file_order(tuple(meta["window"]), model.axis_order if model is not None else "xyz")
+
+
+def encode(
+    volume: Volume,
+    config: CompressionConfig,
+    sr_model: str | os.PathLike | None = None,
+    device: torch.device = torch.device("cpu"),
+    target_psnr: float | None = None,
+    time_budget: float | None = None,
+    progress: bool = False,
+) -> list[tuple[dict, bytes]]:
+    """Candidate ``(meta, payload)`` encodings of ``volume``: the fitted SIREN, quantised and entropy-coded;
+    with ``config.finetune``, first the result of the end-to-end phase, then the SIREN as it was before it
+    (:func:`compress_volume` keeps whichever decodes closer to the volume)."""
+    meta, target, model = prepare(volume, config, sr_model)
+    share = config.finetune_share if config.finetune != "none" else 0.0
+    first = replace(config, steps=max(1, round((1 - share) * config.steps)))
+    siren = fit_siren(target, first, device, target_psnr, None if time_budget is None else (1 - share) * time_budget,
+                      progress)
+    candidates = [(siren, [])]
+    if config.finetune != "none":
+        tuned = copy.deepcopy(siren)
+        deltas = finetune_sr_model(tuned, model, model_space(meta, model).normalize(volume.data), config, device,
+                                   config.steps - first.steps, None if time_budget is None else share * time_budget,
+                                  progress)
+        candidates.insert(0, (tuned, deltas))
+    encoded = []
+    for net, deltas in candidates:
+        record = dict(meta)
+        if deltas:
+            record["finetune"] = {"mode": config.finetune, "params": sum(d.numel() for d in deltas)}
+        elif model is not None:
+            # Decoding projects the SR result onto the decoded LR; the end-to-end phase learnt without it.
+            record["consistency"] = config.method
+        raw = quantize.pack_tensors([*net.state_dict().values(), *deltas], config.quant)
+        record["codec"], payload = quantize.entropy_encode(raw)
+        encoded.append((record, payload))
+    return encoded
+
+
+def decode(
+    meta: dict,
+    payload: bytes,
+    sr_model: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = False,
+) -> Volume:
+    """The volume that ``(meta, payload)`` describe; the SR model at ``sr_model`` must be the recorded one."""
+    import nibabel as nib
+
+    from arssr.consistency import check_operator, project
+    from arssr.device import resolve_device
+    from arssr.inference import super_resolve
+
+    device = resolve_device(device)
+    try:
+        model = load_sr_model(meta["decoder"], sr_model) if meta["decoder"] is not None else None
+        siren = Siren(**meta["siren"])
+        shape, lr_shape = tuple(meta["shape"]), tuple(meta["lr_shape"])
+        affine = np.vstack([np.asarray(meta["affine"], dtype=np.float64).reshape(3, 4), [0, 0, 0, 1]])
+        dtype, codes = np.dtype(meta["dtype"]), [int(c) for c in meta["codes"]]
+        space, clip = model_space(meta, model), tuple(meta["range"])
+        tuned = _finetuned_parameters(meta.get("finetune"), model)
+        check_operator(meta.get("consistency", "none"))
+        raw = quantize.entropy_decode(meta["codec"], payload)
+        shapes = [t.shape for t in siren.state_dict().values()] + [p.shape for p in tuned]
+        tensors = quantize.unpack_tensors(raw, shapes, meta["quant"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"malformed .arssr metadata ({type(err).__name__}: {err})") from None
+    count = len(siren.state_dict())
+    siren.load_state_dict(dict(zip(siren.state_dict(), tensors[:count])))
+    with torch.no_grad():
+        for parameter, delta in zip(tuned, tensors[count:]):
+            parameter += delta
+    lr = evaluate_siren(siren.to(device), lr_shape, device)
+    if model is not None:
+        sr = space.from_model_axes(super_resolve(space.to_model_axes(lr), model, space.axes(shape), device=device,
+                                                 progress=progress))
+        floor = space.intensity(0.0) if clip[0] >= 0 else None
+        lr = project(sr, lr, meta.get("consistency", "none"), floor)
+    header = nib.Nifti1Header()
+    header.set_data_dtype(dtype)
+    header.set_qform(affine, code=codes[0])
+    header.set_sform(affine, code=codes[1])
+    return Volume(np.ascontiguousarray(space.denormalize(lr, clip)), affine, header)
+
+
+def _finetuned_parameters(record: dict | None, model) -> list[torch.Tensor]:
+    """The SR model's parameters that the file's ``finetune`` record changes (checked against it)."""
+    if not record:
+        return []
+    if record["mode"] not in FINETUNE or model is None:
+        raise InputError(f"unknown SR model fine-tuning {record['mode']!r} in the file")
+    parameters = finetuned_parameters(model)
+    if sum(p.numel() for p in parameters) != record["params"]:
+        raise InputError(f"the file fine-tunes {record['params']} SR model parameters, the SR model has "
+                         f"{sum(p.numel() for p in parameters)}")
+    return parameters

@@ -1,0 +1,60 @@
+"""Run the README's example commands at fixed seeds and print the sha256 of every file they write.
+
+Run before and after a change that should not change behaviour: the two JSON outputs must be equal.
+The example volume is copied into the temporary folder first, so the sidecar's paths are the same
+wherever the package lives; the sidecar's ``seconds`` (a timing) is left out of its hash, and a ``.gz``
+file is hashed uncompressed (its gzip header holds the time it was written).
+
+    python eval/check_unchanged.py --json /tmp/before.json
+"""
+
+import argparse
+import gzip
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "arssr" / "data" / "mni152_t1_3mm.nii.gz"
+
+#: The README's upsample, compress and decompress commands, on the shipped example volume, one thread.
+COMMANDS = [
+    ["upsample", EXAMPLE.name, "--scale", "2", "--threads", "1", "--device", "cpu", "-q", "-o", "sr.nii.gz"],
+    ["compress", EXAMPLE.name, "-o", "mni.arssr", "--preset", "fast", "--steps", "200", "--threads", "1",
+     "--device", "cpu", "-q"],
+    ["decompress", "mni.arssr", "-o", "mni_back.nii.gz", "--threads", "1", "--device", "cpu", "-q"],
+]
+
+
+def sha256(path: Path) -> str:
+    """The file's sha256; for a JSON sidecar, that of its text without the run time; for ``.gz``, of its content."""
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        data = gzip.decompress(data)
+    if path.suffix == ".json":
+        record = json.loads(data)
+        record.pop("seconds")
+        data = json.dumps(record, indent=2).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="also write the hashes to this file")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copyfile(EXAMPLE, Path(folder) / EXAMPLE.name)
+        for command in COMMANDS:
+            subprocess.run([sys.executable, "-m", "arssr", *command], cwd=folder, check=True)
+        hashes = {path.name: sha256(path) for path in sorted(Path(folder).iterdir()) if path.name != EXAMPLE.name}
+    text = json.dumps(hashes, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -42,6 +42,8 @@ ENCODER_BYTES_PER_VOXEL_CHANNEL = 80
 #: Share of the free memory that the encoder may use for one tile.
 MEMORY_SHARE = 0.5
 MIN_TILE = 8
+#: Share of the intensity window above the minimum that still counts as empty background.
+EMPTY_TOLERANCE = 0.01
 #: Largest detail gain that ``gain="auto"`` chooses.
 MAX_GAIN = 2.0
 #: Relative slack of the model card's ranges: a 181-voxel axis at x2 has 1.99 mm voxels.
@@ -298,15 +300,18 @@ def upsample(
 
 
 def empty_background(lr: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:
-    """Output voxels whose nearest input voxel and its 26 neighbours all hold the input's minimum.
+    """Output voxels whose nearest input voxel and its 26 neighbours are all within :data:`EMPTY_TOLERANCE` of
+    the input's minimum (``lr`` in model space, where the intensity window spans 0 to 1).
 
-    A brain-extracted or defaced input is exactly at its minimum outside the
-    anatomy; the output stays there too, where a network (a residual one
-    above all) would leave faint structure.
+    Outside the anatomy of a brain-extracted or defaced input, only the
+    input's own faint ringing remains; the network (a residual one above all)
+    would add structure there, so the output is set to the minimum before the
+    consistency projection, which restores what the input holds.
     """
     from scipy import ndimage
 
-    empty = ndimage.binary_erosion(lr == lr.min(), np.ones((3, 3, 3), dtype=bool), border_value=1)
+    near_minimum = lr - lr.min() <= EMPTY_TOLERANCE
+    empty = ndimage.binary_erosion(near_minimum, np.ones((3, 3, 3), dtype=bool), border_value=1)
     nearest = [np.minimum((np.arange(n) + 0.5) * m / n, m - 1).astype(np.intp) for n, m in zip(out_shape, lr.shape)]
     return empty[np.ix_(*nearest)]
 

@@ -42,7 +42,7 @@ ENCODER_BYTES_PER_VOXEL_CHANNEL = 80
 #: Share of the free memory that the encoder may use for one tile.
 MEMORY_SHARE = 0.5
 MIN_TILE = 8
-#: Share of the intensity window above the minimum that still counts as empty background.
+#: Share of the intensity window around its low end that still counts as empty background.
 EMPTY_TOLERANCE = 0.01
 #: Largest detail gain that ``gain="auto"`` chooses.
 MAX_GAIN = 2.0
@@ -287,7 +287,7 @@ def upsample(
     lr = space.to_model(volume.data)
     result = super_resolve(lr, model, space.axes(out_shape), tile=tile, device=device, precision=precision,
                            chunk=chunk, progress=progress)
-    result[empty_background(lr, result.shape)] = lr.min()
+    result[empty_background(lr, result.shape)] = 0.0
     if consistency == "none":
         data = space.from_model(result, clip=(low, high))
     else:
@@ -301,17 +301,17 @@ def upsample(
 
 def empty_background(lr: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:
     """Output voxels whose nearest input voxel and its 26 neighbours are all within :data:`EMPTY_TOLERANCE` of
-    the input's minimum (``lr`` in model space, where the intensity window spans 0 to 1).
+    the intensity window's low end (``lr`` in model space, where the window spans 0 to 1).
 
     Outside the anatomy of a brain-extracted or defaced input, only the
     input's own faint ringing remains; the network (a residual one above all)
-    would add structure there, so the output is set to the minimum before the
-    consistency projection, which restores what the input holds.
+    would add structure there, so the output is set to the window's low end
+    before the consistency projection, which restores what the input holds.
     """
     from scipy import ndimage
 
-    near_minimum = lr - lr.min() <= EMPTY_TOLERANCE
-    empty = ndimage.binary_erosion(near_minimum, np.ones((3, 3, 3), dtype=bool), border_value=1)
+    near_low = np.abs(lr) <= EMPTY_TOLERANCE
+    empty = ndimage.binary_erosion(near_low, np.ones((3, 3, 3), dtype=bool), border_value=1)
     nearest = [np.minimum((np.arange(n) + 0.5) * m / n, m - 1).astype(np.intp) for n, m in zip(out_shape, lr.shape)]
     return empty[np.ix_(*nearest)]
 

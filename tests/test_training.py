@@ -100,6 +100,10 @@ def test_precision_is_spelt_as_upsample_spells_it():
     ("val.scales=[2, x]", "a value has the wrong type"),
     ("out=null", "out: give the run folder"),
     ("steps", "not of the form key=value"),
+    ("sampling.thick_share=2", r"thick_share in \[0, 1\]"),
+    ("sampling.thick_profiles=[box]", "thick_profiles a non-empty list of boxcar, gaussian"),
+    ("sampling.thick_share=0.5", "lr_size times their largest within crop"),
+    ("sampling.thick_scale=[2, 1]", r"sampling.thick_scale must be a number >= 0 or a range"),
 ])
 def test_config_errors_name_the_key(override, message):
     with pytest.raises(InputError, match=message):
@@ -154,6 +158,23 @@ def test_synthetic_options_reach_the_synthetic_source():
         training.load_config(None, ["data=mni-synthetic", "out=o", "synthetic.tisue_power=[1, 2]"])
     with pytest.raises(InputError, match="tissue_power must be a range"):
         training.load_config(None, ["data=mni-synthetic", "out=o", "synthetic={tissue_power: [0.5, 2]}"])
+
+
+def test_a_short_run_on_thick_slice_examples(data, tmp_path):
+    """Half the examples thick-slice (one random axis of slices at 1.5-4x, the others 1-2x): the run trains and
+    its examples are what the config asks for."""
+    from arssr import pairs
+    from arssr.training.config import pair_options
+
+    config = tiny_config(data, tmp_path / "thick", "steps=4", "sampling.thick_share=0.5",
+                         "sampling.thick_scale=[1.5, 4.0]")
+    options = pair_options(config)
+    assert (options.thick_share, options.thick_scale, options.inplane_scale) == (0.5, (1.5, 4.0), (1.0, 2.0))
+    drawn = pairs.draw_examples(40, options, torch.Generator().manual_seed(0))
+    assert 0 < sum(not isinstance(e.method, str) for e in drawn) < 40
+    run_dir = training.train(config)
+    assert load_model(run_dir / "last.safetensors").card["step"] == "4"
+    assert np.isfinite(scalars(run_dir)["loss/train"]).all()
 
 
 def test_loss_falls(run):

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import yaml
 
 from arssr import pairs
-from arssr.degrade import DEGRADATIONS
+from arssr.degrade import DEGRADATIONS, SLICE_PROFILES
 from arssr.errors import InputError
 from arssr.inference import PRECISIONS
 from arssr.training import datasets
@@ -57,6 +57,10 @@ class SamplingConfig:
     scale_min: float = 2.0
     scale_max: float = 4.0
     anisotropic: bool = False
+    thick_share: float = 0.0  # share of thick-slice examples (arssr.pairs.PairOptions)
+    thick_scale: list = field(default_factory=lambda: [1.5, 8.0], metadata=FREE)
+    inplane_scale: list = field(default_factory=lambda: [1.0, 2.0], metadata=FREE)
+    thick_profiles: list = field(default_factory=lambda: ["boxcar", "gaussian"], metadata=FREE)
     crops_per_volume: int = 6
     pool_volumes: int = 8
     foreground_threshold: float = 0.1
@@ -239,6 +243,8 @@ def check_config(config: TrainConfig | dict) -> TrainConfig:
     s, d, v, optim = config.sampling, config.degradation, config.val, config.optim
     methods, ratios = ", ".join(DEGRADATIONS), config.split.ratios
     noise_std, _ = value_range(d.noise_std, "degradation.noise_std"), value_range(d.bias, "degradation.bias")
+    thick, inplane = value_range(s.thick_scale, "sampling.thick_scale"), value_range(s.inplane_scale,
+                                                                                     "sampling.inplane_scale")
     try:
         checks = [
             (config.data is not None, "data: give a folder, glob, CSV, NIfTI file or mni-synthetic"),
@@ -253,6 +259,12 @@ def check_config(config: TrainConfig | dict) -> TrainConfig:
              "sampling: sizes and counts must be positive"),
             (1 <= s.scale_min <= s.scale_max, "sampling: need 1 <= scale_min <= scale_max"),
             (math.floor(s.lr_size * s.scale_max + 0.5) <= s.crop, "sampling: lr_size * scale_max exceeds crop"),
+            (0 <= s.thick_share <= 1 and isinstance(s.thick_profiles, list) and s.thick_profiles
+             and set(s.thick_profiles) <= set(SLICE_PROFILES),
+             f"sampling: thick_share in [0, 1], thick_profiles a non-empty list of {', '.join(SLICE_PROFILES)}"),
+            (s.thick_share == 0 or 1 <= thick[0] and 1 <= inplane[0]
+             and math.floor(s.lr_size * max(thick[1], inplane[1]) + 0.5) <= s.crop,
+             "sampling: thick_scale and inplane_scale need scales >= 1 and lr_size times their largest within crop"),
             (0 <= s.min_foreground <= 1 and s.num_workers >= 0 and 0 <= s.synthetic_share <= 1,
              "sampling: min_foreground and synthetic_share in [0, 1], num_workers >= 0"),
             (isinstance(d.methods, dict) and set(d.methods) <= set(DEGRADATIONS)
@@ -290,6 +302,8 @@ def pair_options(config: TrainConfig) -> pairs.PairOptions:
     s, d = config.sampling, config.degradation
     return pairs.PairOptions(
         lr_size=s.lr_size, scale=(s.scale_min, s.scale_max), anisotropic=s.anisotropic,
+        thick_share=s.thick_share, thick_scale=value_range(s.thick_scale, "thick_scale"),
+        inplane_scale=value_range(s.inplane_scale, "inplane_scale"), thick_profiles=tuple(s.thick_profiles),
         samples=config.samples, methods=dict(d.methods), noise=d.noise,
         noise_std=value_range(d.noise_std, "noise_std"), bias=value_range(d.bias, "bias"),
     )

@@ -16,7 +16,7 @@ _PUBLIC = {
     "load_volume": "arssr.volume",
     "save_volume": "arssr.volume",
     "upsample": "arssr.inference",
-    "adapt_to": "arssr.inference",
+    "adapt_to": "arssr.adapt",
     "AdaptOptions": "arssr.adapt",
     "project": "arssr.consistency",
     "run_evaluation": "arssr.evaluation",

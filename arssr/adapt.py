@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -27,9 +28,13 @@ import torch
 from arssr import geometry
 from arssr.consistency import project
 from arssr.degrade import DEGRADATIONS
+from arssr.device import resolve_device
 from arssr.errors import InputError
-from arssr.models import ArSSR
+from arssr.inference import resolve_scale, self_example, super_resolve
+from arssr.models import ArSSR, load_model
+from arssr.models.space import ModelSpace
 from arssr.pairs import Example, PairOptions, make_pairs
+from arssr.volume import Volume, load_volume
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,6 @@ def _held_out_psnr(model: ArSSR, lr: np.ndarray, low: np.ndarray, slab: tuple[in
                    device: torch.device) -> float:
     """PSNR over the ``(axis, start, stop)`` slab of ``lr`` of ``low`` (``lr`` degraded once more) super-resolved
     back to ``lr``'s grid and projected."""
-    from arssr.inference import super_resolve
-
     axis, start, stop = slab
     estimate = project(super_resolve(low, model, lr.shape, device=device), low, operator)
     error = np.take(estimate.astype(np.float64) - lr, range(start, stop), axis=axis)
@@ -113,8 +116,6 @@ def adapt(
     else ``model`` itself.
     """
     from tqdm.auto import tqdm
-
-    from arssr.inference import self_example
 
     axis, start, stop = slab = _holdout(lr.shape, options.holdout)
     # Every crop lies on one side of the slab: the widest side bounds the crop on that axis.
@@ -170,3 +171,26 @@ def _crop(lr: np.ndarray, shape: Sequence[int], axis: int, start: int, stop: int
         origin.append(int(rng.integers(lo, hi + 1)))
     region = tuple(slice(o, o + s) for o, s in zip(origin, shape))
     return np.ascontiguousarray(lr[region], dtype=np.float32)
+
+
+def adapt_to(
+    volume: Volume | str | os.PathLike,
+    model: ArSSR | str | os.PathLike | None = None,
+    scale: float | str | Sequence[float] | None = None,
+    voxel_size: float | str | Sequence[float] | None = None,
+    options: AdaptOptions | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = False,
+) -> tuple[ArSSR, AdaptReport]:
+    """``(model, report)``: ``model`` adapted to ``volume`` (:func:`adapt`), or itself when that did not help.
+
+    Pass the returned model to :func:`arssr.inference.upsample` with the same scale.
+    """
+    if not isinstance(volume, Volume):
+        volume = load_volume(volume)
+    if not isinstance(model, ArSSR):
+        model = load_model(model)
+    factors = resolve_scale(volume, scale, voxel_size)
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    space = ModelSpace.of(volume.data, volume.affine, model)
+    return adapt(model, space.to_model(volume.data), space.axes(factors), options or AdaptOptions(), device, progress)

@@ -17,7 +17,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -31,9 +31,6 @@ from arssr.models.separable import AxisPlan, SeparableQuery
 from arssr.models.space import ModelSpace
 from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN
 from arssr.volume import Volume, load_volume
-
-if TYPE_CHECKING:
-    from arssr.adapt import AdaptOptions, AdaptReport
 
 #: Decoder queries per chunk: activations of 4096 x 256 floats stay in a CPU's L2 cache.
 DEFAULT_CHUNK = 4096
@@ -207,31 +204,6 @@ def resolve_scale(volume: Volume, scale=None, voxel_size=None) -> geometry.Tripl
         factors = geometry.scale_for_voxel_size(volume.spacing, geometry.parse_triple(voxel_size, "voxel size"))
     geometry.check_scale(factors)
     return factors
-
-
-def adapt_to(
-    volume: Volume | str | os.PathLike,
-    model: ArSSR | str | os.PathLike | None = None,
-    scale: float | str | Sequence[float] | None = None,
-    voxel_size: float | str | Sequence[float] | None = None,
-    options: "AdaptOptions | None" = None,
-    device: str | torch.device = "auto",
-    progress: bool = False,
-) -> tuple[ArSSR, "AdaptReport"]:
-    """``(model, report)``: ``model`` adapted to ``volume`` (``arssr.adapt``), or itself when that did not help.
-
-    Pass the returned model to :func:`upsample` with the same scale.
-    """
-    from arssr.adapt import AdaptOptions, adapt
-
-    if not isinstance(volume, Volume):
-        volume = load_volume(volume)
-    if not isinstance(model, ArSSR):
-        model = load_model(model)
-    factors = resolve_scale(volume, scale, voxel_size)
-    device = resolve_device(device) if not isinstance(device, torch.device) else device
-    space = ModelSpace.of(volume.data, volume.affine, model)
-    return adapt(model, space.to_model(volume.data), space.axes(factors), options or AdaptOptions(), device, progress)
 
 
 def upsample(

@@ -31,9 +31,9 @@ def one_case(gt: str, scale: float, consistency: str, adapt: float | None, threa
     import numpy as np
     import torch
 
-    from arssr.adapt import AdaptOptions
+    from arssr.adapt import AdaptOptions, adapt_to
     from arssr.simulate import simulate_lr
-    from arssr.inference import adapt_to, upsample
+    from arssr.inference import upsample
     from arssr.metrics import brain_mask, psnr
     from arssr.volume import Volume, load_volume
 

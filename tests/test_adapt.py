@@ -5,11 +5,10 @@ import pytest
 import torch
 
 from arssr import adapt as adapt_module
-from arssr.adapt import AdaptOptions, _crop, _holdout, adapt
+from arssr.adapt import AdaptOptions, _crop, _holdout, adapt, adapt_to
 from arssr.cli import main
 from arssr.errors import InputError
 from arssr.evaluation.methods import model_options
-from arssr.inference import adapt_to
 from arssr.models import load_model
 from arssr.volume import Volume, save_volume
 

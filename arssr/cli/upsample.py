@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from arssr.errors import ArssrError
     from arssr.files import check_output, refuse_existing, refuse_inputs
     from arssr.device import resolve_device
-    from arssr.inference import adapt_to, example_volume_path, upsample
+    from arssr.adapt import adapt_to
+    from arssr.inference import example_volume_path, upsample
     from arssr.models import default_model_path, file_sha256, load_model, save_model
     from arssr.shard import current_shard, shard_device
     from arssr.volume import load_volume, save_volume

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from arssr import geometry
-from arssr.adapt import AdaptOptions
+from arssr.adapt import AdaptOptions, adapt_to
 from arssr.consistency import project, slice_consistency
 from arssr.degrade import resample
 from arssr.errors import InputError
-from arssr.inference import adapt_to, upsample
+from arssr.inference import upsample
 from arssr.models import ArSSR, load_model
 from arssr.protocol import BASELINES, CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, METHODS, SLICE_CONSISTENCY
 from arssr.simulate import ThickSlices

@@ -17,7 +17,9 @@ NOISE_TYPES = ("gaussian", "rician")
 # Not MONAI's RandRicianNoise/RandGaussianNoise/RandBiasField: these act on a whole batch on the
 # training device from one torch.Generator (checkpointed for bit-for-bit resume), with sigma relative to
 # each volume's maximum; MONAI's draw per sample from numpy's RandomState on the CPU, with an absolute
-# sigma (or, for Rician noise, one relative to the image's standard deviation).
+# sigma (or, for Rician noise, one relative to the image's standard deviation). No Gibbs transform
+# (MONAI's GibbsNoise): the k-space degradation of arssr.degrade already truncates k-space exactly, so its
+# LR inputs carry the ringing of a real acquisition at the right scale.
 
 
 def _random(kind: str, shape, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

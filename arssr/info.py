@@ -64,12 +64,13 @@ def describe_model(path: Path) -> list[str]:
 
 def describe_compressed(path: Path) -> list[str]:
     """Rate of an ``.arssr`` file (bpp and ratio from its real size) and what decoding it needs."""
+    from arssr.compress import auto, lr_codec
     from arssr.compress.container import read_container
     from arssr.compress.rate import rate
 
-    meta, _ = read_container(path)
+    meta, payload = read_container(path)
     facts = rate(meta, path.stat().st_size)
-    siren, decoder = meta["siren"], meta["decoder"]
+    siren, decoder = meta.get("siren"), meta["decoder"]  # no SIREN: another LR codec (arssr.compress.lr_codec)
     affine = np.asarray(meta["affine"]).reshape(3, 4)
     return [
         f"file: {path}",
@@ -78,16 +79,19 @@ def describe_compressed(path: Path) -> list[str]:
         f"hr_voxels: {facts['voxels']}",
         f"bpp: {facts['bpp']:.4f}",
         f"compression_ratio: {facts['compression_ratio']:.2f} (raw {facts['raw_bytes']} bytes as {meta['dtype']})",
-        f"paper_cr: {100 * facts['paper_cr']:.3f} % (1 - stored parameters / voxels, as the paper-2025 preset's paper defines it)",
+        *([f"paper_cr: {100 * facts['paper_cr']:.3f} % (1 - stored parameters / voxels, as the paper-2025 preset's "
+           "paper defines it)"] if siren else []),
         f"shape: {' x '.join(map(str, meta['shape']))}",
         f"dtype: {meta['dtype']}",
         f"intensity: min {meta['range'][0]:.6g}, max {meta['range'][1]:.6g}",
         f"qform_code: {meta['codes'][0]}, sform_code: {meta['codes'][1]}",
         "affine: " + "; ".join(" ".join(f"{v:.6g}" for v in row) for row in affine),
         f"downsampling: 1/{meta['scale']:g} by {meta['method']} -> {' x '.join(map(str, meta['lr_shape']))}",
-        f"siren: {siren['depth']} x {siren['width']} (w0 {siren['w0']:g}), {facts['siren_params']} parameters, "
-        f"{meta['quant']} weights, {meta['codec']} coded",
-        "decoder: " + (f"{decoder['name']} sha256 {decoder['sha256']}" if decoder else "none (scale 1: the SIREN alone)"),
+        *lr_codec.describe(meta, len(payload)),
+        *auto.describe(meta),
+        *([f"siren: {siren['depth']} x {siren['width']} (w0 {siren['w0']:g}), {facts['siren_params']} parameters, "
+           f"{meta['quant']} weights, {meta['codec']} coded"] if siren else []),
+        "decoder: " + (f"{decoder['name']} sha256 {decoder['sha256']}" if decoder else "none (scale 1: no SR model)"),
         f"decoder_finetune: {meta['finetune']['mode']}, {facts['decoder_params']} parameters changed (in the payload)"
         if meta.get("finetune") else "decoder_finetune: none",
     ]

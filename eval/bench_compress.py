@@ -7,6 +7,10 @@ inside its foreground mask ``arssr.metrics.brain_mask``) for every method:
                  trained with the SIREN for the last 30 % of the time, their int8 changes in the file (unless
                  the SIREN from before that phase decodes closer: then that one is written);
   single-siren   the same file format at scale 1: a SIREN on the HR grid at the same byte budget (as in the paper-2025 preset's paper);
+  arssr-sperr    DS by --scale (k-space), the LR coded by SPERR at the largest bpp whose .arssr file fits the
+                 budget, SR model (``--lr-codec sperr``);
+  arssr-auto     each LR codec (SIREN, SPERR) at DS 1, 1/2, 1/3, 1/4 within the budget, the one that decodes
+                 closest kept (``--auto``; its encode time counts every candidate's encode and decode);
   jpeg2000       slice by slice (axis 2), one quality level for all slices, searched to fit the budget;
   jpegxl         slice by slice, one distance for all slices, searched to fit the budget;
   sperr          3D wavelet codec in its bpp mode (hits a target bpp exactly);
@@ -18,7 +22,8 @@ non-overlapping 64^3 patches, those with at least 70 % non-zero voxels qualify; 
 non-zero voxels, first in raster order, is taken), ``mni152-patch64`` (the same rule on nilearn's MNI152
 T1) and ``colin27`` (the whole brain).
 
-Usage: python eval/bench_compress.py [--volumes colin27-patch64,colin27] [--bpp 0.775] [--json PATH]
+Usage: python eval/bench_compress.py [--volumes colin27-patch64,colin27] [--bpp 0.775] [--methods sperr,arssr-sperr]
+       [--json PATH]
 """
 
 from __future__ import annotations
@@ -122,17 +127,13 @@ def slice_codec(name: str, volume: Volume, budget: int):
 def sperr(volume: Volume, bpp: float):
     import imagecodecs as ic
 
-    data = volume.data.astype(np.float64)
+    data = np.ascontiguousarray(volume.data, dtype=np.float64)  # SPERR reads the buffer in C order
     start = time.perf_counter()
     stream = ic.sperr_encode(data, bpp, mode="bpp")
     encode_s = time.perf_counter() - start
     start = time.perf_counter()
     decoded = ic.sperr_decode(stream)
     decode_s = time.perf_counter() - start
-    if data.shape == data.shape[::-1]:
-        # imagecodecs 2026.3.6 sometimes returns such an array with its axes reversed (both orders are the same
-        # stream's decode); the closer one is kept.
-        decoded = min(decoded, decoded.transpose(2, 1, 0), key=lambda d: float(np.square(d - data).mean()))
     return len(stream), decoded.astype(np.float32), encode_s, decode_s
 
 
@@ -158,17 +159,47 @@ def record(method: str, name: str, volume: Volume, size: int, decoded: np.ndarra
     }
 
 
-def ours(method: str, name: str, volume: Volume, args, scale: float, finetune: str = "none") -> dict:
+def ours(method: str, name: str, volume: Volume, args, scale: float, finetune: str = "none",
+         lr_codec: str = "siren", auto: bool = False) -> dict:
     from arssr.compress.codec import decode
     from arssr.compress.container import unpack
 
-    config = make_config("paper-2025", scale=scale, steps=args.steps, batch=args.batch, finetune=finetune)
+    config = make_config("paper-2025", scale=scale, steps=args.steps, batch=args.batch, finetune=finetune,
+                         lr_codec=lr_codec)
     blob, report = compress_volume(volume, config, args.decoder, target_bpp=args.bpp, time_budget=args.time_budget,
-                                   device=args.device)
+                                   device=args.device, auto=auto)
     decoded = decode(*unpack(blob), args.decoder, args.device).data
+    chosen = report["config"]
+    extra = {"width": chosen["width"], "siren_params": report["siren_params"]} if chosen["lr_codec"] == "siren" else {}
+    for key in ("finetune_kept", "auto"):
+        if key in report:
+            extra[key] = report[key]
     return record(method, name, volume, len(blob), decoded, report["encode_s"], report["decode_s"],
-                  scale=scale, width=report["config"]["width"], siren_params=report["siren_params"],
-                  **({"finetune_kept": report["finetune_kept"]} if "finetune_kept" in report else {}))
+                  scale=chosen["scale"], lr_codec=chosen["lr_codec"], **extra)
+
+
+#: arssr's files: options of :func:`ours` (the scale is --scale unless given).
+OURS = {
+    "arssr": {},
+    "arssr-finetuned": {"finetune": "bias"},
+    "single-siren": {"scale": 1.0},
+    "arssr-sperr": {"lr_codec": "sperr"},
+    "arssr-auto": {"auto": True},
+}
+METHODS = (*OURS, "jpeg2000", "jpegxl", "sperr", "zstd-lossless")
+
+
+def run_method(method: str, name: str, volume: Volume, run, budget: int) -> dict:
+    """The record of one method on one volume (``run``: the arguments, with the volume's bpp)."""
+    if method in OURS:
+        return ours(method, name, volume, run, **{"scale": run.scale, **OURS[method]})
+    if method in ("jpeg2000", "jpegxl"):
+        return record(method, name, volume, *slice_codec(method, volume, budget))
+    if method == "sperr":
+        return record(method, name, volume, *sperr(volume, run.bpp))
+    if method == "zstd-lossless":
+        return record(method, name, volume, *zstd_lossless(volume))
+    raise SystemExit(f"unknown method {method!r}; known: {', '.join(METHODS)}")
 
 
 def main() -> None:
@@ -183,6 +214,7 @@ def main() -> None:
     parser.add_argument("--decoder", help="SR model file (default: the shipped model)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--methods", default=",".join(METHODS), help="methods to run, comma-separated")
     parser.add_argument("--json", help="write the records here")
     args = parser.parse_args()
     if args.threads:
@@ -196,18 +228,11 @@ def main() -> None:
         bpp = args.bpp if "patch" in name else args.whole_bpp
         budget = math.floor(bpp * volume.data.size / 8)
         run = argparse.Namespace(**{**vars(args), "bpp": bpp})
-        rows = [
-            ours("arssr", name, volume, run, args.scale),
-            ours("arssr-finetuned", name, volume, run, args.scale, "bias"),
-            ours("single-siren", name, volume, run, 1.0),
-            record("jpeg2000", name, volume, *slice_codec("jpeg2000", volume, budget)),
-            record("jpegxl", name, volume, *slice_codec("jpegxl", volume, budget)),
-            record("sperr", name, volume, *sperr(volume, bpp)),
-            record("zstd-lossless", name, volume, *zstd_lossless(volume)),
-        ]
+        rows = [run_method(method, name, volume, run, budget) for method in args.methods.split(",")]
         for row in rows:
             row["over_budget"] = row["method"] != "zstd-lossless" and row["bytes"] > budget
-            print(f"{row['volume']:16s} {row['method']:16s} {row['bytes']:9d} B {row['bpp']:7.3f} bpp  "
+            print(f"{row['volume']:16s} {row['method']:16s} {row.get('lr_codec', ''):5s} "
+                  f"{row.get('scale', float('nan')):3g} {row['bytes']:9d} B {row['bpp']:7.3f} bpp  "
                   f"PSNR {row['psnr']:6.2f} (mask {row['psnr_mask']:6.2f})  SSIM {row['ssim']:.4f}  "
                   f"enc {row['encode_s']:7.1f} s  dec {row['decode_s']:6.1f} s"
                   + ("  (over budget)" if row["over_budget"] else "")

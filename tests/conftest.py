@@ -109,3 +109,24 @@ def band_limited(shape, seed=0) -> Volume:
         f = rng.integers(0, 3, size=3)
         out += rng.uniform(5, 10) * np.cos(f[0] * grids[0] + f[1] * grids[1] + f[2] * grids[2] + rng.uniform(0, 6))
     return Volume(out.astype(np.float32), oblique_affine())
+
+
+@pytest.fixture
+def one_thread():
+    """Small fits run fastest on one thread (and do not fight other jobs for cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def int16_nifti(tmp_path) -> Path:
+    """A small int16 NIfTI on an oblique affine, with distinct qform and sform codes."""
+    data = np.rint(smooth_volume((12, 11, 11)) * 3).astype(np.int16)
+    image = nib.Nifti1Image(data, oblique_affine())
+    image.header.set_qform(oblique_affine(), code=1)
+    image.header.set_sform(oblique_affine(), code=4)
+    path = tmp_path / "vol.nii.gz"
+    nib.save(image, path)
+    return path

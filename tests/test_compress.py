@@ -26,24 +26,8 @@ from conftest import make_tiny_model, oblique_affine, smooth_volume
 FAST = {"steps": 40, "width": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small fits run fastest on one thread (and do not fight other jobs for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def int16_nifti(tmp_path):
-    data = np.rint(smooth_volume((12, 11, 11)) * 3).astype(np.int16)
-    image = nib.Nifti1Image(data, oblique_affine())
-    image.header.set_qform(oblique_affine(), code=1)
-    image.header.set_sform(oblique_affine(), code=4)
-    path = tmp_path / "vol.nii.gz"
-    nib.save(image, path)
-    return path
+#: Small fits run fastest on one thread (and do not fight other jobs for cores).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_round_trip_keeps_geometry_dtype_and_range(tmp_path, int16_nifti):

@@ -51,9 +51,9 @@ def test_foreign_file_and_unknown_version():
     with pytest.raises(InputError, match="not an .arssr file"):
         unpack(b"\x1f\x8b\x08\x00" + bytes(100))  # a gzip (NIfTI) stream
     newer = bytearray(BLOB)
-    newer[len(MAGIC)] = 3
+    newer[len(MAGIC)] = 4
     newer[-4:] = zlib.crc32(bytes(newer[:-4])).to_bytes(4, "little")
-    with pytest.raises(InputError, match=r"format version 3 is not supported \(this arssr reads up to 2\)"):
+    with pytest.raises(InputError, match=r"format version 4 is not supported \(this arssr reads up to 3\)"):
         unpack(bytes(newer))
 
 
@@ -62,6 +62,13 @@ def test_version_2_marks_files_with_fine_tuned_decoder_parameters():
     tuned = {**META, "finetune": {"mode": "bias", "params": 3}}
     blob = pack(tuned, PAYLOAD)
     assert blob[len(MAGIC)] == 2 and unpack(blob) == (tuned, PAYLOAD)
+
+
+def test_version_3_marks_files_whose_lr_is_not_a_siren():
+    sperr = {**META, "lr_codec": "sperr"}
+    assert pack({**META, "lr_codec": "siren"}, PAYLOAD)[len(MAGIC)] == 1
+    blob = pack(sperr, PAYLOAD)
+    assert blob[len(MAGIC)] == 3 and unpack(blob) == (sperr, PAYLOAD)
 
 
 def test_files_are_written_whole_and_not_overwritten(tmp_path):

@@ -30,27 +30,29 @@ def _inputs(args: argparse.Namespace) -> list:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from arssr.compress import compress, make_config
+    from arssr.compress import compress, lr_codec, make_config
 
     if args.sweep:
         return _sweep(args)
     if not args.output:
         raise UsageError("give -o/--output FILE.arssr (or --sweep DIR)")
     options = {"scale": args.scale, "method": args.method, "width": args.width, "depth": args.depth,
-               "steps": args.steps, "quant": args.quant, "finetune": "bias" if args.finetune_decoder else None}
+               "steps": args.steps, "quant": args.quant, "finetune": "bias" if args.finetune_decoder else None,
+               "lr_codec": args.lr_codec}
     with usage_errors():
-        make_config(args.preset, **options)
+        config = make_config(args.preset, **options)
+        _check_lr_codec_options(args, config)
     check_outputs([Path(p) for p in (args.output, args.json) if p], _inputs(args), args.overwrite)
     device, progress = _setup(args)
     report = compress(
         args.input, args.output, sr_model=args.decoder_weights, preset=args.preset, overwrite=args.overwrite,
         target_bpp=args.target_bpp, target_psnr=args.target_psnr, time_budget=args.time_budget, device=device,
-        progress=progress, search_scale=args.scale is None, **options,
+        progress=progress, search_scale=args.scale is None, auto=args.auto, **options,
     )
     if not args.quiet:
         print(f"{args.output}: {report['bytes']} bytes, {report['bpp']:.4f} bpp, ratio {report['compression_ratio']:.1f}:1, "
-              f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim'] or float('nan'):.4f}, SIREN {report['config']['depth']} x "
-              f"{report['config']['width']}, scale {report['config']['scale']:g}, {report['encode_s']:.1f} s"
+              f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim'] or float('nan'):.4f}, {lr_codec.summary(report)}, "
+              f"scale {report['config']['scale']:g}, {report['encode_s']:.1f} s"
               + ("" if report.get("finetune_kept", True) else "; end-to-end changes dropped (they decoded worse)"),
               file=sys.stderr)
     if args.json:
@@ -59,6 +61,17 @@ def cmd_compress(args: argparse.Namespace) -> int:
         with atomic_file(Path(args.json)) as handle:
             handle.write((json.dumps(report, indent=2) + "\n").encode())
     return 0
+
+
+def _check_lr_codec_options(args: argparse.Namespace, config) -> None:
+    """``--lr-codec`` and ``--auto`` options checked before any work (``InputError``)."""
+    from arssr.compress.lr_codec import check_options
+    from arssr.errors import InputError
+
+    if args.auto and (args.lr_codec is not None or args.scale is not None):
+        raise InputError("--auto chooses the LR codec and the scale: drop --lr-codec and --scale")
+    if args.auto or config.lr_codec != "siren":
+        check_options(config, args.target_bpp, args.target_psnr, args.auto)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -117,6 +130,11 @@ def add_parser(sub) -> None:
     co.add_argument("--steps", type=int, help="most optimisation steps")
     co.add_argument("--quant", help="weights: fp32, fp16 or int2 .. int8 (per-tensor)")
     co.add_argument("--time-budget", type=positive_float, help="seconds of fitting at most (per fit)")
+    co.add_argument("--lr-codec", choices=["siren", "sperr"],
+                    help="what codes the LR volume: siren (default) or sperr (SPERR wavelets, sized by --target-bpp)")
+    co.add_argument("--auto", action="store_true",
+                    help="with --target-bpp: try each LR codec at scales 1, 2, 3, 4 and keep the file that decodes "
+                         "closest to the input (PSNR); every candidate's score goes into the file and the report")
     co.add_argument("--finetune-decoder", action="store_true",
                     help="end to end: train the SR model's biases with the SIREN on this volume for the last 30 %% of "
                          "the steps or time, one random block of 24^3 LR voxels a step; their changes go into "

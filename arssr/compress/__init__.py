@@ -22,10 +22,16 @@ than with the SIREN as it was before that phase.
 
 Rate is that of the real file: ``bpp = 8 * bytes / HR voxels``.
 
+With ``lr_codec="sperr"`` SPERR codes the LR volume instead of a SIREN
+(``lr_codec``, ``sperr``); ``auto=True`` keeps whichever LR codec and scale
+decode closest within a target bpp (``auto``).
+
 Modules: ``config`` (settings and presets), ``fitting`` (the SIREN),
 ``finetune`` (end-to-end mode), ``codec`` (volume <-> metadata and payload),
-``rate``, ``container`` (the file format), ``quantize``, ``api``
-(:func:`compress`, :func:`decompress`) and ``sweep`` (the trade-off sweep).
+``rate`` (rate and quality of an encoding), ``search`` (one LR codec's file
+within a target), ``lr_codec`` and ``sperr`` (the SPERR LR codec), ``auto``,
+``container`` (the file format), ``quantize``, ``api`` (:func:`compress`,
+:func:`decompress`) and ``sweep`` (the trade-off sweep).
 """
 
 from arssr.compress.api import compress, compress_volume, decompress

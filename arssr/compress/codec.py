@@ -1,5 +1,8 @@
 """A volume to ``(meta, payload)`` and back, in memory: the SIREN's weights quantised and entropy-coded.
 
+Decoding makes the normalised LR volume (the SIREN's, or another LR codec's: ``arssr.compress.sperr``),
+then :func:`restore` brings it to the original grid, intensities, dtype and geometry.
+
 The SR model is not in the payload: the metadata names it (file name and
 sha256, under the format's ``decoder`` key) and decoding refuses any other.
 """
@@ -8,16 +11,20 @@ from __future__ import annotations
 
 import copy
 import os
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from arssr.compress import quantize
 from arssr.compress.config import FINETUNE, CompressionConfig, lr_grid_shape
+from arssr.compress.container import lr_codec_of
 from arssr.compress.finetune import finetune_sr_model, finetuned_parameters
 from arssr.compress.fitting import evaluate_siren, fit_siren
+from arssr.compress.sperr import decode_lr
 from arssr.degrade import degrade
 from arssr.errors import InputError, ModelFileError
 from arssr.intensity import intensity_window
@@ -139,6 +146,15 @@ def encode(
     return encoded
 
 
+@contextmanager
+def malformed_metadata() -> Iterator[None]:
+    """Metadata that a file cannot be decoded with (a missing key, a wrong type or value): one ``InputError``."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"malformed .arssr metadata ({type(err).__name__}: {err})") from None
+
+
 def decode(
     meta: dict,
     payload: bytes,
@@ -147,33 +163,47 @@ def decode(
     progress: bool = False,
 ) -> Volume:
     """The volume that ``(meta, payload)`` describe; the SR model at ``sr_model`` must be the recorded one."""
-    import nibabel as nib
-
-    from arssr.consistency import check_operator, project
     from arssr.device import resolve_device
-    from arssr.inference import super_resolve
 
     device = resolve_device(device)
-    try:
+    with malformed_metadata():
         model = load_sr_model(meta["decoder"], sr_model) if meta["decoder"] is not None else None
+    if lr_codec_of(meta) != "siren":  # another LR codec's stream (arssr.compress.sperr)
+        return restore(meta, decode_lr(meta, payload), model, device, progress)
+    return restore(meta, _siren_lr(meta, payload, model, device), model, device, progress)
+
+
+def _siren_lr(meta: dict, payload: bytes, model, device: torch.device) -> np.ndarray:
+    """The normalised LR volume of a SIREN file (with its fine-tuned SR model parameters applied to ``model``)."""
+    with malformed_metadata():
         siren = Siren(**meta["siren"])
-        shape, lr_shape = tuple(meta["shape"]), tuple(meta["lr_shape"])
-        affine = np.vstack([np.asarray(meta["affine"], dtype=np.float64).reshape(3, 4), [0, 0, 0, 1]])
-        dtype, codes = np.dtype(meta["dtype"]), [int(c) for c in meta["codes"]]
-        space, clip = model_space(meta, model), tuple(meta["range"])
         tuned = _finetuned_parameters(meta.get("finetune"), model)
-        check_operator(meta.get("consistency", "none"))
         raw = quantize.entropy_decode(meta["codec"], payload)
         shapes = [t.shape for t in siren.state_dict().values()] + [p.shape for p in tuned]
         tensors = quantize.unpack_tensors(raw, shapes, meta["quant"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise InputError(f"malformed .arssr metadata ({type(err).__name__}: {err})") from None
+        lr_shape = tuple(meta["lr_shape"])
     count = len(siren.state_dict())
     siren.load_state_dict(dict(zip(siren.state_dict(), tensors[:count])))
     with torch.no_grad():
         for parameter, delta in zip(tuned, tensors[count:]):
             parameter += delta
-    lr = evaluate_siren(siren.to(device), lr_shape, device)
+    return evaluate_siren(siren.to(device), lr_shape, device)
+
+
+def restore(meta: dict, lr: np.ndarray, model, device: torch.device, progress: bool = False) -> Volume:
+    """The volume from its decoded normalised LR: the SR ``model`` (none at scale 1) to the original grid, the
+    consistency projection onto ``lr``, then the original's intensities, dtype and geometry."""
+    import nibabel as nib
+
+    from arssr.consistency import check_operator, project
+    from arssr.inference import super_resolve
+
+    with malformed_metadata():
+        shape = tuple(meta["shape"])
+        affine = np.vstack([np.asarray(meta["affine"], dtype=np.float64).reshape(3, 4), [0, 0, 0, 1]])
+        dtype, codes = np.dtype(meta["dtype"]), [int(c) for c in meta["codes"]]
+        space, clip = model_space(meta, model), tuple(meta["range"])
+        check_operator(meta.get("consistency", "none"))
     if model is not None:
         sr = space.from_model_axes(super_resolve(space.to_model_axes(lr), model, space.axes(shape), device=device,
                                                  progress=progress))

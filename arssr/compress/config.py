@@ -16,6 +16,8 @@ from arssr.models.siren import Siren
 LOSSES = ("l1", "mse")
 #: What the end-to-end phase may change in the SR model: nothing, or its biases.
 FINETUNE = ("none", "bias")
+#: What codes the LR volume: a SIREN (``arssr.compress.codec``) or SPERR (``arssr.compress.lr_codec``).
+LR_CODECS = ("siren", "sperr")
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,9 @@ class CompressionConfig:
     ``bias`` (the SR model's biases trained with the SIREN on the HR volume,
     their changes stored in the file) for the last ``finetune_share`` of the
     steps or time budget, each step on a random block of ``finetune_block``
-    LR voxels per axis (the whole axis when it is not much longer).
+    LR voxels per axis (the whole axis when it is not much longer);
+    ``lr_codec``: what codes the LR volume, ``siren`` or ``sperr`` (``arssr.compress.lr_codec``; only
+    ``scale`` and ``method`` apply to it).
     """
 
     scale: float = 2.0
@@ -51,6 +55,7 @@ class CompressionConfig:
     finetune: str = "none"
     finetune_share: float = 0.3
     finetune_block: int = 24
+    lr_codec: str = "siren"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.scale) and self.scale >= 1):
@@ -65,6 +70,10 @@ class CompressionConfig:
             raise InputError(f"unknown SR model fine-tuning {self.finetune!r}; known: {', '.join(FINETUNE)}")
         if self.finetune != "none" and (self.scale == 1 or not 0 < self.finetune_share < 1):
             raise InputError("SR model fine-tuning needs a scale above 1 (an SR model) and finetune_share in (0, 1)")
+        if self.lr_codec not in LR_CODECS:
+            raise InputError(f"unknown LR codec {self.lr_codec!r}; known: {', '.join(LR_CODECS)}")
+        if self.finetune != "none" and self.lr_codec != "siren":
+            raise InputError("SR model fine-tuning needs the SIREN LR codec")
         if self.finetune_block < 2:
             raise InputError(f"finetune_block must be at least 2 LR voxels, got {self.finetune_block}")
         quantize.check_mode(self.quant)

@@ -4,12 +4,13 @@ Layout (little-endian)::
 
     magic     6 bytes  b"ARSSRZ"
     version   u8       1, or 2 when the payload also carries fine-tuned SR-model parameters
-                       (a reader that knows only version 1 must refuse those files)
+                       (a reader that knows only version 1 must refuse those files), or 3 when
+                       the LR is coded by another LR codec than a SIREN (``arssr.compress.lr_codec``)
     reserved  u8       0
     meta_len  u32      bytes of the metadata block
     data_len  u32      bytes of the payload
     metadata  zlib-compressed UTF-8 JSON (geometry, intensities, configs; see ``arssr.compress``)
-    payload   entropy-coded network weights (``arssr.compress`` decides its inside)
+    payload   entropy-coded network weights, or the LR codec's stream (``arssr.compress`` decides its inside)
     crc32     u32      CRC-32 of every byte before it
 
 :func:`read_container` checks magic, version, lengths and checksum before it
@@ -31,9 +32,9 @@ from arssr.errors import InputError
 from arssr.files import atomic_file, check_output
 
 MAGIC = b"ARSSRZ"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Versions this reader decodes.
-READS = (1, 2)
+READS = (1, 2, 3)
 SUFFIX = ".arssr"
 _HEAD = struct.Struct("<6sBBII")
 _CRC = struct.Struct("<I")
@@ -41,10 +42,15 @@ _CRC = struct.Struct("<I")
 MIN_SIZE = _HEAD.size + _CRC.size
 
 
+def lr_codec_of(meta: dict) -> str:
+    """The LR codec a file's metadata records (files without the key have a SIREN LR)."""
+    return meta.get("lr_codec", "siren")
+
+
 def pack(meta: dict, payload: bytes) -> bytes:
     """The file's bytes for ``meta`` (JSON-serialisable) and ``payload``."""
     block = zlib.compress(json.dumps(meta, separators=(",", ":"), sort_keys=True).encode(), 9)
-    version = 2 if meta.get("finetune") else 1
+    version = 3 if lr_codec_of(meta) != "siren" else 2 if meta.get("finetune") else 1
     body = _HEAD.pack(MAGIC, version, 0, len(block), len(payload)) + block + payload
     return body + _CRC.pack(zlib.crc32(body))
 

@@ -1,13 +1,18 @@
-"""The rate of an ``.arssr`` file, and the widest SIREN that fits a size budget."""
+"""The rate of an ``.arssr`` file, how close one encoding decodes to its volume, and the widest SIREN that fits
+a size budget."""
 
 from __future__ import annotations
 
 import math
+import os
+import time
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
 from arssr.compress import container, quantize
+from arssr.compress.codec import decode
 from arssr.compress.config import CompressionConfig
 from arssr.errors import InputError
 from arssr.models.siren import Siren
@@ -16,9 +21,9 @@ from arssr.volume import Volume
 
 def rate(meta: dict, file_bytes: int) -> dict:
     """Rate of a file: bpp, ratio against the raw volume at its dtype, and the ``paper-2025`` paper's CR ``1 - params / voxels``
-    (params: the SIREN's and any fine-tuned SR model parameters)."""
+    (params: the SIREN's and any fine-tuned SR model parameters; ``None`` without a SIREN)."""
     voxels = math.prod(meta["shape"])
-    params = Siren.parameter_count(meta["siren"]["width"], meta["siren"]["depth"])
+    params = Siren.parameter_count(meta["siren"]["width"], meta["siren"]["depth"]) if "siren" in meta else 0
     tuned = (meta.get("finetune") or {}).get("params", 0)
     raw = voxels * np.dtype(meta["dtype"]).itemsize
     return {
@@ -29,8 +34,26 @@ def rate(meta: dict, file_bytes: int) -> dict:
         "compression_ratio": raw / file_bytes,
         "siren_params": params,
         "decoder_params": tuned,
-        "paper_cr": 1 - (params + tuned) / voxels,
+        "paper_cr": 1 - (params + tuned) / voxels if "siren" in meta else None,
     }
+
+
+def quality(decoded: Volume, original: Volume) -> dict:
+    """PSNR and SSIM of a decoded volume against the original (no SSIM below its window size)."""
+    from arssr.metrics import SSIM_WINDOW, psnr, ssim
+
+    small = min(original.shape) < SSIM_WINDOW  # SSIM is undefined there
+    return {"psnr": psnr(decoded.data, original.data), "ssim": None if small else ssim(decoded.data, original.data)}
+
+
+def measure(meta: dict, payload: bytes, config: CompressionConfig, volume: Volume,
+            sr_model: str | os.PathLike | None, device: torch.device) -> tuple[bytes, dict]:
+    """``(file bytes, report)`` of one encoding: its rate, how close its decode is to ``volume``, decode time."""
+    blob = container.pack(meta, payload)
+    start = time.perf_counter()
+    found = quality(decode(meta, payload, sr_model, device), volume)
+    return blob, {**rate(meta, len(blob)), **found, "decode_s": time.perf_counter() - start,
+                  "config": asdict(config)}
 
 
 def width_for_budget(volume: Volume, config: CompressionConfig, budget_bytes: float, meta: dict,

@@ -1,0 +1,62 @@
+"""SPERR streams of LR volumes (3D wavelets, through ``imagecodecs``): coded within a file's byte budget, decoded
+and checked against the file's metadata. ``arssr.compress.lr_codec`` makes the files that carry them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from arssr.compress import container
+from arssr.compress.container import lr_codec_of
+from arssr.errors import InputError
+
+#: Bisection steps of the SPERR bpp search (the bracket shrinks to 2^-20 of its width).
+BPP_STEPS = 20
+#: Highest SPERR bpp tried (float32 LR values).
+MAX_BPP = 32.0
+
+
+def sperr_encode(lr: np.ndarray, bpp: float) -> bytes:
+    """SPERR stream of a 3D array at ``bpp`` bits per voxel (C order: SPERR reads the buffer as it lies)."""
+    import imagecodecs
+
+    return imagecodecs.sperr_encode(np.ascontiguousarray(lr, dtype=np.float32), bpp, mode="bpp")
+
+
+def fit_stream(lr: np.ndarray, meta: dict, budget: int) -> bytes:
+    """SPERR stream of ``lr`` at the largest bpp whose file ``container.pack(meta, stream)`` has at most
+    ``budget`` bytes (bisection on SPERR's bpp; its size grows with the bpp)."""
+    room = budget - len(container.pack(meta, b""))
+    if room <= 0:
+        raise InputError(f"a budget of {budget} bytes is below the smallest possible file for this volume")
+    low, high = 0.0, min(MAX_BPP, 8 * room / lr.size)
+    best = None
+    bpp = high
+    for _ in range(BPP_STEPS):
+        stream = sperr_encode(lr, bpp)
+        if len(container.pack(meta, stream)) <= budget:
+            best, low = stream, bpp
+            if bpp == high:
+                break
+        else:
+            high = bpp
+        bpp = (low + high) / 2
+    if best is None:
+        raise InputError(f"a budget of {budget} bytes is below the smallest SPERR file for this volume")
+    return best
+
+
+def decode_lr(meta: dict, payload: bytes) -> np.ndarray:
+    """The normalised LR volume of a file whose LR codec is not the SIREN (checked against the metadata)."""
+    import imagecodecs
+
+    codec = lr_codec_of(meta)
+    if codec != "sperr":
+        raise InputError(f"unknown LR codec {codec!r} in the file; known: sperr, siren")
+    try:
+        lr_shape = tuple(int(n) for n in meta["lr_shape"])
+        lr = imagecodecs.sperr_decode(payload)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # RuntimeError: imagecodecs.SperrError
+        raise InputError(f"unreadable SPERR stream in the .arssr file ({type(err).__name__}: {err})") from None
+    if lr.ndim != 3 or lr.shape != lr_shape:
+        raise InputError(f"the SPERR stream decodes to shape {lr.shape}, the file's LR shape is {lr_shape}")
+    return np.ascontiguousarray(lr, dtype=np.float32)

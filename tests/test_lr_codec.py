@@ -1,0 +1,184 @@
+"""The LR codec (``--lr-codec siren|sperr``) and ``--auto``, on a crop of real anatomy (MNI152 T1)."""
+
+import json
+import math
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from arssr.cli import main
+from arssr.compress import compress, compress_volume, decompress, make_config
+from arssr.compress.auto import candidates, compress_auto, record_bytes
+from arssr.compress.codec import decode
+from arssr.compress.container import MAGIC, pack, read_container, unpack
+from arssr.compress.sperr import fit_stream
+from arssr.errors import InputError
+from arssr.metrics import psnr
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SIREN = {"preset": "fast", "steps": 30, "width": 12}
+
+
+@pytest.fixture(scope="module")
+def sperr_file(mni_crop, tiny_weights_module):
+    """``(blob, report)``: the MNI152 crop at 1 bpp, its LR (DS 1/2) coded by SPERR."""
+    return compress_volume(mni_crop, make_config("fast", lr_codec="sperr"), tiny_weights_module, target_bpp=1.0,
+                           device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_weights_module(tmp_path_factory):
+    from arssr.models import save_model
+
+    from conftest import make_tiny_model
+
+    return save_model(make_tiny_model(), tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.mark.parametrize("lr_codec", ["siren", "sperr"])
+def test_round_trip_restores_geometry_dtype_and_range(tmp_path, mni_crop, tiny_weights, lr_codec):
+    path = tmp_path / "v.arssr"
+    report = compress(mni_crop, path, sr_model=tiny_weights, lr_codec=lr_codec, target_bpp=1.0, device="cpu", **SIREN)
+    size = path.stat().st_size
+    assert report["bytes"] == size <= math.floor(mni_crop.data.size / 8)
+    meta, _ = read_container(path)
+    assert meta.get("lr_codec", "siren") == lr_codec and meta["consistency"] == "kspace"
+    assert path.read_bytes()[len(MAGIC)] == {"siren": 1, "sperr": 3}[lr_codec]
+    decompress(path, tmp_path / "back.nii.gz", sr_model=tiny_weights, device="cpu")
+    back = nib.load(tmp_path / "back.nii.gz")
+    assert back.shape == mni_crop.shape and np.array_equal(back.affine, mni_crop.affine)
+    assert back.get_data_dtype() == mni_crop.header.get_data_dtype()
+    for code in ("qform_code", "sform_code"):
+        assert int(back.header[code]) == int(mni_crop.header[code])
+    data = np.asarray(back.dataobj)
+    assert mni_crop.data.min() <= data.min() and data.max() <= mni_crop.data.max()
+    assert report["psnr"] == pytest.approx(psnr(data.astype(np.float32), mni_crop.data), abs=0.05)
+
+
+def test_siren_is_the_default_and_its_files_do_not_name_it(mni_crop, tiny_weights):
+    plain, _ = compress_volume(mni_crop, make_config("fast", steps=5), tiny_weights, device="cpu")
+    named, _ = compress_volume(mni_crop, make_config("fast", steps=5, lr_codec="siren"), tiny_weights, device="cpu")
+    assert plain == named and "lr_codec" not in unpack(plain)[0]
+
+
+def test_sperr_at_scale_1_needs_no_sr_model(mni_crop):
+    blob, report = compress_volume(mni_crop, make_config(scale=1.0, lr_codec="sperr"), target_bpp=2.0, device="cpu")
+    meta, payload = unpack(blob)
+    assert meta["decoder"] is None and meta["lr_shape"] == list(mni_crop.shape) and "consistency" not in meta
+    assert decode(meta, payload, "/nonexistent", "cpu").shape == mni_crop.shape
+    assert report["psnr"] > 30 and report["siren_params"] == 0 and report["paper_cr"] is None
+
+
+@pytest.mark.parametrize("bpp", [0.3, 0.6, 1.0, 3.0])
+def test_budget_is_met_in_real_bytes_by_the_largest_sperr_rate(mni_crop, tiny_weights_module, bpp):
+    config = make_config(lr_codec="sperr")
+    blob, report = compress_volume(mni_crop, config, tiny_weights_module, target_bpp=bpp, device="cpu")
+    budget = math.floor(bpp * mni_crop.data.size / 8)
+    assert budget - 8 <= report["bytes"] == len(blob) <= budget  # the bpp search leaves at most a few bytes
+
+
+def test_budgets_below_the_smallest_file_are_refused(mni_crop, tiny_weights_module):
+    with pytest.raises(InputError, match="below the smallest"):
+        compress_volume(mni_crop, make_config(lr_codec="sperr"), tiny_weights_module, target_bpp=0.02, device="cpu")
+    with pytest.raises(InputError, match="below the smallest"):
+        fit_stream(np.ones((4, 4, 4), np.float32), {"shape": [4, 4, 4]}, 40)
+
+
+def test_every_single_byte_change_of_a_sperr_file_is_refused(sperr_file, tiny_weights_module):
+    blob, _ = sperr_file
+    for position in range(len(blob)):
+        broken = bytearray(blob)
+        broken[position] ^= 0xFF if position % 2 else 0x01
+        with pytest.raises(InputError) as caught:
+            decode(*unpack(bytes(broken)), tiny_weights_module, "cpu")
+        assert "\n" not in str(caught.value)
+
+
+def test_every_truncation_of_a_sperr_file_is_refused(sperr_file, tiny_weights_module):
+    blob, _ = sperr_file
+    for length in range(len(blob)):
+        with pytest.raises(InputError, match="truncated|not an .arssr file") as caught:
+            decode(*unpack(blob[:length]), tiny_weights_module, "cpu")
+        assert "\n" not in str(caught.value)
+
+
+def test_sperr_streams_are_checked_against_the_metadata(sperr_file, tiny_weights_module):
+    """A file written wrongly (its checksum right): a cut stream, another LR shape, an unknown LR codec."""
+    meta, payload = unpack(sperr_file[0])
+    cases = [(meta, payload[: len(payload) // 2], "unreadable SPERR stream"),
+             ({**meta, "lr_shape": [12, 14, 11]}, payload, r"decodes to shape \(12, 14, 10\)"),
+             ({**meta, "lr_codec": "jpeg"}, payload, "unknown LR codec 'jpeg'")]
+    for record, stream, message in cases:
+        with pytest.raises(InputError, match=message) as caught:
+            decode(*unpack(pack(record, stream)), tiny_weights_module, "cpu")
+        assert "\n" not in str(caught.value)
+
+
+def test_lr_codec_options_are_checked():
+    with pytest.raises(InputError, match="unknown LR codec 'jpeg'"):
+        make_config(lr_codec="jpeg")
+    with pytest.raises(InputError, match="needs the SIREN LR codec"):
+        make_config(lr_codec="sperr", finetune="bias")
+
+
+def test_auto_keeps_the_candidate_that_decodes_closest(mni_crop):
+    """Against an independent loop: each LR codec at each factor, within the same budget, decoded by the
+    shipped SR model."""
+    config = make_config("fast", steps=30)
+    blob, report = compress_auto(mni_crop, config, None, 1.0, None, None, "cpu")
+    summary = report["auto"]
+    budget = math.floor(mni_crop.data.size / 8)
+    assert summary["budget_bytes"] == budget >= report["bytes"] == len(blob)
+    assert summary["candidate_budget_bytes"] == budget - record_bytes(candidates(config))
+    scores = {}
+    for trial in candidates(config):
+        try:
+            made, _ = compress_volume(mni_crop, trial, None, target_bpp=8 * summary["candidate_budget_bytes"]
+                                      / mni_crop.data.size, device="cpu")
+        except InputError:
+            continue
+        scores[trial.lr_codec, trial.scale] = psnr(decode(*unpack(made), None, "cpu").data, mni_crop.data)
+    assert len(scores) == len(summary["candidates"]) == 8
+    for entry in summary["candidates"]:
+        assert entry["psnr"] == pytest.approx(scores[entry["lr_codec"], entry["scale"]], abs=1e-6)
+    best = max(scores, key=scores.get)
+    assert (summary["choice"]["lr_codec"], summary["choice"]["scale"]) == best
+    meta, payload = unpack(blob)
+    assert (meta.get("lr_codec", "siren"), meta["scale"]) == best
+    assert meta["auto"] == [[codec, scale, round(scores[codec, scale], 2)] for codec, scale in scores]
+    assert psnr(decode(meta, payload, None, "cpu").data, mni_crop.data) == pytest.approx(scores[best], abs=1e-6)
+
+
+def test_cli_lr_codec_auto_and_info(tmp_path, int16_nifti, tiny_weights, capsys):
+    args = ["--decoder-weights", str(tiny_weights), "--device", "cpu", "-q"]
+    out = tmp_path / "s.arssr"
+    assert main(["compress", str(int16_nifti), "-o", str(out), "--lr-codec", "sperr", "--target-bpp", "4", *args]) == 0
+    assert main(["info", str(out)]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    stream = len(read_container(out)[1])
+    assert lines["lr_codec"] == f"sperr, {stream} bytes, {8 * stream / (6 * 6 * 6):.4f} bits per LR voxel"
+    assert "siren" not in lines and "paper_cr" not in lines and int(lines["bytes"]) <= 4 * 12 * 11 * 11 / 8
+    assert main(["decompress", str(out), "-o", str(tmp_path / "s.nii.gz"), *args]) == 0
+    auto, report = tmp_path / "a.arssr", tmp_path / "a.json"
+    assert main(["compress", str(int16_nifti), "-o", str(auto), "--auto", "--target-bpp", "8", "--steps", "10",
+                 "--json", str(report), *args]) == 0
+    summary = json.loads(report.read_text())["auto"]
+    assert len(summary["candidates"]) == 8 and all("psnr" in entry for entry in summary["candidates"])
+    assert main(["info", str(auto)]) == 0
+    line = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())["auto"]
+    choice = summary["choice"]
+    assert line.count(" dB") == 8 and f"{choice['lr_codec']} DS 1/{choice['scale']:g} " in line
+    assert line.count("(chosen)") == 1
+
+
+@pytest.mark.parametrize("options", [["--lr-codec", "sperr"], ["--auto"],
+                                     ["--lr-codec", "sperr", "--target-psnr", "30"],
+                                     ["--auto", "--target-bpp", "1", "--scale", "2"],
+                                     ["--auto", "--target-bpp", "1", "--finetune-decoder"]])
+def test_cli_refuses_lr_codec_options_that_cannot_work(tmp_path, int16_nifti, capsys, options):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compress", str(int16_nifti), "-o", str(tmp_path / "x.arssr"), "--device", "cpu", *options])
+    assert exit_info.value.code == 2 and not (tmp_path / "x.arssr").exists()
+    assert capsys.readouterr().err.count("\n") == 1

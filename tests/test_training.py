@@ -145,6 +145,20 @@ def test_init_starts_from_the_given_weights_and_takes_their_architecture(run, da
         training.train(tiny_config(data, tmp_path / "missing", f"init={tmp_path / 'nothing.safetensors'}"))
 
 
+def test_a_resumed_run_keeps_the_architecture_of_its_checkpoint(run, data, tmp_path):
+    """Started from init weights (a residual copy of the tiny run), resumed by a config that names neither."""
+    from arssr.models import save_model
+    from arssr.models.arssr import residual_start
+
+    start = save_model(residual_start(load_model(run / "last.safetensors")), tmp_path / "start.safetensors")
+    training.train(tiny_config(data, tmp_path / "res", "steps=2", "checkpoint_every=2", "val_every=2",
+                               f"init={start}"))
+    resumed = training.train(tiny_config(data, tmp_path / "res", "steps=4", "val_every=2"), resume="auto")
+    model = load_model(resumed / "last.safetensors")
+    assert model.residual and model.card["step"] == "4"
+    assert yaml.safe_load((resumed / "config.yaml").read_text())["model"]["residual"] is True
+
+
 def test_synthetic_options_reach_the_synthetic_source():
     from arssr.training.datasets import validation_volumes
     from arssr.training.synthetic import mni_template_path

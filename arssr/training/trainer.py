@@ -72,6 +72,8 @@ class Trainer:
         self.device = self._device()
         checkpoint = self._checkpoint_path(resume)
         initial = self._initial_model()
+        if checkpoint is not None and initial is None:
+            self._checkpoint_architecture(checkpoint)
         self._seed()
         self.split = self._split(checkpoint is not None)
         try:
@@ -139,6 +141,14 @@ class Trainer:
         model = load_model(None if init == "default" else init)
         self.config = replace(self.config, model=ModelConfig(**copy.deepcopy(model.args)))
         return model
+
+    def _checkpoint_architecture(self, path: Path) -> None:
+        """A resumed run keeps the architecture its checkpoint was trained with (e.g. one taken from ``init``)."""
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)["config"]["model"]
+        except (RuntimeError, KeyError, TypeError, OSError) as err:
+            raise InputError(f"{path}: not a training checkpoint ({str(err).splitlines()[0][:200]})") from None
+        self.config = replace(self.config, model=ModelConfig(**copy.deepcopy(saved)))
 
     def _seed(self) -> None:
         seed = self.config.seed

@@ -72,8 +72,9 @@ class Trainer:
         self.device = self._device()
         checkpoint = self._checkpoint_path(resume)
         initial = self._initial_model()
-        if checkpoint is not None and initial is None:
-            self._checkpoint_architecture(checkpoint)
+        state = _read_checkpoint(checkpoint) if checkpoint is not None else None
+        if state is not None and initial is None:  # a resumed run keeps its checkpoint's architecture
+            self.config = replace(self.config, model=ModelConfig(**copy.deepcopy(state["config"]["model"])))
         self._seed()
         self.split = self._split(checkpoint is not None)
         try:
@@ -101,8 +102,8 @@ class Trainer:
                                       sampling.num_workers)
         self.generator = torch.Generator().manual_seed(_derived_seed(config.seed))
         self.step, self.best = 0, -math.inf
-        if checkpoint is not None:
-            self._load(checkpoint)
+        if state is not None:
+            self._load(state, checkpoint)
         val = config.val
         self.val_volumes = datasets.validation_volumes(
             self.split["val"], val.volumes if self.rank == 0 else 0, val.seed, self.module.normalization,
@@ -141,14 +142,6 @@ class Trainer:
         model = load_model(None if init == "default" else init)
         self.config = replace(self.config, model=ModelConfig(**copy.deepcopy(model.args)))
         return model
-
-    def _checkpoint_architecture(self, path: Path) -> None:
-        """A resumed run keeps the architecture its checkpoint was trained with (e.g. one taken from ``init``)."""
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)["config"]["model"]
-        except (RuntimeError, KeyError, TypeError, OSError) as err:
-            raise InputError(f"{path}: not a training checkpoint ({str(err).splitlines()[0][:200]})") from None
-        self.config = replace(self.config, model=ModelConfig(**copy.deepcopy(saved)))
 
     def _seed(self) -> None:
         seed = self.config.seed
@@ -305,11 +298,10 @@ class Trainer:
         save_model(self.module, self.out / "last.safetensors", step=str(self.step))
         return True
 
-    def _load(self, path: Path) -> None:
+    def _load(self, state: dict, path: Path) -> None:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
             self.module.load_state_dict(state["model"])
-        except (RuntimeError, KeyError, OSError) as err:
+        except (RuntimeError, KeyError) as err:
             raise InputError(f"{path}: not a checkpoint of this model ({str(err).splitlines()[0][:200]})") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -319,6 +311,16 @@ class Trainer:
         set_rng_states(state["rng"])
         self.generator.set_state(state["generator"])
         self.pool.load_state_dict(state["pool"])
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A resume checkpoint's state (read once: its architecture and then every state of the run)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state["config"]["model"]  # every resume checkpoint records the architecture it was trained with
+    except (RuntimeError, KeyError, TypeError, OSError) as err:
+        raise InputError(f"{path}: not a checkpoint of this model ({str(err).splitlines()[0][:200]})") from None
+    return state
 
 
 def _mid_slice(volume: np.ndarray) -> np.ndarray:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arssr.evaluation import baseline, simulate_lr
+from arssr.evaluation.methods import baseline
+from arssr.simulate import simulate_lr
 from arssr.inference import upsample
 from arssr.metrics import brain_mask, psnr
 from arssr.models import load_model
@@ -35,9 +36,7 @@ def central_crop(volume: Volume, size: int) -> tuple[Volume, tuple[slice, ...]]:
 
 
 def flipped_member(lr: Volume, model, shape, axes: tuple[int, ...]) -> np.ndarray:
-    """The default upsample of ``lr`` flipped along ``axes`` (same affine), flipped back."""
-    if not axes:
-        return upsample(lr, model, scale=[n / m for n, m in zip(shape, lr.shape)], device="cpu").data
+    """The default upsample of ``lr`` flipped along ``axes`` (same affine; none for ``()``), flipped back."""
     flipped = Volume(np.ascontiguousarray(np.flip(lr.data, axes)), lr.affine)
     out = upsample(flipped, model, scale=[n / m for n, m in zip(shape, lr.shape)], device="cpu").data
     return np.ascontiguousarray(np.flip(out, axes))
@@ -63,8 +62,8 @@ def main() -> None:
         for scale in (float(s) for s in args.scales.split(",")):
             lr = simulate_lr(truth, scale, "kspace")
             row = {"volume": Path(path).name.split(".")[0], "scale": scale,
-                   "cubic": psnr(baseline("cubic")(lr, truth.shape), truth.data, mask),
-                   "zero-filled k-space": psnr(baseline("kspace")(lr, truth.shape), truth.data, mask)}
+                   "cubic": psnr(baseline("cubic")(lr, truth.shape).data, truth.data, mask),
+                   "zero-filled k-space": psnr(baseline("kspace")(lr, truth.shape).data, truth.data, mask)}
             members, seconds = {}, {}
             for name, flips in ENSEMBLES.items():
                 for axes in flips:

@@ -191,6 +191,6 @@ def adapt_to(
     if not isinstance(model, ArSSR):
         model = load_model(model)
     factors = resolve_scale(volume, scale, voxel_size)
-    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    device = resolve_device(device)
     space = ModelSpace.of(volume.data, volume.affine, model)
     return adapt(model, space.to_model(volume.data), space.axes(factors), options or AdaptOptions(), device, progress)

@@ -249,7 +249,7 @@ def upsample(
     operator = consistency if slice_thickness is None else slice_consistency(
         consistency, volume.spacing, volume.shape, out_shape, slice_thickness, slice_profile)
     check_memory(out_shape)
-    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    device = resolve_device(device)
 
     affine = geometry.resampled_affine(volume.affine, volume.shape, out_shape)
     low, high = float(volume.data.min()), float(volume.data.max())

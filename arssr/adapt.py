@@ -11,6 +11,14 @@ inside the whole volume, not cut out, gives it its real neighbourhood, so a
 thin slab at a large scale is judged as fairly as a thick one. The adapted
 copy is kept only when that score improves; the caller's model is never
 changed.
+
+For a thick-slice input (a :class:`~arssr.degrade.SliceModel` on one axis)
+the slices cannot be thinned once more; the examples are made in-plane
+instead, in the manner of SMORE: each in-plane axis in turn is swapped with
+the slice axis and degraded to the slices' profile and scale, so the input's
+own fine in-plane detail teaches the model what to restore through the
+slices, along the axis where it will. The held-out score is then the mean
+over both in-plane axes.
 """
 
 from __future__ import annotations
@@ -26,8 +34,8 @@ import numpy as np
 import torch
 
 from arssr import geometry
-from arssr.consistency import project
-from arssr.degrade import DEGRADATIONS
+from arssr.consistency import project, slice_consistency
+from arssr.degrade import DEGRADATIONS, Operator, SliceModel, axis_operators
 from arssr.device import resolve_device
 from arssr.errors import InputError
 from arssr.inference import resolve_scale, self_example, super_resolve
@@ -92,14 +100,47 @@ def _holdout(shape: Sequence[int], share: float) -> tuple[int, int, int]:
     return axis, start, start + width
 
 
-def _held_out_psnr(model: ArSSR, lr: np.ndarray, low: np.ndarray, slab: tuple[int, int, int], operator: str,
+@dataclass(frozen=True)
+class SelfView:
+    """One way of making examples from the input: its axes in ``order`` (``lr.transpose(order)``), degraded
+    once more by ``scale`` with ``operator`` (both in that order)."""
+
+    order: tuple[int, int, int]
+    scale: tuple[float, float, float]
+    operator: Operator
+
+
+def self_views(scale: Sequence[float], operator: Operator) -> list[SelfView]:
+    """The views that make examples from the input (model axis order).
+
+    The input's own degradation applied once more (ZSSR); for thick slices,
+    each in-plane axis in turn swapped with the slice axis and degraded by
+    the slice model at the slice axis' scale, the other axes kept (SMORE), so
+    the examples are thinned along the same model axis as the input's slices.
+    """
+    per_axis = axis_operators(operator)
+    thick = [a for a, entry in enumerate(per_axis) if isinstance(entry, SliceModel)]
+    if not thick:
+        return [SelfView((0, 1, 2), tuple(float(k) for k in scale), operator)]
+    axis = thick[0]
+    views = []
+    for plane in (a for a in range(3) if a != axis):
+        order = [0, 1, 2]
+        order[plane], order[axis] = axis, plane
+        views.append(SelfView(tuple(order), tuple(float(scale[axis]) if a == axis else 1.0 for a in range(3)),
+                              operator))
+    return views
+
+
+def _held_out_psnr(model: ArSSR, examples: Sequence[tuple[np.ndarray, np.ndarray, Operator, tuple[int, int, int]]],
                    device: torch.device) -> float:
-    """PSNR over the ``(axis, start, stop)`` slab of ``lr`` of ``low`` (``lr`` degraded once more) super-resolved
-    back to ``lr``'s grid and projected."""
-    axis, start, stop = slab
-    estimate = project(super_resolve(low, model, lr.shape, device=device), low, operator)
-    error = np.take(estimate.astype(np.float64) - lr, range(start, stop), axis=axis)
-    return 10 * math.log10(1.0 / max(float(np.mean(error ** 2)), 1e-12))
+    """PSNR, over each ``(image, low, operator, slab)``'s ``(axis, start, stop)`` slab, of ``low`` (``image``
+    degraded once more) super-resolved back to ``image``'s grid and projected, the squared error averaged."""
+    errors = []
+    for image, low, operator, (axis, start, stop) in examples:
+        estimate = project(super_resolve(low, model, image.shape, device=device), low, operator)
+        errors.append(np.mean(np.take(estimate.astype(np.float64) - image, range(start, stop), axis=axis) ** 2))
+    return 10 * math.log10(1.0 / max(float(np.mean(errors)), 1e-12))
 
 
 def adapt(
@@ -109,38 +150,49 @@ def adapt(
     options: AdaptOptions = AdaptOptions(),
     device: torch.device = torch.device("cpu"),
     progress: bool = False,
+    operator: Operator | None = None,
 ) -> tuple[ArSSR, AdaptReport]:
     """``(model to use, report)`` for the normalised LR array ``lr`` (model axis order) at per-axis ``scale``.
 
-    The returned model is an adapted copy when the held-out score improved,
-    else ``model`` itself.
+    ``operator`` is the input's degradation in model axis order when it is
+    not ``options.operator`` (a thick-slice one, see :func:`self_views`). The
+    returned model is an adapted copy when the held-out score improved, else
+    ``model`` itself.
     """
     from tqdm.auto import tqdm
 
-    axis, start, stop = slab = _holdout(lr.shape, options.holdout)
+    axis, start, stop = _holdout(lr.shape, options.holdout)
+    views = self_views(scale, options.operator if operator is None else operator)
+    images = [np.ascontiguousarray(lr.transpose(view.order)) for view in views]
+    slabs = [(view.order.index(axis), start, stop) for view in views]
     # Every crop lies on one side of the slab: the widest side bounds the crop on that axis.
-    room = [n if a != axis else max(start, lr.shape[a] - stop) for a, n in enumerate(lr.shape)]
-    size = min(options.lr_size, *(math.floor(r / k) for r, k in zip(room, scale)))
-    low = self_example(lr, scale, options.operator)
-    if size < 2 or low is None:
+    size = min(options.lr_size, *(
+        math.floor((n if a != slab[0] else max(start, n - stop)) / k)
+        for view, image, slab in zip(views, images, slabs) for a, (n, k) in enumerate(zip(image.shape, view.scale))
+    ))
+    lows = [self_example(image, view.scale, view.operator) for view, image in zip(views, images)]
+    if size < 2 or any(low is None for low in lows):
         raise InputError(f"input {tuple(lr.shape)} is too small to adapt to at scale {tuple(scale)}")
-    hr_shape = geometry.output_shape((size,) * 3, scale)
-    voxels = math.prod(hr_shape)
-    pairs = PairOptions(lr_size=size, samples=options.samples, methods={options.operator: 1.0})
+    held_out = [(image, low, view.operator, slab) for view, image, low, slab in zip(views, images, lows, slabs)]
+    hr_shapes = [geometry.output_shape((size,) * 3, view.scale) for view in views]
+    pairs = PairOptions(lr_size=size, samples=options.samples)
     generator = torch.Generator().manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
 
     tuned = copy.deepcopy(model).to(device).train()
-    before = _held_out_psnr(model, lr, low, slab, options.operator, device)
+    before = _held_out_psnr(model, held_out, device)
     optimizer = torch.optim.Adam(tuned.parameters(), lr=options.learning_rate)
     bar = tqdm(total=options.steps, disable=not progress, leave=False, unit="step", desc="adapting")
     began, steps = time.perf_counter(), 0
     while (options.steps is None or steps < options.steps) and (
         options.seconds is None or time.perf_counter() - began < options.seconds
     ):
-        crops = torch.stack([torch.from_numpy(_crop(lr, hr_shape, axis, start, stop, rng)) for _ in range(options.batch)])
+        v = int(rng.integers(len(views))) if len(views) > 1 else 0  # one view keeps the seeded stream
+        hr_shape = hr_shapes[v]
+        crops = torch.stack([torch.from_numpy(_crop(images[v], hr_shape, *slabs[v], rng)) for _ in range(options.batch)])
         examples = [
-            Example(hr_shape, options.operator, 0.0, 0.0, 0, torch.randint(voxels, (options.samples,), generator=generator))
+            Example(hr_shape, views[v].operator, 0.0, 0.0, 0,
+                    torch.randint(math.prod(hr_shape), (options.samples,), generator=generator))
             for _ in range(options.batch)
         ]
         inputs, coords, target = make_pairs(crops, examples, pairs, device)
@@ -153,7 +205,7 @@ def adapt(
     bar.close()
     seconds = time.perf_counter() - began
     tuned.eval()
-    after = _held_out_psnr(tuned, lr, low, slab, options.operator, device)
+    after = _held_out_psnr(tuned, held_out, device)
     kept = after > before
     return (tuned if kept else model), AdaptReport(before, after, kept, steps, seconds)
 
@@ -181,16 +233,26 @@ def adapt_to(
     options: AdaptOptions | None = None,
     device: str | torch.device = "auto",
     progress: bool = False,
+    slice_thickness: float | str | None = None,
+    slice_profile: str = "boxcar",
 ) -> tuple[ArSSR, AdaptReport]:
     """``(model, report)``: ``model`` adapted to ``volume`` (:func:`adapt`), or itself when that did not help.
 
-    Pass the returned model to :func:`arssr.inference.upsample` with the same scale.
+    ``slice_thickness`` and ``slice_profile`` declare a thick-slice input as
+    in :func:`arssr.inference.upsample` (in-plane examples). Pass the
+    returned model to :func:`arssr.inference.upsample` with the same scale.
     """
     if not isinstance(volume, Volume):
         volume = load_volume(volume)
     if not isinstance(model, ArSSR):
         model = load_model(model)
+    options = options or AdaptOptions()
     factors = resolve_scale(volume, scale, voxel_size)
     device = resolve_device(device)
     space = ModelSpace.of(volume.data, volume.affine, model)
-    return adapt(model, space.to_model(volume.data), space.axes(factors), options or AdaptOptions(), device, progress)
+    operator = None
+    if slice_thickness is not None:
+        out_shape = geometry.output_shape(volume.shape, factors)
+        operator = space.axes(slice_consistency(options.operator, volume.spacing, volume.shape, out_shape,
+                                                slice_thickness, slice_profile))
+    return adapt(model, space.to_model(volume.data), space.axes(factors), options, device, progress, operator)

@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from arssr import adapt as adapt_module
-from arssr.adapt import AdaptOptions, _crop, _holdout, adapt, adapt_to
+from arssr.adapt import AdaptOptions, SelfView, _crop, _holdout, adapt, adapt_to, self_views
 from arssr.cli import main
+from arssr.degrade import SliceModel
 from arssr.errors import InputError
 from arssr.evaluation.methods import model_options
 from arssr.models import load_model
+from arssr.models.space import ModelSpace
 from arssr.volume import Volume, save_volume
 
 
@@ -95,3 +97,65 @@ def test_cli_adapts_saves_and_records(tmp_path, capsys, mni_block, tiny_weights)
         main(["upsample", str(source), "--scale", "2", "-o", str(tmp_path / "b.nii.gz"),
               "--save-adapted", str(tmp_path / "w.safetensors")])
     assert usage.value.code == 2 and "--save-adapted needs --adapt" in capsys.readouterr().err
+
+
+def test_thick_slices_make_in_plane_views():
+    slices = SliceModel(5.0)
+    assert self_views((2.0, 2.0, 2.0), "cubic") == [SelfView((0, 1, 2), (2.0, 2.0, 2.0), "cubic")]
+    operator = ("kspace", "kspace", slices)
+    assert self_views((1.0, 1.0, 5.0), operator) == [
+        SelfView((2, 1, 0), (1.0, 1.0, 5.0), operator),
+        SelfView((0, 2, 1), (1.0, 1.0, 5.0), operator),
+    ]
+    operator = ("cubic", slices, "lanczos")
+    assert self_views((1.2, 4.0, 1.0), operator) == [
+        SelfView((1, 0, 2), (1.0, 4.0, 1.0), operator),
+        SelfView((0, 2, 1), (1.0, 4.0, 1.0), operator),
+    ]
+
+
+def test_a_thick_slice_input_adapts_in_plane_only(mni_t1, tiny_model, monkeypatch):
+    """1 mm MNI152 in-plane, 4 mm slices along the file's third axis (a block average): every training example
+    is an in-plane axis, moved to the slice axis and thinned there (the slice axis itself is too short to thin
+    again); the held-out score is taken on both in-plane axes."""
+    hr = mni_t1.data[40:136, 60:156, 60:124]
+    thick = hr.reshape(96, 96, 16, 4).mean(axis=-1)
+    volume = Volume(np.ascontiguousarray(thick), mni_t1.affine @ np.diag([1.0, 1.0, 4.0, 1.0]))
+    space = ModelSpace.of(volume.data, volume.affine, tiny_model)
+    slice_axis = space.axes((0, 1, 2)).index(2)
+    lr = space.to_model(volume.data)
+    seen, scored = [], []
+    make_pairs = adapt_module.make_pairs
+    monkeypatch.setattr(adapt_module, "make_pairs", lambda crops, examples, *rest: (
+        seen.extend((crop.numpy(), example.method) for crop, example in zip(crops, examples)),
+        make_pairs(crops, examples, *rest))[1])
+    held_out = adapt_module._held_out_psnr
+    monkeypatch.setattr(adapt_module, "_held_out_psnr", lambda model, examples, device: (
+        scored.append(examples), held_out(model, examples, device))[1])
+    options = AdaptOptions(seconds=None, steps=6, batch=1, samples=200, lr_size=8)
+    used, report = adapt_to(volume, tiny_model, scale=(1, 1, 4), options=options, device="cpu",
+                            slice_thickness="spacing")
+    assert report.steps == 6 and np.isfinite([report.before, report.after]).all()
+    slices = SliceModel(4.0)  # 4 mm on the 1 mm output grid
+    for crop, method in seen:
+        assert method.index(slices) == slice_axis and crop.shape[slice_axis] == 32 and sorted(crop.shape) == [8, 8, 32]
+        # the crop is a block of the input with an in-plane axis in the slice axis' place: a 32-voxel line along
+        # the slice axis is found along an in-plane axis of the input
+        line = crop[tuple(slice(None) if a == slice_axis else 0 for a in range(3))]
+        assert any(_found_along(lr, line, plane) for plane in range(3) if plane != slice_axis)
+    planes = [a for a in range(3) if a != slice_axis]
+    assert len(scored) == 2 and all(len(examples) == 2 for examples in scored)
+    for (image, low, operator, _), plane in zip(scored[0], planes):
+        order = [0, 1, 2]
+        order[plane], order[slice_axis] = slice_axis, plane
+        np.testing.assert_array_equal(image, lr.transpose(order))
+        assert low.shape == tuple(n // 4 if a == slice_axis else n for a, n in enumerate(image.shape))
+    with pytest.raises(InputError, match="slice thickness must be a number of mm or 'spacing', got 'thick'"):
+        adapt_to(volume, tiny_model, scale=(1, 1, 4), options=options, slice_thickness="thick")
+
+
+def _found_along(volume: np.ndarray, line: np.ndarray, axis: int) -> bool:
+    """Whether ``line`` occurs as consecutive voxels along ``axis`` of ``volume``."""
+    moved = np.moveaxis(volume, axis, -1)
+    windows = np.lib.stride_tricks.sliding_window_view(moved, len(line), axis=-1)
+    return bool(np.any(np.all(windows == line, axis=-1)))

@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             volume, used, adapted = load_volume(source), model, None
             if adapting:
-                used, adapted = adapt_to(volume, model, args.scale, args.voxel_size, adapt_options, device, progress)
+                used, adapted = adapt_to(volume, model, args.scale, args.voxel_size, adapt_options, device, progress,
+                                         slice_thickness, slice_profile or "boxcar")
                 if not args.quiet:
                     verdict = "kept" if adapted.kept else "dropped: the default model stays"
                     print(f"{source}: adapted in {adapted.steps} steps ({adapted.seconds:.0f} s), held-out PSNR "

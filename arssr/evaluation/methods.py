@@ -104,7 +104,9 @@ def model_method(
         used = model
         if adapt is not None:
             operator = options["consistency"] if options["consistency"] != "none" else DEFAULT_CONSISTENCY
-            used, _ = adapt_to(lr, model, scale, options=AdaptOptions(seconds=adapt, operator=operator), device=device)
+            used, _ = adapt_to(lr, model, scale, options=AdaptOptions(seconds=adapt, operator=operator), device=device,
+                               slice_thickness=options.get("slice_thickness"),
+                               slice_profile=options.get("slice_profile", "boxcar"))
         return upsample(lr, used, scale=scale, device=device, tile=tile, **options)
 
     return run

@@ -24,6 +24,7 @@ import torch
 
 from arssr import geometry
 from arssr.consistency import check_operator, project, slice_consistency
+from arssr.degrade import Operator, axis_operators, resample
 from arssr.device import free_memory_bytes, resolve_device
 from arssr.errors import InputError
 from arssr.models import ArSSR, load_model
@@ -43,6 +44,9 @@ MIN_TILE = 8
 EMPTY_TOLERANCE = 0.01
 #: Largest detail gain that ``gain="auto"`` chooses.
 MAX_GAIN = 2.0
+#: The interpolation that a detail gain of 0 gives for each consistency operator: the operator's own, but
+#: cubic B-splines for a Gaussian blur (its matrix is no interpolation) and along thick slices.
+INTERPOLATIONS = {"kspace": "kspace", "cubic": "cubic", "lanczos": "lanczos", "gaussian": "cubic"}
 #: Relative slack of the model card's ranges: a 181-voxel axis at x2 has 1.99 mm voxels.
 CARD_TOLERANCE = 1.05
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -233,10 +237,11 @@ def upsample(
     or ``"spacing"``) declares a 2D multi-slice input: along its coarsest
     axis the projection uses the slice model (``slice_profile``: ``boxcar``
     or ``gaussian``, ``arssr.degrade.SliceModel``) instead of ``consistency``.
-    ``gain`` scales the detail that the network adds to the consistent
-    minimum-norm solution (zero-filled k-space for ``kspace``); ``auto`` (the
-    default) fits it on the input itself (:func:`detail_gain`), or takes 1
-    with a slice model. Without consistency it plays no part.
+    ``gain`` scales the detail that the network adds to the interpolation
+    that matches the consistency operator (:func:`interpolation`: zero-filled
+    k-space for ``kspace``); ``auto`` (the default) fits it on the input
+    itself (:func:`detail_gain`), or takes 1 with a slice model. Without
+    consistency it plays no part.
     """
     if not isinstance(volume, Volume):
         volume = load_volume(volume)
@@ -266,8 +271,13 @@ def upsample(
         operator = operator if isinstance(operator, str) else space.axes(operator)
         if gain == "auto":
             gain = detail_gain(model, lr, space.axes(factors), operator, device) if isinstance(operator, str) else 1.0
+        if gain != 1:
+            base = interpolation(lr, result.shape, operator)
+            result -= base  # in place: base + gain (result - base) with one output-sized array more
+            result *= float(gain)
+            result += base
         floor = space.intensity(0.0) if low >= 0 else None
-        data = space.from_model(project(float(gain) * result, lr, operator, floor))
+        data = space.from_model(project(result, lr, operator, floor))
     return Volume(data, affine, volume.header)
 
 
@@ -288,7 +298,7 @@ def empty_background(lr: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:
     return empty[np.ix_(*nearest)]
 
 
-def self_example(lr: np.ndarray, scale: Sequence[float], operator: str) -> np.ndarray | None:
+def self_example(lr: np.ndarray, scale: Sequence[float], operator: Operator) -> np.ndarray | None:
     """``lr`` degraded once more by ``scale`` with ``operator`` (float32), or ``None`` when too small for it."""
     from arssr.degrade import degrade
 
@@ -298,21 +308,29 @@ def self_example(lr: np.ndarray, scale: Sequence[float], operator: str) -> np.nd
     return degrade(torch.from_numpy(np.asarray(lr, dtype=np.float64)), small, operator).numpy().astype(np.float32)
 
 
+def interpolation(lr: np.ndarray, shape: Sequence[int], operator: Operator) -> np.ndarray:
+    """``lr`` upsampled to ``shape`` (float32) by the interpolation that matches the consistency ``operator``
+    (:data:`INTERPOLATIONS`): what a detail gain of 0 gives, once projected."""
+    per_axis = tuple(INTERPOLATIONS[entry] if isinstance(entry, str) else "cubic" for entry in axis_operators(operator))
+    return resample(torch.from_numpy(np.asarray(lr, dtype=np.float32)), tuple(shape), per_axis).numpy()
+
+
 def detail_gain(model: ArSSR, lr: np.ndarray, scale: Sequence[float], operator: str, device: torch.device) -> float:
     """Least-squares gain of the network's detail, fitted on the input itself (model space).
 
     The input, degraded once more by ``scale``, is super-resolved back to the
-    input's grid and projected; the gain ``g`` that makes ``z + g d`` closest
-    to the input (``z``: the projection of zeros, ``d``: what the projection
-    keeps of the network's output) is returned, clipped to ``[0, MAX_GAIN]``;
-    1 when the input is too small to degrade. Costs one SR of a volume
-    ``prod(scale)`` times smaller than the input.
+    input's grid and projected; the gain ``g`` that makes ``b + g d`` closest
+    to the input (``b``: the projected :func:`interpolation` of the degraded
+    input, ``d``: what the projection keeps of the network's output minus
+    ``b``) is returned, clipped to ``[0, MAX_GAIN]``; 1 when the input is too
+    small to degrade. Costs one SR of a volume ``prod(scale)`` times smaller
+    than the input.
     """
     low = self_example(lr, scale, operator)
     if low is None:
         return 1.0
     estimate = super_resolve(low, model, lr.shape, device=device)
-    base = project(np.zeros_like(estimate), low, operator)
+    base = project(interpolation(low, lr.shape, operator), low, operator)
     detail = project(estimate, low, operator) - base
     energy = float(np.sum(detail.astype(np.float64) ** 2))
     if energy == 0:

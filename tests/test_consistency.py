@@ -195,12 +195,22 @@ def test_detail_gain_undoes_a_doubled_detail(monkeypatch, mni_crop, tiny_model):
 
     lr = mni_crop.data / mni_crop.data.max()
 
-    def doubled(low, model, shape, **kwargs):
-        return 2 * lr - project(np.zeros(shape, np.float32), low, "kspace")
+    def doubled(low, model, shape, **kwargs):  # b + 2 (lr - b), b the projected interpolation of low
+        interpolated = resample(torch.from_numpy(low.astype(np.float64)), shape, operator).numpy()
+        return 2 * lr - project(interpolated.astype(np.float32), low, operator)
 
     monkeypatch.setattr(inference, "super_resolve", doubled)
-    assert inference.detail_gain(tiny_model, lr, (2.0, 2.0, 2.0), "kspace", torch.device("cpu")) == pytest.approx(
-        0.5, abs=1e-4)
+    for operator in ("kspace", "cubic", "lanczos"):
+        assert inference.detail_gain(tiny_model, lr, (2.0, 2.0, 2.0), operator, torch.device("cpu")) == pytest.approx(
+            0.5, abs=1e-4)
+
+
+def test_gain_zero_gives_the_operators_own_interpolation_projected(mni_crop, tiny_model):
+    """Cubic consistency: a gain of 0 is cubic B-spline interpolation of the input, made consistent."""
+    result = upsample(mni_crop, tiny_model, scale=(2, 1.5, 2.5), consistency="cubic", gain=0.0).data
+    cubic = resample(torch.from_numpy(mni_crop.data.astype(np.float64)), result.shape, "cubic").numpy()
+    expected = project(cubic.astype(np.float32), mni_crop.data, "cubic", floor=0.0)
+    np.testing.assert_allclose(result, expected, atol=1e-4 * np.ptp(mni_crop.data))
 
 
 def test_fitted_gain_on_real_anatomy_keeps_consistency(mni_crop, tiny_model):

@@ -205,6 +205,17 @@ def test_detail_gain_undoes_a_doubled_detail(monkeypatch, mni_crop, tiny_model):
             0.5, abs=1e-4)
 
 
+def test_detail_gain_degrades_the_input_by_at_most_its_self_scale(monkeypatch, mni_crop, tiny_model):
+    from arssr import inference
+
+    seen = []
+    monkeypatch.setattr(inference, "super_resolve", lambda low, model, shape, **kwargs: (
+        seen.append(low.shape), np.zeros(shape, np.float32))[1])
+    lr = mni_crop.data / mni_crop.data.max()  # 24 x 28 x 20
+    inference.detail_gain(tiny_model, lr, (3.2, 1.0, 1.2), "kspace", torch.device("cpu"))
+    assert inference.GAIN_SELF_SCALE == 1.5 and seen == [(16, 28, 17)]  # round(24 / 1.5), 28, round(20 / 1.2)
+
+
 def test_gain_zero_gives_the_operators_own_interpolation_projected(mni_crop, tiny_model):
     """Cubic consistency: a gain of 0 is cubic B-spline interpolation of the input, made consistent."""
     result = upsample(mni_crop, tiny_model, scale=(2, 1.5, 2.5), consistency="cubic", gain=0.0).data

@@ -196,8 +196,8 @@ def add_parser(sub) -> None:
         "slice profile of --slice-thickness: boxcar or gaussian (FWHM = thickness); alone, it implies "
         "--slice-thickness spacing (default: boxcar)"))
     up.add_argument("--adapt", type=positive_float, metavar="SECONDS", help=(
-        "first fine-tune a copy of the model on the input itself for this long (self-adaptation); it is kept only "
-        "if a held-out slab of the input improves"))
+        "first fine-tune a copy of the model on the input itself for this long (self-adaptation; with "
+        "--slice-thickness, on its in-plane detail); it is kept only if a held-out slab of the input improves"))
     up.add_argument("--adapt-steps", type=positive_int, metavar="N", help="most self-adaptation steps")
     up.add_argument("--save-adapted", metavar="FILE", help="write the adapted weights (.safetensors)")
     up.add_argument("--seed", type=int, default=0, help="seed of self-adaptation (default: 0)")

@@ -159,3 +159,17 @@ def _found_along(volume: np.ndarray, line: np.ndarray, axis: int) -> bool:
     moved = np.moveaxis(volume, axis, -1)
     windows = np.lib.stride_tricks.sliding_window_view(moved, len(line), axis=-1)
     return bool(np.any(np.all(windows == line, axis=-1)))
+
+
+def test_cli_adapts_a_thick_slice_input_in_plane(tmp_path, capsys, mni_t1, tiny_weights):
+    """8 mm slices (8 of them): too few to thin once more, so only the in-plane views make adaptation possible."""
+    thick = mni_t1.data[40:136, 60:156, 60:124].reshape(96, 96, 8, 8).mean(axis=-1)
+    source = tmp_path / "thick.nii.gz"
+    save_volume(Volume(np.ascontiguousarray(thick), mni_t1.affine @ np.diag([1.0, 1.0, 8.0, 1.0])), source)
+    common = ["upsample", str(source), "--scale", "1,1,8", "--weights", str(tiny_weights), "--adapt-steps", "1",
+              "--threads", "1"]
+    assert main([*common, "-o", str(tmp_path / "flat.nii.gz")]) == 1
+    assert "too small to adapt to at scale" in capsys.readouterr().err
+    assert main([*common, "--slice-thickness", "8", "-o", str(tmp_path / "sr.nii.gz")]) == 0
+    assert "adapted in 1 steps" in capsys.readouterr().err
+    assert json.loads((tmp_path / "sr.json").read_text())["adapt"]["steps"] == 1

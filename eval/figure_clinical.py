@@ -6,14 +6,16 @@ density with 5 mm slices every 7 mm (2 mm gaps). Each is upsampled along its
 slice axis only (array axis 2) to about 1 mm by cubic interpolation and by the
 shipped model with the slice-model consistency (``arssr upsample --scale 1,1,K
 --slice-thickness MM``), and shown in a coronal and a sagittal plane, where the
-staircase of thick slices is: input (nearest neighbour), cubic, arssr.
+staircase of thick slices is: input (nearest neighbour), cubic, arssr, and with
+``--adapt SECONDS`` arssr after self-adaptation to the whole scan (in-plane
+views, ``arssr.adapt``).
 
 Only a slab of ``2 x receptive radius + 1`` voxels around each shown plane is
 upsampled: the encoder sees nothing beyond that radius, in-plane scales are 1
 and the consistency projection acts along the slice axis only, so the shown
 plane equals that of whole-volume upsampling, at a fraction of the time.
 
-Usage: python eval/figure_clinical.py [--data ../shared/data] [--threads 1]
+Usage: python eval/figure_clinical.py [--data ../shared/data] [--threads 1] [--adapt SECONDS]
 Writes eval/results/figures/clinical_thick_slices.png.
 """
 
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from arssr.adapt import AdaptOptions, adapt_to
 from arssr.degrade import resample
 from arssr.evaluation.figures import to_ras
 from arssr.inference import upsample
@@ -61,17 +64,25 @@ def plane(data: np.ndarray, affine: np.ndarray, axis: int) -> np.ndarray:
     return np.take(ras, ras.shape[ras_axis] // 2, axis=ras_axis).T
 
 
-def panels(volume: Volume, thickness: float, model) -> list[tuple[str, str, np.ndarray, float]]:
+def panels(volume: Volume, thickness: float, model, adapt: float | None) -> list[tuple[str, str, np.ndarray, float]]:
     """``(plane, method, image, aspect)`` for every plane and method of one scan."""
     scale = (1.0, 1.0, volume.spacing[SLICE_AXIS] / TARGET_MM)
+    models = {"arssr": model}
+    if adapt:
+        adapted, report = adapt_to(volume, model, scale, options=AdaptOptions(seconds=adapt), device="cpu",
+                                   slice_thickness=thickness)
+        print(f"adapted: {report.as_dict()}")
+        models[f"arssr + adapt {adapt:g} s" + ("" if report.kept else " (dropped)")] = adapted
     out = []
     for name, axis in PLANES:
         part = slab(volume, axis, model.receptive_radius)
-        sr = upsample(part, model, scale=scale, device="cpu", slice_thickness=thickness)
         lr = torch.from_numpy(part.data.astype(np.float64))
+        srs = {method: upsample(part, used, scale=scale, device="cpu", slice_thickness=thickness)
+               for method, used in models.items()}
+        sr = srs["arssr"]
         methods = {"input (nearest)": resample(lr, sr.shape, "nearest").numpy(),
                    "cubic": np.clip(resample(lr, sr.shape, "cubic").numpy(), part.data.min(), part.data.max()),
-                   "arssr": sr.data}
+                   **{method: result.data for method, result in srs.items()}}
         in_plane = 1 - axis  # the other in-plane axis: 0 for coronal, 1 for sagittal
         aspect = sr.spacing[SLICE_AXIS] / sr.spacing[in_plane]
         out += [(name, method, plane(data, sr.affine, axis), aspect) for method, data in methods.items()]
@@ -82,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data", help="folder of the clinical scans")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    parser.add_argument("--adapt", type=float, help="also show the model adapted to each scan for this many seconds")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(None)
@@ -89,12 +101,13 @@ def main() -> None:
     for file, thickness, title in SCANS:
         volume = load_volume(Path(args.data) / file)
         low, high = np.percentile(volume.data, [0.5, 99.5])
-        rows.append((title, panels(volume, thickness, model), low, high))
-    figure = Figure(figsize=(12, 3.4 * len(rows) * len(PLANES)), layout="constrained")
-    grid = figure.subplots(len(rows) * len(PLANES), 3)
+        rows.append((title, panels(volume, thickness, model, args.adapt), low, high))
+    columns = len(rows[0][1]) // len(PLANES)
+    figure = Figure(figsize=(4 * columns, 3.4 * len(rows) * len(PLANES)), layout="constrained")
+    grid = figure.subplots(len(rows) * len(PLANES), columns)
     for r, (title, images, low, high) in enumerate(rows):
         for i, (plane_name, method, image, aspect) in enumerate(images):
-            ax = grid[r * len(PLANES) + i // 3, i % 3]
+            ax = grid[r * len(PLANES) + i // columns, i % columns]
             ax.imshow(image, cmap="gray", origin="lower", vmin=low, vmax=high, aspect=aspect,
                       interpolation="nearest")
             ax.set_title(f"{title}: {plane_name}, {method}", fontsize=9)

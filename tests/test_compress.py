@@ -64,6 +64,9 @@ def test_target_bpp_bounds_the_real_file():
     assert 3 * (width + 1) ** 2 + 5 * (width + 1) + 1 > volume.data.size / 8 - 400
     with pytest.raises(InputError, match="below the smallest possible file"):
         compress_volume(volume, make_config("fast", scale=1.0), target_bpp=0.01, device="cpu")
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="target bpp must be positive"):
+            compress_volume(volume, make_config("fast", scale=1.0), target_bpp=bad, device="cpu")
 
 
 def test_sr_model_is_checked_by_hash(tmp_path, tiny_weights):

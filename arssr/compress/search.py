@@ -3,7 +3,6 @@ LR codec, :func:`arssr.compress.lr_codec.compress_lr`."""
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
@@ -14,9 +13,8 @@ import torch
 from arssr.compress.codec import encode, prepare
 from arssr.compress.config import CompressionConfig
 from arssr.compress.finetune import finetuned_parameters
-from arssr.compress.lr_codec import compress_lr
+from arssr.compress.lr_codec import budget_bytes, compress_lr
 from arssr.compress.rate import measure, width_for_budget
-from arssr.errors import InputError
 from arssr.volume import Volume
 
 #: SIREN widths tried, smallest first, when a target PSNR chooses the size.
@@ -39,11 +37,9 @@ def compress_with_codec(
     if config.lr_codec != "siren":  # the LR coded by another codec
         return compress_lr(volume, config, sr_model, target_bpp, target_psnr, device)
     if target_bpp is not None:
-        if not target_bpp > 0:
-            raise InputError(f"target bpp must be positive, got {target_bpp}")
+        budget = budget_bytes(volume, target_bpp)
         meta, _, model = prepare(volume, config, sr_model)
         extra = finetuned_parameters(model) if config.finetune != "none" else []
-        budget = target_bpp * math.prod(volume.shape) / 8
         config = replace(config, width=width_for_budget(volume, config, budget, meta, extra))
     if target_psnr is None:
         trials = [config]

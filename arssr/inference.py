@@ -318,19 +318,20 @@ def interpolation(lr: np.ndarray, shape: Sequence[int], operator: Operator) -> n
     return resample(torch.from_numpy(np.asarray(lr, dtype=np.float32)), tuple(shape), per_axis).numpy()
 
 
-def detail_gain(model: ArSSR, lr: np.ndarray, scale: Sequence[float], operator: str, device: torch.device) -> float:
+def detail_gain(model: ArSSR, lr: np.ndarray, scale: Sequence[float], operator: str, device: torch.device,
+                self_scale: float = GAIN_SELF_SCALE) -> float:
     """Least-squares gain of the network's detail, fitted on the input itself (model space).
 
-    The input, degraded once more by ``scale`` but at most by
-    :data:`GAIN_SELF_SCALE` per axis, is super-resolved back to the input's
+    The input, degraded once more by ``scale`` but at most by ``self_scale``
+    per axis, is super-resolved back to the input's
     grid and projected; the gain ``g`` that makes ``b + g d`` closest to the
     input (``b``: the projected :func:`interpolation` of the degraded input,
     ``d``: what the projection keeps of the network's output minus ``b``) is
     returned, clipped to ``[0, MAX_GAIN]``; 1 when the input is too small to
-    degrade. Costs one SR of a volume up to ``GAIN_SELF_SCALE^3`` times
-    smaller than the input.
+    degrade. Costs one SR of a volume up to ``self_scale^3`` times smaller
+    than the input.
     """
-    low = self_example(lr, [min(k, GAIN_SELF_SCALE) for k in scale], operator)
+    low = self_example(lr, [min(k, self_scale) for k in scale], operator)
     if low is None:
         return 1.0
     estimate = super_resolve(low, model, lr.shape, device=device)

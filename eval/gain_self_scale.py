@@ -3,9 +3,10 @@ pipeline's output with fixed gains and with the gain fitted on self-examples at 
 
 The LR is the whole ground truth degraded by ``--degradation``; the network runs once per case, and every
 row is ``b + g (P(net) - b)`` with ``P`` the projection onto consistency with ``--operator`` and ``b`` the
-projected matching interpolation (``arssr.inference.interpolation``), as ``arssr upsample`` computes it.
-``fit@S`` is the least-squares gain of :func:`arssr.inference.detail_gain` with its self-example at scale
-``S`` on every axis (``GAIN_SELF_SCALE`` patched), ``input`` at the input's own scale.
+projected matching interpolation (``arssr.inference.interpolation``), as ``arssr upsample`` computes it but
+clipped at zero once instead of its alternating floor projections. ``fit@S`` is the least-squares gain of
+:func:`arssr.inference.detail_gain` with its self-example at scale at most ``S`` on every axis, ``input`` at
+the input's own scale.
 
 Usage: python eval/gain_self_scale.py --gt inia19-t1-brain.nii.gz [--degradation kspace] [--operator kspace]
                                       [--scales 2,3.2] [--self-scales input,2,1.5] [--gains 0,0.25,0.5,0.75,1]
@@ -15,7 +16,6 @@ Usage: python eval/gain_self_scale.py --gt inia19-t1-brain.nii.gz [--degradation
 import argparse
 import json
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
@@ -61,8 +61,7 @@ def main() -> None:
         row = {"scale": scale, "fixed": {g: score(float(g)) for g in args.gains.split(",")}, "fitted": {}}
         for self_scale in args.self_scales.split(","):
             limit = scale if self_scale == "input" else float(self_scale)
-            with mock.patch.object(inference, "GAIN_SELF_SCALE", limit):
-                gain = inference.detail_gain(model, lr, (scale,) * 3, args.operator, torch.device("cpu"))
+            gain = inference.detail_gain(model, lr, (scale,) * 3, args.operator, torch.device("cpu"), limit)
             row["fitted"][self_scale] = {"gain": gain, "psnr_mask": score(gain)}
         rows.append(row)
         fixed = "  ".join(f"g={g}: {v:.2f}" for g, v in row["fixed"].items())

@@ -214,6 +214,8 @@ def test_detail_gain_degrades_the_input_by_at_most_its_self_scale(monkeypatch, m
     lr = mni_crop.data / mni_crop.data.max()  # 24 x 28 x 20
     inference.detail_gain(tiny_model, lr, (3.2, 1.0, 1.2), "kspace", torch.device("cpu"))
     assert inference.GAIN_SELF_SCALE == 1.5 and seen == [(16, 28, 17)]  # round(24 / 1.5), 28, round(20 / 1.2)
+    inference.detail_gain(tiny_model, lr, (3.2, 1.0, 1.2), "kspace", torch.device("cpu"), self_scale=3.2)
+    assert seen[-1] == (8, 28, 17)  # round(24 / 3.2): the input's own scale
 
 
 def test_gain_zero_gives_the_operators_own_interpolation_projected(mni_crop, tiny_model):

@@ -20,10 +20,12 @@ Rates count real bytes: the .arssr file, the sum of slice codestreams, the SPERR
 Volumes: ``colin27-patch64`` (a 64^3 patch of Colin27 ``ch2bet`` chosen by the paper-2025 preset's paper's rule: on a grid of
 non-overlapping 64^3 patches, those with at least 70 % non-zero voxels qualify; the one with the most
 non-zero voxels, first in raster order, is taken), ``mni152-patch64`` (the same rule on nilearn's MNI152
-T1) and ``colin27`` (the whole brain).
+T1), ``colin27`` (the whole brain, ``ch2bet``) and ``colin27-head`` (the whole head, skull included, ``ch2``).
 
-Usage: python eval/bench_compress.py [--volumes colin27-patch64,colin27] [--bpp 0.775] [--methods sperr,arssr-sperr]
-       [--json PATH]
+Usage: python eval/bench_compress.py [--volumes colin27-patch64,colin27] [--bpp 0.775] [--whole-bpp 0.02,0.05]
+       [--methods sperr,arssr-sperr] [--json PATH]
+The JSON is rewritten after every row, so an interrupted run keeps what it measured; eval/plot_compress.py
+draws PSNR against bpp from it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from arssr.compress import compress_volume, make_config
 from arssr.metrics import brain_mask, psnr, ssim
 from arssr.volume import Volume, load_volume
 
-COLIN = Path.home() / ".cache/arssr/mricron/usr/share/mricron/templates/ch2bet.nii.gz"
+TEMPLATES = Path.home() / ".cache/arssr/mricron/usr/share/mricron/templates"
+COLIN = TEMPLATES / "ch2bet.nii.gz"
+COLIN_HEAD = TEMPLATES / "ch2.nii.gz"
 PATCH = 64
 MIN_NONZERO = 0.7
 
@@ -68,6 +72,8 @@ def select_patch(volume: Volume) -> Volume:
 def load(name: str) -> Volume:
     if name == "colin27":
         return load_volume(COLIN)
+    if name == "colin27-head":
+        return load_volume(COLIN_HEAD)
     if name == "colin27-patch64":
         return select_patch(load_volume(COLIN))
     if name == "mni152-patch64":
@@ -205,8 +211,8 @@ def run_method(method: str, name: str, volume: Volume, run, budget: int) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--volumes", default="colin27-patch64,mni152-patch64,colin27")
-    parser.add_argument("--bpp", type=float, default=0.775, help="rate of the 64^3 patches")
-    parser.add_argument("--whole-bpp", type=float, default=0.05, help="rate of the whole brain")
+    parser.add_argument("--bpp", default="0.775", help="rates of the 64^3 patches, comma-separated")
+    parser.add_argument("--whole-bpp", default="0.05", help="rates of the whole volumes, comma-separated")
     parser.add_argument("--scale", type=float, default=2.0, help="arssr's downsampling factor")
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--time-budget", type=float, default=150.0, help="seconds of SIREN fitting per file")
@@ -222,25 +228,28 @@ def main() -> None:
     from arssr.device import resolve_device
 
     args.device = resolve_device(args.device)
+    env = {"torch": torch.__version__, "device": str(args.device), "threads": torch.get_num_threads()}
     records = []
     for name in args.volumes.split(","):
         volume = load(name)
-        bpp = args.bpp if "patch" in name else args.whole_bpp
-        budget = math.floor(bpp * volume.data.size / 8)
-        run = argparse.Namespace(**{**vars(args), "bpp": bpp})
-        rows = [run_method(method, name, volume, run, budget) for method in args.methods.split(",")]
-        for row in rows:
-            row["over_budget"] = row["method"] != "zstd-lossless" and row["bytes"] > budget
-            print(f"{row['volume']:16s} {row['method']:16s} {row.get('lr_codec', ''):5s} "
-                  f"{row.get('scale', float('nan')):3g} {row['bytes']:9d} B {row['bpp']:7.3f} bpp  "
-                  f"PSNR {row['psnr']:6.2f} (mask {row['psnr_mask']:6.2f})  SSIM {row['ssim']:.4f}  "
-                  f"enc {row['encode_s']:7.1f} s  dec {row['decode_s']:6.1f} s"
-                  + ("  (over budget)" if row["over_budget"] else "")
-                  + ("  (end-to-end changes dropped)" if row.get("finetune_kept") is False else ""), flush=True)
-        records.extend(rows)
-    if args.json:
-        env = {"torch": torch.__version__, "device": str(args.device), "threads": torch.get_num_threads()}
-        Path(args.json).write_text(json.dumps([{**row, **env} for row in records], indent=1) + "\n")
+        rates = args.bpp if "patch" in name else args.whole_bpp
+        for bpp in (float(rate) for rate in rates.split(",")):
+            budget = math.floor(bpp * volume.data.size / 8)
+            run = argparse.Namespace(**{**vars(args), "bpp": bpp})
+            for method in args.methods.split(","):
+                row = run_method(method, name, volume, run, budget)
+                row["target_bpp"] = bpp
+                row["over_budget"] = row["method"] != "zstd-lossless" and row["bytes"] > budget
+                print(f"{row['volume']:16s} {row['method']:16s} {row.get('lr_codec', ''):5s} "
+                      f"{row.get('scale', float('nan')):3g} {row['bytes']:9d} B {row['bpp']:7.3f} bpp  "
+                      f"PSNR {row['psnr']:6.2f} (mask {row['psnr_mask']:6.2f})  SSIM {row['ssim']:.4f}  "
+                      f"enc {row['encode_s']:7.1f} s  dec {row['decode_s']:6.1f} s"
+                      + ("  (over budget)" if row["over_budget"] else "")
+                      + ("  (end-to-end changes dropped)" if row.get("finetune_kept") is False else ""), flush=True)
+                records.append({**row, **env})
+                if args.json:
+                    Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
+
 
 if __name__ == "__main__":
     main()

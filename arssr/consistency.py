@@ -38,6 +38,12 @@ FLOOR_TOLERANCE = 1e-4
 SLAB_VOXELS = 1 << 22
 #: How much coarser than the other two axes the slice axis of a thick-slice input must be.
 SLICE_AXIS_RATIO = 1.01
+#: Radial frequency, in units of the input's Nyquist frequency along each axis, that splits a projection's
+#: correction into the two bands that :func:`weighted_projection` weights.
+BAND_SPLIT = 0.5
+#: Decimals and largest magnitude of fitted band weights (they are stored in files).
+WEIGHT_DECIMALS = 3
+MAX_WEIGHT = 9.999
 
 
 def check_operator(operator: Operator) -> None:
@@ -164,3 +170,55 @@ def project(
             break
         out = _projection(np.maximum(out, floor), lr, operator)
     return np.maximum(out, floor, out=out)
+
+
+def correction_bands(correction: np.ndarray, lr_shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``correction`` split at :data:`BAND_SPLIT` of the input's Nyquist frequency (radially, the frequency along
+    each axis divided by the input's on that axis); the two float32 bands add up to ``correction``."""
+    from scipy import fft
+
+    shape = correction.shape
+    spectrum = fft.rfftn(np.asarray(correction, dtype=np.float32))
+    radius2 = np.zeros(spectrum.shape, dtype=np.float32)
+    for axis, (n, m) in enumerate(zip(shape, lr_shape)):
+        freq = fft.rfftfreq(n) if axis == len(shape) - 1 else np.abs(fft.fftfreq(n))
+        view = [1] * len(shape)
+        view[axis] = -1
+        radius2 += ((2 * freq * n / m) ** 2).astype(np.float32).reshape(view)
+    spectrum[radius2 >= BAND_SPLIT**2] = 0
+    low = fft.irfftn(spectrum, s=shape).astype(np.float32)
+    return low, np.asarray(correction, dtype=np.float32) - low
+
+
+def _bands(volume: np.ndarray, lr: np.ndarray, operator: Operator) -> tuple[np.ndarray, np.ndarray]:
+    return correction_bands(project(volume, lr, operator) - np.asarray(volume, dtype=np.float32), np.shape(lr))
+
+
+def fit_band_weights(volume: np.ndarray, lr: np.ndarray, operator: Operator,
+                     reference: np.ndarray) -> tuple[float, float]:
+    """The weights of :func:`weighted_projection` that bring ``volume`` closest to ``reference`` (least squares,
+    before any floor; rounded to :data:`WEIGHT_DECIMALS`, within :data:`MAX_WEIGHT`): an encoder that knows the original fits them, and
+    when ``lr`` carries coding errors they are below 1 where the errors outweigh its information."""
+    bands = [band.astype(np.float64).ravel() for band in _bands(volume, lr, operator)]
+    target = (np.asarray(reference, dtype=np.float64) - volume).ravel()
+    gram = np.array([[a @ b for b in bands] for a in bands])
+    weights = np.linalg.lstsq(gram, np.array([a @ target for a in bands]), rcond=None)[0]
+    low, high = (round(float(np.clip(w, -MAX_WEIGHT, MAX_WEIGHT)), WEIGHT_DECIMALS) for w in weights)
+    return low, high
+
+
+def weighted_projection(volume: np.ndarray, lr: np.ndarray, operator: Operator, weights: Sequence[float],
+                        floor: float | None = None) -> np.ndarray:
+    """``volume`` plus its projection's correction (:func:`project`) weighted per band
+    (:func:`correction_bands`: ``weights`` for the low and the high band), clipped once at ``floor``.
+
+    Weights ``(1, 1)`` give the projection itself (without the alternating
+    floor rounds of :func:`project`); smaller weights trust the input less
+    than exact consistency does. Returns a new float32 array.
+    """
+    check_operator(operator)
+    if operator == "none":
+        raise InputError("weighted consistency needs an operator, not 'none'")
+    low, high = _bands(volume, lr, operator)
+    out = np.asarray(volume, dtype=np.float32) + np.float32(weights[0]) * low + np.float32(weights[1]) * high
+    return out if floor is None else np.maximum(out, floor, out=out)

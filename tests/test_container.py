@@ -51,9 +51,9 @@ def test_foreign_file_and_unknown_version():
     with pytest.raises(InputError, match="not an .arssr file"):
         unpack(b"\x1f\x8b\x08\x00" + bytes(100))  # a gzip (NIfTI) stream
     newer = bytearray(BLOB)
-    newer[len(MAGIC)] = 4
+    newer[len(MAGIC)] = 5
     newer[-4:] = zlib.crc32(bytes(newer[:-4])).to_bytes(4, "little")
-    with pytest.raises(InputError, match=r"format version 4 is not supported \(this arssr reads up to 3\)"):
+    with pytest.raises(InputError, match=r"format version 5 is not supported \(this arssr reads up to 4\)"):
         unpack(bytes(newer))
 
 
@@ -62,6 +62,8 @@ def test_version_2_marks_files_with_fine_tuned_decoder_parameters():
     tuned = {**META, "finetune": {"mode": "bias", "params": 3}}
     blob = pack(tuned, PAYLOAD)
     assert blob[len(MAGIC)] == 2 and unpack(blob) == (tuned, PAYLOAD)
+    weighted = {**tuned, "consistency": "kspace", "consistency_weights": [0.9, 0.5]}
+    assert pack(weighted, PAYLOAD)[len(MAGIC)] == 4 and unpack(pack(weighted, PAYLOAD)) == (weighted, PAYLOAD)
 
 
 def test_version_3_marks_files_whose_lr_is_not_a_siren():

@@ -45,7 +45,7 @@ def test_round_trip_restores_geometry_dtype_and_range(tmp_path, mni_crop, tiny_w
     assert report["bytes"] == size <= math.floor(mni_crop.data.size / 8)
     meta, _ = read_container(path)
     assert meta.get("lr_codec", "siren") == lr_codec and meta["consistency"] == "kspace"
-    assert path.read_bytes()[len(MAGIC)] == {"siren": 1, "sperr": 3}[lr_codec]
+    assert path.read_bytes()[len(MAGIC)] == 4  # decoded with consistency band weights
     decompress(path, tmp_path / "back.nii.gz", sr_model=tiny_weights, device="cpu")
     back = nib.load(tmp_path / "back.nii.gz")
     assert back.shape == mni_crop.shape and np.array_equal(back.affine, mni_crop.affine)
@@ -76,7 +76,19 @@ def test_budget_is_met_in_real_bytes_by_the_largest_sperr_rate(mni_crop, tiny_we
     config = make_config(lr_codec="sperr")
     blob, report = compress_volume(mni_crop, config, tiny_weights_module, target_bpp=bpp, device="cpu")
     budget = math.floor(bpp * mni_crop.data.size / 8)
-    assert budget - 8 <= report["bytes"] == len(blob) <= budget  # the bpp search leaves at most a few bytes
+    assert budget - 16 <= report["bytes"] == len(blob) <= budget  # the bpp search and the weights placeholder leave a few bytes
+
+
+def test_the_weights_placeholder_sizes_files_for_any_fitted_weights(sperr_file):
+    """Files are sized with the placeholder of the consistency band weights: the metadata with any weights that
+    fitting can give (3 decimals, magnitude at most 9.999) is never larger."""
+    from arssr.compress.codec import WEIGHTS_KEY, WEIGHTS_PLACEHOLDER
+
+    meta, payload = unpack(sperr_file[0])
+    sized = len(pack({**meta, WEIGHTS_KEY: list(WEIGHTS_PLACEHOLDER)}, payload))
+    rng = np.random.default_rng(0)
+    trials = np.concatenate([rng.uniform(-9.999, 9.999, (1500, 2)), rng.uniform(0, 1.2, (1500, 2))]).round(3)
+    assert max(len(pack({**meta, WEIGHTS_KEY: [float(a), float(b)]}, payload)) for a, b in trials) <= sized
 
 
 def test_budgets_below_the_smallest_file_are_refused(mni_crop, tiny_weights_module):
@@ -160,6 +172,9 @@ def test_cli_lr_codec_auto_and_info(tmp_path, int16_nifti, tiny_weights, capsys)
     stream = len(read_container(out)[1])
     assert lines["lr_codec"] == f"sperr, {stream} bytes, {8 * stream / (6 * 6 * 6):.4f} bits per LR voxel"
     assert "siren" not in lines and "paper_cr" not in lines and int(lines["bytes"]) <= 4 * 12 * 11 * 11 / 8
+    low, high = read_container(out)[0]["consistency_weights"]
+    assert lines["consistency"] == (f"kspace, band weights {low:g} (below half the LR's Nyquist frequency) "
+                                    f"and {high:g} (above)")
     assert main(["decompress", str(out), "-o", str(tmp_path / "s.nii.gz"), *args]) == 0
     auto, report = tmp_path / "a.arssr", tmp_path / "a.json"
     assert main(["compress", str(int16_nifti), "-o", str(auto), "--auto", "--target-bpp", "8", "--steps", "10",

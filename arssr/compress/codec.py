@@ -33,6 +33,13 @@ from arssr.models.space import ModelSpace
 from arssr.volume import Volume
 
 
+#: Metadata key of the consistency band weights, and what it holds while a file is sized, before they are fitted:
+#: with these digits the metadata compresses to more bytes than with any fitted weights (their zlib size varies
+#: by a few bytes with the digits; tests/test_lr_codec.py checks the margin).
+WEIGHTS_KEY = "consistency_weights"
+WEIGHTS_PLACEHOLDER = (-1.2345678901, -9.8765432109)
+
+
 def sr_model_identity(path: str | os.PathLike | None) -> dict:
     """``{"name", "sha256"}`` of an SR model file (default: the shipped model)."""
     from arssr.models import default_model_path, file_sha256
@@ -100,6 +107,7 @@ def prepare(volume: Volume, config: CompressionConfig, sr_model: str | os.PathLi
     lr = degrade(torch.from_numpy(volume.data), lr_shape, config.method).numpy()
     window = intensity_window(lr, model.normalization)
     meta = _header_meta(volume, config, lr_shape, window, sr_model_identity(sr_model))
+    meta[WEIGHTS_KEY] = list(WEIGHTS_PLACEHOLDER)  # sizes the file; measuring the encoding fits the weights
     return meta, model_space(meta, model).normalize(lr), model
 
 
@@ -137,8 +145,9 @@ def encode(
         record = dict(meta)
         if deltas:
             record["finetune"] = {"mode": config.finetune, "params": sum(d.numel() for d in deltas)}
-        elif model is not None:
-            # Decoding projects the SR result onto the decoded LR; the end-to-end phase learnt without it.
+        if model is not None:
+            # Decoding makes the SR result consistent with the decoded LR, by weights fitted when the encoding is
+            # measured (the end-to-end phase learnt without it: there they may come out near 0).
             record["consistency"] = config.method
         raw = quantize.pack_tensors([*net.state_dict().values(), *deltas], config.quant)
         record["codec"], payload = quantize.entropy_encode(raw)
@@ -166,11 +175,36 @@ def decode(
     from arssr.device import resolve_device
 
     device = resolve_device(device)
+    lr, model = _lr_and_model(meta, payload, sr_model, device)
+    return restore(meta, lr, model, device, progress)
+
+
+def decode_fitted(meta: dict, payload: bytes, volume: Volume, sr_model: str | os.PathLike | None = None,
+                  device: str | torch.device = "auto") -> tuple[dict, Volume]:
+    """``(meta, decoded)``: for a file whose metadata has ``consistency_weights`` (its placeholder, from
+    :func:`prepare`), the metadata with the band weights fitted against ``volume``, the original
+    (``arssr.consistency.fit_band_weights``), and the volume that a reader decodes from that metadata; for
+    another file, ``meta`` and :func:`decode`'s volume. One SR pass either way."""
+    from arssr.consistency import fit_band_weights
+    from arssr.device import resolve_device
+
+    device = resolve_device(device)
+    lr, model = _lr_and_model(meta, payload, sr_model, device)
+    if WEIGHTS_KEY not in meta or model is None:
+        return meta, restore(meta, lr, model, device)
+    sr = _super_resolved(meta, lr, model, device)
+    reference = model_space(meta, model).normalize(volume.data)
+    meta = {**meta, WEIGHTS_KEY: list(fit_band_weights(sr, lr, meta["consistency"], reference))}
+    return meta, _as_volume(meta, _consistent(meta, lr, sr, model), model)
+
+
+def _lr_and_model(meta: dict, payload: bytes, sr_model: str | os.PathLike | None, device: torch.device):
+    """``(normalised LR volume, SR model or None)`` of a file."""
     with malformed_metadata():
         model = load_sr_model(meta["decoder"], sr_model) if meta["decoder"] is not None else None
     if lr_codec_of(meta) != "siren":  # another LR codec's stream (arssr.compress.sperr)
-        return restore(meta, decode_lr(meta, payload), model, device, progress)
-    return restore(meta, _siren_lr(meta, payload, model, device), model, device, progress)
+        return decode_lr(meta, payload), model
+    return _siren_lr(meta, payload, model, device), model
 
 
 def _siren_lr(meta: dict, payload: bytes, model, device: torch.device) -> np.ndarray:
@@ -191,29 +225,56 @@ def _siren_lr(meta: dict, payload: bytes, model, device: torch.device) -> np.nda
 
 
 def restore(meta: dict, lr: np.ndarray, model, device: torch.device, progress: bool = False) -> Volume:
-    """The volume from its decoded normalised LR: the SR ``model`` (none at scale 1) to the original grid, the
-    consistency projection onto ``lr``, then the original's intensities, dtype and geometry."""
-    import nibabel as nib
+    """The volume from its decoded normalised LR: the SR ``model`` (none at scale 1) to the original grid, made
+    consistent with ``lr`` (:func:`_consistent`), then the original's intensities, dtype and geometry."""
+    if model is not None:
+        lr = _consistent(meta, lr, _super_resolved(meta, lr, model, device, progress), model)
+    return _as_volume(meta, lr, model)
 
-    from arssr.consistency import check_operator, project
+
+def _super_resolved(meta: dict, lr: np.ndarray, model, device: torch.device, progress: bool = False) -> np.ndarray:
+    """The SR model's output from the normalised LR, on the original grid in the file's axes."""
     from arssr.inference import super_resolve
 
     with malformed_metadata():
-        shape = tuple(meta["shape"])
+        space, shape = model_space(meta, model), tuple(meta["shape"])
+    return space.from_model_axes(super_resolve(space.to_model_axes(lr), model, space.axes(shape), device=device,
+                                               progress=progress))
+
+
+def _consistent(meta: dict, lr: np.ndarray, sr: np.ndarray, model) -> np.ndarray:
+    """``sr`` projected onto the decoded ``lr`` through the file's ``consistency`` operator, or, with
+    ``consistency_weights``, given that projection's correction weighted per band
+    (``arssr.consistency.weighted_projection``): a lossy LR is not trusted to its finest detail."""
+    from arssr.consistency import check_operator, project, weighted_projection
+
+    with malformed_metadata():
+        operator = meta.get("consistency", "none")
+        check_operator(operator)
+        floor = model_space(meta, model).intensity(0.0) if float(meta["range"][0]) >= 0 else None
+        weights = meta.get(WEIGHTS_KEY)
+        if weights is not None:
+            weights = [float(w) for w in weights]
+            if len(weights) != 2 or not all(np.isfinite(weights)) or operator == "none":
+                raise ValueError(f"consistency weights {meta[WEIGHTS_KEY]!r} with consistency {operator!r}")
+    if weights is None:
+        return project(sr, lr, operator, floor)
+    return weighted_projection(sr, lr, operator, weights, floor)
+
+
+def _as_volume(meta: dict, data: np.ndarray, model) -> Volume:
+    """Normalised ``data`` on the original grid as the original's intensities, dtype and geometry."""
+    import nibabel as nib
+
+    with malformed_metadata():
         affine = np.vstack([np.asarray(meta["affine"], dtype=np.float64).reshape(3, 4), [0, 0, 0, 1]])
         dtype, codes = np.dtype(meta["dtype"]), [int(c) for c in meta["codes"]]
         space, clip = model_space(meta, model), tuple(meta["range"])
-        check_operator(meta.get("consistency", "none"))
-    if model is not None:
-        sr = space.from_model_axes(super_resolve(space.to_model_axes(lr), model, space.axes(shape), device=device,
-                                                 progress=progress))
-        floor = space.intensity(0.0) if clip[0] >= 0 else None
-        lr = project(sr, lr, meta.get("consistency", "none"), floor)
     header = nib.Nifti1Header()
     header.set_data_dtype(dtype)
     header.set_qform(affine, code=codes[0])
     header.set_sform(affine, code=codes[1])
-    return Volume(np.ascontiguousarray(space.denormalize(lr, clip)), affine, header)
+    return Volume(np.ascontiguousarray(space.denormalize(data, clip)), affine, header)
 
 
 def _finetuned_parameters(record: dict | None, model) -> list[torch.Tensor]:

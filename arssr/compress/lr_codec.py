@@ -5,10 +5,12 @@ Encoding makes the LR volume as the SIREN path does (:func:`arssr.compress.codec
 normalised, and no SR model) and codes it with SPERR in its bpp mode. The rate is the file's: the largest SPERR
 bpp whose whole ``.arssr`` file (header, metadata, stream, checksum) fits the byte budget is found by bisection
 (:func:`arssr.compress.sperr.fit_stream`). Decoding is SPERR's, then :func:`arssr.compress.codec.restore`
-(SR model, consistency projection onto the decoded LR, intensities, dtype, geometry), as for a SIREN file.
+(SR model, made consistent with the decoded LR by the file's band weights, intensities, dtype, geometry), as for
+a SIREN file.
 
 Metadata: the SIREN file's, less its ``siren``, ``quant`` and ``codec`` keys, plus ``"lr_codec": "sperr"``;
-such files have container format version 3 (``arssr.compress.container``), which earlier readers refuse.
+such files have container format version 3 (``arssr.compress.container``), or 4 with consistency band weights,
+which earlier readers refuse.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def encode_sperr(volume: Volume, config: CompressionConfig, sr_model: str | os.P
     meta = {key: value for key, value in meta.items() if key not in SIREN_KEYS}
     meta["lr_codec"] = "sperr"
     if model is not None:
-        meta["consistency"] = config.method  # decoding projects the SR result onto the decoded LR
+        meta["consistency"] = config.method  # decoding makes the SR result consistent with the decoded LR
     return meta, fit_stream(lr, meta, budget)
 
 

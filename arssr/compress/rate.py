@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from arssr.compress import container, quantize
-from arssr.compress.codec import decode
+from arssr.compress.codec import decode_fitted
 from arssr.compress.config import CompressionConfig
 from arssr.errors import InputError
 from arssr.models.siren import Siren
@@ -48,11 +48,12 @@ def quality(decoded: Volume, original: Volume) -> dict:
 
 def measure(meta: dict, payload: bytes, config: CompressionConfig, volume: Volume,
             sr_model: str | os.PathLike | None, device: torch.device) -> tuple[bytes, dict]:
-    """``(file bytes, report)`` of one encoding: its rate, how close its decode is to ``volume``, decode time."""
-    blob = container.pack(meta, payload)
+    """``(file bytes, report)`` of one encoding: its rate, how close its decode is to ``volume``, decode time
+    (which includes fitting the file's consistency band weights, :func:`arssr.compress.codec.decode_fitted`)."""
     start = time.perf_counter()
-    found = quality(decode(meta, payload, sr_model, device), volume)
-    return blob, {**rate(meta, len(blob)), **found, "decode_s": time.perf_counter() - start,
+    meta, decoded = decode_fitted(meta, payload, volume, sr_model, device)
+    blob = container.pack(meta, payload)
+    return blob, {**rate(meta, len(blob)), **quality(decoded, volume), "decode_s": time.perf_counter() - start,
                   "config": asdict(config)}
 
 

@@ -190,35 +190,42 @@ def correction_bands(correction: np.ndarray, lr_shape: Sequence[int]) -> tuple[n
     return low, np.asarray(correction, dtype=np.float32) - low
 
 
-def _bands(volume: np.ndarray, lr: np.ndarray, operator: Operator) -> tuple[np.ndarray, np.ndarray]:
+def projection_bands(volume: np.ndarray, lr: np.ndarray, operator: Operator) -> tuple[np.ndarray, np.ndarray]:
+    """The correction that projects ``volume`` onto ``lr`` (:func:`project`, no floor), split by
+    :func:`correction_bands`."""
     return correction_bands(project(volume, lr, operator) - np.asarray(volume, dtype=np.float32), np.shape(lr))
 
 
-def fit_band_weights(volume: np.ndarray, lr: np.ndarray, operator: Operator,
-                     reference: np.ndarray) -> tuple[float, float]:
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of ``a * b`` accumulated in float64 one index of axis 0 at a time (no float64 copy of the arrays)."""
+    return float(sum(np.dot(x.ravel().astype(np.float64), y.ravel().astype(np.float64)) for x, y in zip(a, b)))
+
+
+def fit_band_weights(volume: np.ndarray, bands: Sequence[np.ndarray], reference: np.ndarray) -> tuple[float, float]:
     """The weights of :func:`weighted_projection` that bring ``volume`` closest to ``reference`` (least squares,
-    before any floor; rounded to :data:`WEIGHT_DECIMALS`, within :data:`MAX_WEIGHT`): an encoder that knows the original fits them, and
-    when ``lr`` carries coding errors they are below 1 where the errors outweigh its information."""
-    bands = [band.astype(np.float64).ravel() for band in _bands(volume, lr, operator)]
-    target = (np.asarray(reference, dtype=np.float64) - volume).ravel()
-    gram = np.array([[a @ b for b in bands] for a in bands])
-    weights = np.linalg.lstsq(gram, np.array([a @ target for a in bands]), rcond=None)[0]
+    before any floor; rounded to :data:`WEIGHT_DECIMALS`, within :data:`MAX_WEIGHT`), ``bands`` being
+    :func:`projection_bands` of ``volume``: an encoder that knows the original fits them, and when the input
+    carries coding errors they are below 1 where the errors outweigh its information."""
+    target = np.asarray(reference, dtype=np.float32) - np.asarray(volume, dtype=np.float32)
+    gram = np.array([[_dot(a, b) for b in bands] for a in bands])
+    weights = np.linalg.lstsq(gram, np.array([_dot(a, target) for a in bands]), rcond=None)[0]
     low, high = (round(float(np.clip(w, -MAX_WEIGHT, MAX_WEIGHT)), WEIGHT_DECIMALS) for w in weights)
     return low, high
 
 
 def weighted_projection(volume: np.ndarray, lr: np.ndarray, operator: Operator, weights: Sequence[float],
-                        floor: float | None = None) -> np.ndarray:
-    """``volume`` plus its projection's correction (:func:`project`) weighted per band
-    (:func:`correction_bands`: ``weights`` for the low and the high band), clipped once at ``floor``.
+                        floor: float | None = None, bands: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """``volume`` plus its projection's correction weighted per band (:func:`projection_bands`, or ``bands``
+    when already computed: ``weights`` for the low and the high band), clipped once at ``floor``.
 
-    Weights ``(1, 1)`` give the projection itself (without the alternating
-    floor rounds of :func:`project`); smaller weights trust the input less
-    than exact consistency does. Returns a new float32 array.
+    Weights ``(1, 1)`` give the projection itself, but with one clipping
+    instead of the alternating floor rounds of :func:`project`; smaller
+    weights trust the input less than exact consistency does. Returns a new
+    float32 array.
     """
     check_operator(operator)
     if operator == "none":
         raise InputError("weighted consistency needs an operator, not 'none'")
-    low, high = _bands(volume, lr, operator)
+    low, high = projection_bands(volume, lr, operator) if bands is None else bands
     out = np.asarray(volume, dtype=np.float32) + np.float32(weights[0]) * low + np.float32(weights[1]) * high
     return out if floor is None else np.maximum(out, floor, out=out)

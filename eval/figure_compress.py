@@ -1,5 +1,5 @@
 """Figure: one volume at a low rate, SPERR alone against arssr with a SPERR-coded LR (DS 1/2), decoded with the
-file's consistency band weights and, for comparison, with the exact projection (weights 1, 1).
+file's consistency band weights and, for comparison, with weights (1, 1): the projection, clipped once at zero.
 
 An axial slice through the middle of the volume and a zoom on its centre; the PSNR of each whole volume (and
 inside the foreground mask) is in the panel titles.
@@ -47,7 +47,7 @@ def main() -> None:
     panels = [
         ("original", volume.data),
         (f"SPERR alone, {args.bpp:g} bpp", sperr),
-        ("arssr, SPERR LR, exact projection", decode({**meta, WEIGHTS_KEY: [1.0, 1.0]}, payload, None, "cpu").data),
+        ("arssr, SPERR LR, weights 1 / 1 (projection)", decode({**meta, WEIGHTS_KEY: [1.0, 1.0]}, payload, None, "cpu").data),
         ("arssr, SPERR LR, band weights {:g} / {:g}".format(*meta[WEIGHTS_KEY]), decode(meta, payload, None, "cpu").data),
     ]
     z = volume.shape[2] // 2

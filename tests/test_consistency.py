@@ -6,7 +6,7 @@ import torch
 
 from arssr import geometry
 from arssr.consistency import (CONSISTENCY_OPERATORS, correction_bands, degrade_volume, fit_band_weights, project,
-                               slice_consistency, weighted_projection)
+                               projection_bands, slice_consistency, weighted_projection)
 from arssr.degrade import SliceModel, axis_matrix, degrade, resample, resampling_matrix
 from arssr.errors import InputError
 from arssr.inference import upsample
@@ -349,9 +349,11 @@ def test_fitted_band_weights_recover_known_weights_and_are_least_squares(mni_cro
     rng = np.random.default_rng(1)
     coded = lr + rng.normal(0, 0.05 * float(lr.std()), lr.shape).astype(np.float32)  # a lossy LR
     guess = resample(torch.from_numpy(coded.astype(np.float64)), truth.shape, "cubic").numpy().astype(np.float32)
+    bands = projection_bands(guess, coded, "kspace")
     made = weighted_projection(guess, coded, "kspace", (0.8, 0.35))
-    assert fit_band_weights(guess, coded, "kspace", made) == (0.8, 0.35)
-    fitted = fit_band_weights(guess, coded, "kspace", truth)
+    np.testing.assert_array_equal(weighted_projection(guess, coded, "kspace", (0.8, 0.35), bands=bands), made)
+    assert fit_band_weights(guess, bands, made) == (0.8, 0.35)
+    fitted = fit_band_weights(guess, bands, truth)
 
     def error(weights):
         return float(np.sum((weighted_projection(guess, coded, "kspace", weights) - truth) ** 2, dtype=np.float64))

@@ -33,11 +33,12 @@ from arssr.models.space import ModelSpace
 from arssr.volume import Volume
 
 
-#: Metadata key of the consistency band weights, and what it holds while a file is sized, before they are fitted:
-#: with these digits the metadata compresses to more bytes than with any fitted weights (their zlib size varies
-#: by a few bytes with the digits; tests/test_lr_codec.py checks the margin).
+#: Metadata key of the consistency band weights, and what it holds while a file is sized, before they are fitted.
+#: The zlib size of the metadata varies by a few bytes with the digits; with these it measured at least 3 bytes
+#: more than with any fitted weights (tests/test_lr_codec.py checks that margin; it is measured, not proven).
+#: Their magnitudes exceed ``arssr.consistency.MAX_WEIGHT``, so a file that held them would be refused.
 WEIGHTS_KEY = "consistency_weights"
-WEIGHTS_PLACEHOLDER = (-1.2345678901, -9.8765432109)
+WEIGHTS_PLACEHOLDER = (-12.345678901, -98.765432109)
 
 
 def sr_model_identity(path: str | os.PathLike | None) -> dict:
@@ -185,7 +186,7 @@ def decode_fitted(meta: dict, payload: bytes, volume: Volume, sr_model: str | os
     :func:`prepare`), the metadata with the band weights fitted against ``volume``, the original
     (``arssr.consistency.fit_band_weights``), and the volume that a reader decodes from that metadata; for
     another file, ``meta`` and :func:`decode`'s volume. One SR pass either way."""
-    from arssr.consistency import fit_band_weights
+    from arssr.consistency import fit_band_weights, projection_bands
     from arssr.device import resolve_device
 
     device = resolve_device(device)
@@ -193,9 +194,10 @@ def decode_fitted(meta: dict, payload: bytes, volume: Volume, sr_model: str | os
     if WEIGHTS_KEY not in meta or model is None:
         return meta, restore(meta, lr, model, device)
     sr = _super_resolved(meta, lr, model, device)
-    reference = model_space(meta, model).normalize(volume.data)
-    meta = {**meta, WEIGHTS_KEY: list(fit_band_weights(sr, lr, meta["consistency"], reference))}
-    return meta, _as_volume(meta, _consistent(meta, lr, sr, model), model)
+    bands = projection_bands(sr, lr, meta["consistency"])
+    weights = fit_band_weights(sr, bands, model_space(meta, model).normalize(volume.data))
+    meta = {**meta, WEIGHTS_KEY: list(weights)}
+    return meta, _as_volume(meta, _consistent(_consistency_rule(meta, model), lr, sr, bands), model)
 
 
 def _lr_and_model(meta: dict, payload: bytes, sr_model: str | os.PathLike | None, device: torch.device):
@@ -228,7 +230,8 @@ def restore(meta: dict, lr: np.ndarray, model, device: torch.device, progress: b
     """The volume from its decoded normalised LR: the SR ``model`` (none at scale 1) to the original grid, made
     consistent with ``lr`` (:func:`_consistent`), then the original's intensities, dtype and geometry."""
     if model is not None:
-        lr = _consistent(meta, lr, _super_resolved(meta, lr, model, device, progress), model)
+        rule = _consistency_rule(meta, model)  # a malformed file fails before the SR pass
+        lr = _consistent(rule, lr, _super_resolved(meta, lr, model, device, progress))
     return _as_volume(meta, lr, model)
 
 
@@ -242,11 +245,9 @@ def _super_resolved(meta: dict, lr: np.ndarray, model, device: torch.device, pro
                                                progress=progress))
 
 
-def _consistent(meta: dict, lr: np.ndarray, sr: np.ndarray, model) -> np.ndarray:
-    """``sr`` projected onto the decoded ``lr`` through the file's ``consistency`` operator, or, with
-    ``consistency_weights``, given that projection's correction weighted per band
-    (``arssr.consistency.weighted_projection``): a lossy LR is not trusted to its finest detail."""
-    from arssr.consistency import check_operator, project, weighted_projection
+def _consistency_rule(meta: dict, model) -> tuple[str, float | None, list[float] | None]:
+    """``(operator, floor, band weights or None)`` of a file, checked."""
+    from arssr.consistency import MAX_WEIGHT, check_operator
 
     with malformed_metadata():
         operator = meta.get("consistency", "none")
@@ -255,11 +256,21 @@ def _consistent(meta: dict, lr: np.ndarray, sr: np.ndarray, model) -> np.ndarray
         weights = meta.get(WEIGHTS_KEY)
         if weights is not None:
             weights = [float(w) for w in weights]
-            if len(weights) != 2 or not all(np.isfinite(weights)) or operator == "none":
+            if len(weights) != 2 or not all(abs(w) <= MAX_WEIGHT for w in weights) or operator == "none":
                 raise ValueError(f"consistency weights {meta[WEIGHTS_KEY]!r} with consistency {operator!r}")
+    return operator, floor, weights
+
+
+def _consistent(rule: tuple, lr: np.ndarray, sr: np.ndarray, bands=None) -> np.ndarray:
+    """``sr`` projected onto the decoded ``lr`` through the file's operator (:func:`_consistency_rule`), or, with
+    band weights, given that projection's correction weighted per band (``arssr.consistency.weighted_projection``;
+    ``bands``: the correction's bands if already computed): a lossy LR is not trusted to its finest detail."""
+    from arssr.consistency import project, weighted_projection
+
+    operator, floor, weights = rule
     if weights is None:
         return project(sr, lr, operator, floor)
-    return weighted_projection(sr, lr, operator, weights, floor)
+    return weighted_projection(sr, lr, operator, weights, floor, bands)
 
 
 def _as_volume(meta: dict, data: np.ndarray, model) -> Volume:

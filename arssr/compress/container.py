@@ -7,8 +7,9 @@ Layout (little-endian)::
                        (a reader that knows only version 1 must refuse those files), or 3 when
                        the LR is coded by another LR codec than a SIREN (``arssr.compress.lr_codec``),
                        or 4 when decoding weights the consistency correction per band
-                       (metadata ``consistency_weights``, ``arssr.compress.codec``); a reader refuses
-                       the versions it does not know
+                       (metadata ``consistency_weights``, ``arssr.compress.codec``), whatever else the
+                       file holds (4 is the highest that applies); a reader refuses the versions it
+                       does not know
     reserved  u8       0
     meta_len  u32      bytes of the metadata block
     data_len  u32      bytes of the payload

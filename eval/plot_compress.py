@@ -2,7 +2,8 @@
 and PSNR kind (whole volume, inside the foreground mask), one line per method.
 
 Panels start 8 dB below SPERR's lowest point: slice codecs far below it at the lowest rates are cut off there
-(the table has their values).
+(the table has their values). A stream more than 10 % above its target rate (a codec that cannot get down to
+it) is left out of the plot; the table shows it with its real bpp.
 
 Usage: python eval/plot_compress.py RECORDS.json [MORE.json ...] -o curves.png [--table curves.md]
 """
@@ -26,6 +27,8 @@ LABELS = {
 PANELS = (("psnr", "whole volume"), ("psnr_mask", "inside the mask"))
 #: dB shown below the reference codec's lowest point.
 MARGIN_DB = 8.0
+#: Real rate above the target, as a share of it, beyond which a point is not plotted.
+PLOT_OVERSHOOT = 0.1
 
 
 def load_records(paths) -> list[dict]:
@@ -43,7 +46,9 @@ def curves(records: list[dict]) -> dict:
     for row in records:
         if row["method"] != "zstd-lossless":
             grouped[row["volume"]][row["method"]].append(row)
-    return {volume: {method: sorted(rows, key=lambda r: r["bpp"]) for method, rows in methods.items()}
+    order = {method: rank for rank, method in enumerate(LABELS)}
+    return {volume: {method: sorted(methods[method], key=lambda r: r["bpp"])
+                     for method in sorted(methods, key=lambda m: order.get(m, len(order)))}
             for volume, methods in grouped.items()}
 
 
@@ -54,6 +59,7 @@ def plot(grouped: dict, path: Path) -> None:
     for row_axes, volume in zip(axes, volumes):
         for ax, (key, where) in zip(row_axes, PANELS):
             for method, rows in grouped[volume].items():
+                rows = [r for r in rows if r["bpp"] <= (1 + PLOT_OVERSHOOT) * r.get("target_bpp", r["bpp"])]
                 ax.plot([r["bpp"] for r in rows], [r[key] for r in rows], marker="o", ms=3,
                         label=LABELS.get(method, method))
             reference = grouped[volume].get("sperr")

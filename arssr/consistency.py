@@ -214,9 +214,9 @@ def fit_band_weights(volume: np.ndarray, bands: Sequence[np.ndarray], reference:
 
 
 def weighted_projection(volume: np.ndarray, lr: np.ndarray, operator: Operator, weights: Sequence[float],
-                        floor: float | None = None, bands: Sequence[np.ndarray] | None = None) -> np.ndarray:
-    """``volume`` plus its projection's correction weighted per band (:func:`projection_bands`, or ``bands``
-    when already computed: ``weights`` for the low and the high band), clipped once at ``floor``.
+                        floor: float | None = None) -> np.ndarray:
+    """``volume`` plus its projection's correction weighted per band (:func:`projection_bands`: ``weights`` for
+    the low and the high band), clipped once at ``floor``.
 
     Weights ``(1, 1)`` give the projection itself, but with one clipping
     instead of the alternating floor rounds of :func:`project`; smaller
@@ -226,6 +226,6 @@ def weighted_projection(volume: np.ndarray, lr: np.ndarray, operator: Operator, 
     check_operator(operator)
     if operator == "none":
         raise InputError("weighted consistency needs an operator, not 'none'")
-    low, high = projection_bands(volume, lr, operator) if bands is None else bands
+    low, high = projection_bands(volume, lr, operator)
     out = np.asarray(volume, dtype=np.float32) + np.float32(weights[0]) * low + np.float32(weights[1]) * high
     return out if floor is None else np.maximum(out, floor, out=out)

@@ -94,7 +94,8 @@ def test_decoding_projects_onto_the_decoded_lr(tiny_weights):
     meta, payload = unpack(blob)
     assert meta["consistency"] == "kspace"
     weights = meta["consistency_weights"]
-    assert len(weights) == 2 and all(abs(w) < 2 for w in weights)  # fitted: not the placeholder (-12.3, -98.8)
+    assert len(weights) == 2 and all(abs(w) <= 9.999 for w in weights)  # fitted: not the placeholder (-12.3, -98.8)
+    assert meta["detail_gain"] in [k / 10 for k in range(16)]
     assert blob[6] == 4  # format version 4: older readers refuse the weighted decoding
     decoded = decode({**meta, "consistency_weights": [1.0, 1.0]}, payload, tiny_weights, "cpu").data
     siren = Siren(**meta["siren"])
@@ -107,7 +108,7 @@ def test_decoding_projects_onto_the_decoded_lr(tiny_weights):
     inside = (decoded > meta["range"][0]) & (decoded < meta["range"][1])
     assert inside.mean() > 0.9  # the clipping to the volume's range touches few voxels
     assert np.abs(again - lr).max() < 2e-2 * (high - low)
-    unweighted = {key: value for key, value in meta.items() if key != "consistency_weights"}
+    unweighted = {key: value for key, value in meta.items() if key not in ("consistency_weights", "detail_gain")}
     unprojected = decode({**unweighted, "consistency": "none"}, payload, tiny_weights, "cpu").data
     assert np.abs(degrade(torch.from_numpy(unprojected.astype(np.float64)), lr.shape, "kspace").numpy() - lr).max() \
         > 10 * np.abs(again - lr).max()
@@ -116,8 +117,40 @@ def test_decoding_projects_onto_the_decoded_lr(tiny_weights):
     for bad in ([1.0], [-12.345678901, -98.765432109], [float("nan"), 1.0]):  # the placeholder is refused too
         with pytest.raises(InputError, match="malformed .arssr metadata.*consistency weights"):
             decode({**meta, "consistency_weights": bad}, payload, tiny_weights, "cpu")
+    for bad in (-12.345678901, -0.5, float("nan")):
+        with pytest.raises(InputError, match="malformed .arssr metadata.*detail gain"):
+            decode({**meta, "detail_gain": bad}, payload, tiny_weights, "cpu")
+    with pytest.raises(InputError, match="malformed .arssr metadata.*detail gain"):
+        decode({**unweighted, "detail_gain": 1.0}, payload, tiny_weights, "cpu")
     with pytest.raises(InputError, match="unknown consistency operator 'fft'"):
         decode({**meta, "consistency": "fft"}, payload, tiny_weights, "cpu")
+
+
+def test_fitted_decoding_is_the_best_gain_and_weights_on_real_anatomy(mni_crop):
+    """MNI152 crop, its LR coded lossily (noise), the shipped model: the fitted detail gain and band weights
+    decode closer to the original than the projection (gain 1, weights 1, 1) and than the neighbouring gains
+    with their own least-squares weights."""
+    from arssr.compress.codec import FITTED_GAINS, fit_decoding
+    from arssr.consistency import fit_band_weights, projection_bands, weighted_projection
+    from arssr.inference import interpolation
+
+    model = load_model(None)
+    truth = normalize(mni_crop.data, (float(mni_crop.data.min()), float(mni_crop.data.max())))
+    lr = degrade(torch.from_numpy(truth.astype(np.float64)), tuple(n // 2 for n in truth.shape), "kspace").numpy()
+    lr = (lr + np.random.default_rng(0).normal(0, 0.03, lr.shape)).astype(np.float32)
+    sr = super_resolve(lr, model, truth.shape)
+    gain, weights = fit_decoding(sr, lr, "kspace", truth)
+    assert gain in FITTED_GAINS
+    base = interpolation(lr, truth.shape, "kspace")
+
+    def error(g, w):
+        return float(np.sum((weighted_projection(base + np.float32(g) * (sr - base), lr, "kspace", w) - truth) ** 2))
+
+    best = error(gain, weights)
+    assert best < error(1.0, (1.0, 1.0))
+    for other in (gain - 0.1, gain + 0.1):
+        guess = base + np.float32(other) * (sr - base)
+        assert best <= error(other, fit_band_weights(guess, projection_bands(guess, lr, "kspace"), truth)) * (1 + 1e-6)
 
 
 def test_real_anatomy_with_the_shipped_model(mni_crop):

@@ -351,7 +351,6 @@ def test_fitted_band_weights_recover_known_weights_and_are_least_squares(mni_cro
     guess = resample(torch.from_numpy(coded.astype(np.float64)), truth.shape, "cubic").numpy().astype(np.float32)
     bands = projection_bands(guess, coded, "kspace")
     made = weighted_projection(guess, coded, "kspace", (0.8, 0.35))
-    np.testing.assert_array_equal(weighted_projection(guess, coded, "kspace", (0.8, 0.35), bands=bands), made)
     assert fit_band_weights(guess, bands, made) == (0.8, 0.35)
     fitted = fit_band_weights(guess, bands, truth)
 

@@ -79,16 +79,18 @@ def test_budget_is_met_in_real_bytes_by_the_largest_sperr_rate(mni_crop, tiny_we
     assert budget - 16 <= report["bytes"] == len(blob) <= budget  # the bpp search and the weights placeholder leave a few bytes
 
 
-def test_the_weights_placeholder_sizes_files_for_any_fitted_weights(sperr_file):
-    """Files are sized with the placeholder of the consistency band weights: the metadata with any weights that
-    fitting can give (3 decimals, magnitude at most 9.999) is never larger."""
-    from arssr.compress.codec import WEIGHTS_KEY, WEIGHTS_PLACEHOLDER
+def test_the_placeholders_size_files_for_any_fitted_decoding(sperr_file):
+    """Files are sized with placeholders for the detail gain and the consistency band weights: the metadata with
+    any values that fitting can give (3 decimals; gain 0-1.5, weights of magnitude at most 9.999) is never larger."""
+    from arssr.compress.codec import GAIN_KEY, GAIN_PLACEHOLDER, WEIGHTS_KEY, WEIGHTS_PLACEHOLDER
 
     meta, payload = unpack(sperr_file[0])
-    sized = len(pack({**meta, WEIGHTS_KEY: list(WEIGHTS_PLACEHOLDER)}, payload))
+    sized = len(pack({**meta, GAIN_KEY: GAIN_PLACEHOLDER, WEIGHTS_KEY: list(WEIGHTS_PLACEHOLDER)}, payload))
     rng = np.random.default_rng(0)
     trials = np.concatenate([rng.uniform(-9.999, 9.999, (1500, 2)), rng.uniform(0, 1.2, (1500, 2))]).round(3)
-    assert max(len(pack({**meta, WEIGHTS_KEY: [float(a), float(b)]}, payload)) for a, b in trials) <= sized
+    gains = rng.choice(np.arange(16) / 10, len(trials))
+    assert max(len(pack({**meta, GAIN_KEY: float(g), WEIGHTS_KEY: [float(a), float(b)]}, payload))
+               for g, (a, b) in zip(gains, trials)) <= sized
 
 
 def test_budgets_below_the_smallest_file_are_refused(mni_crop, tiny_weights_module):

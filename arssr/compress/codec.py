@@ -39,6 +39,12 @@ from arssr.volume import Volume
 #: Their magnitudes exceed ``arssr.consistency.MAX_WEIGHT``, so a file that held them would be refused.
 WEIGHTS_KEY = "consistency_weights"
 WEIGHTS_PLACEHOLDER = (-12.345678901, -98.765432109)
+#: Metadata key of the detail gain that decoding applies before the band-weighted consistency (the SR result
+#: taken as ``b + g (sr - b)``, ``b`` the LR's interpolation that matches the operator), its placeholder (out of
+#: range, as above), and the gains tried when it is fitted (every one with its least-squares band weights).
+GAIN_KEY = "detail_gain"
+GAIN_PLACEHOLDER = -12.345678901
+FITTED_GAINS = tuple(round(0.1 * k, 1) for k in range(16))
 
 
 def sr_model_identity(path: str | os.PathLike | None) -> dict:
@@ -108,7 +114,8 @@ def prepare(volume: Volume, config: CompressionConfig, sr_model: str | os.PathLi
     lr = degrade(torch.from_numpy(volume.data), lr_shape, config.method).numpy()
     window = intensity_window(lr, model.normalization)
     meta = _header_meta(volume, config, lr_shape, window, sr_model_identity(sr_model))
-    meta[WEIGHTS_KEY] = list(WEIGHTS_PLACEHOLDER)  # sizes the file; measuring the encoding fits the weights
+    meta[WEIGHTS_KEY] = list(WEIGHTS_PLACEHOLDER)  # size the file; measuring the encoding fits them
+    meta[GAIN_KEY] = GAIN_PLACEHOLDER
     return meta, model_space(meta, model).normalize(lr), model
 
 
@@ -182,11 +189,10 @@ def decode(
 
 def decode_fitted(meta: dict, payload: bytes, volume: Volume, sr_model: str | os.PathLike | None = None,
                   device: str | torch.device = "auto") -> tuple[dict, Volume]:
-    """``(meta, decoded)``: for a file whose metadata has ``consistency_weights`` (its placeholder, from
-    :func:`prepare`), the metadata with the band weights fitted against ``volume``, the original
-    (``arssr.consistency.fit_band_weights``), and the volume that a reader decodes from that metadata; for
-    another file, ``meta`` and :func:`decode`'s volume. One SR pass either way."""
-    from arssr.consistency import fit_band_weights, projection_bands
+    """``(meta, decoded)``: for a file whose metadata has ``consistency_weights`` (placeholders, from
+    :func:`prepare`), the metadata with the detail gain and band weights fitted against ``volume``, the
+    original (:func:`fit_decoding`), and the volume that a reader decodes from that metadata; for another file,
+    ``meta`` and :func:`decode`'s volume. One SR pass either way."""
     from arssr.device import resolve_device
 
     device = resolve_device(device)
@@ -194,10 +200,29 @@ def decode_fitted(meta: dict, payload: bytes, volume: Volume, sr_model: str | os
     if WEIGHTS_KEY not in meta or model is None:
         return meta, restore(meta, lr, model, device)
     sr = _super_resolved(meta, lr, model, device)
-    bands = projection_bands(sr, lr, meta["consistency"])
-    weights = fit_band_weights(sr, bands, model_space(meta, model).normalize(volume.data))
-    meta = {**meta, WEIGHTS_KEY: list(weights)}
-    return meta, _as_volume(meta, _consistent(_consistency_rule(meta, model), lr, sr, bands), model)
+    gain, weights = fit_decoding(sr, lr, meta["consistency"], model_space(meta, model).normalize(volume.data))
+    meta = {**meta, GAIN_KEY: gain, WEIGHTS_KEY: list(weights)}
+    return meta, _as_volume(meta, _consistent(_consistency_rule(meta, model), lr, sr), model)
+
+
+def fit_decoding(sr: np.ndarray, lr: np.ndarray, operator: str, reference: np.ndarray) -> tuple[float, tuple]:
+    """``(detail gain, band weights)`` that bring the decoded volume closest to ``reference`` (squared error
+    before the floor): each gain of :data:`FITTED_GAINS` with its least-squares band weights
+    (``arssr.consistency.fit_band_weights``), the best kept."""
+    from arssr.consistency import fit_band_weights, projection_bands
+    from arssr.inference import interpolation
+
+    base = interpolation(lr, sr.shape, operator)
+    best = None
+    for gain in FITTED_GAINS:
+        guess = base + np.float32(gain) * (sr - base)
+        bands = projection_bands(guess, lr, operator)
+        weights = fit_band_weights(guess, bands, reference)
+        error = guess + np.float32(weights[0]) * bands[0] + np.float32(weights[1]) * bands[1] - reference
+        error = float(np.sum(np.square(error, dtype=np.float64)))
+        if best is None or error < best[0]:
+            best = (error, gain, weights)
+    return best[1], best[2]
 
 
 def _lr_and_model(meta: dict, payload: bytes, sr_model: str | os.PathLike | None, device: torch.device):
@@ -245,8 +270,8 @@ def _super_resolved(meta: dict, lr: np.ndarray, model, device: torch.device, pro
                                                progress=progress))
 
 
-def _consistency_rule(meta: dict, model) -> tuple[str, float | None, list[float] | None]:
-    """``(operator, floor, band weights or None)`` of a file, checked."""
+def _consistency_rule(meta: dict, model) -> tuple[str, float | None, list[float] | None, float | None]:
+    """``(operator, floor, band weights or None, detail gain or None)`` of a file, checked."""
     from arssr.consistency import MAX_WEIGHT, check_operator
 
     with malformed_metadata():
@@ -258,19 +283,26 @@ def _consistency_rule(meta: dict, model) -> tuple[str, float | None, list[float]
             weights = [float(w) for w in weights]
             if len(weights) != 2 or not all(abs(w) <= MAX_WEIGHT for w in weights) or operator == "none":
                 raise ValueError(f"consistency weights {meta[WEIGHTS_KEY]!r} with consistency {operator!r}")
-    return operator, floor, weights
+        gain = meta.get(GAIN_KEY)
+        if gain is not None and (weights is None or not 0 <= float(gain) <= MAX_WEIGHT):
+            raise ValueError(f"detail gain {gain!r} (it needs consistency weights and lies in [0, {MAX_WEIGHT}])")
+    return operator, floor, weights, None if gain is None else float(gain)
 
 
-def _consistent(rule: tuple, lr: np.ndarray, sr: np.ndarray, bands=None) -> np.ndarray:
+def _consistent(rule: tuple, lr: np.ndarray, sr: np.ndarray) -> np.ndarray:
     """``sr`` projected onto the decoded ``lr`` through the file's operator (:func:`_consistency_rule`), or, with
-    band weights, given that projection's correction weighted per band (``arssr.consistency.weighted_projection``;
-    ``bands``: the correction's bands if already computed): a lossy LR is not trusted to its finest detail."""
+    band weights, its detail scaled by the file's gain and then given the projection's correction weighted per
+    band (``arssr.consistency.weighted_projection``): a lossy LR is not trusted to its finest detail."""
     from arssr.consistency import project, weighted_projection
+    from arssr.inference import interpolation
 
-    operator, floor, weights = rule
+    operator, floor, weights, gain = rule
     if weights is None:
         return project(sr, lr, operator, floor)
-    return weighted_projection(sr, lr, operator, weights, floor, bands)
+    if gain is not None:
+        base = interpolation(lr, sr.shape, operator)
+        sr = base + np.float32(gain) * (sr - base)
+    return weighted_projection(sr, lr, operator, weights, floor)
 
 
 def _as_volume(meta: dict, data: np.ndarray, model) -> Volume:

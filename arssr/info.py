@@ -94,7 +94,8 @@ def describe_compressed(path: Path) -> list[str]:
         "decoder: " + (f"{decoder['name']} sha256 {decoder['sha256']}" if decoder else "none (scale 1: no SR model)"),
         f"decoder_finetune: {meta['finetune']['mode']}, {facts['decoder_params']} parameters changed (in the payload)"
         if meta.get("finetune") else "decoder_finetune: none",
-        f"consistency: {meta.get('consistency', 'none')}" + (
-            ", band weights {:g} (below half the LR's Nyquist frequency) and {:g} (above)".format(
-                *meta["consistency_weights"]) if "consistency_weights" in meta else ""),
+        f"consistency: {meta.get('consistency', 'none')}"
+        + (f", detail gain {meta['detail_gain']:g}" if "detail_gain" in meta else "")
+        + (", band weights {:g} (below half the LR's Nyquist frequency) and {:g} (above)".format(
+            *meta["consistency_weights"]) if "consistency_weights" in meta else ""),
     ]

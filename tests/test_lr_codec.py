@@ -174,9 +174,10 @@ def test_cli_lr_codec_auto_and_info(tmp_path, int16_nifti, tiny_weights, capsys)
     stream = len(read_container(out)[1])
     assert lines["lr_codec"] == f"sperr, {stream} bytes, {8 * stream / (6 * 6 * 6):.4f} bits per LR voxel"
     assert "siren" not in lines and "paper_cr" not in lines and int(lines["bytes"]) <= 4 * 12 * 11 * 11 / 8
-    low, high = read_container(out)[0]["consistency_weights"]
-    assert lines["consistency"] == (f"kspace, band weights {low:g} (below half the LR's Nyquist frequency) "
-                                    f"and {high:g} (above)")
+    meta = read_container(out)[0]
+    low, high = meta["consistency_weights"]
+    assert lines["consistency"] == (f"kspace, detail gain {meta['detail_gain']:g}, band weights {low:g} (below half "
+                                    f"the LR's Nyquist frequency) and {high:g} (above)")
     assert main(["decompress", str(out), "-o", str(tmp_path / "s.nii.gz"), *args]) == 0
     auto, report = tmp_path / "a.arssr", tmp_path / "a.json"
     assert main(["compress", str(int16_nifti), "-o", str(auto), "--auto", "--target-bpp", "8", "--steps", "10",

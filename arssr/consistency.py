@@ -196,7 +196,7 @@ def projection_bands(volume: np.ndarray, lr: np.ndarray, operator: Operator) -> 
     return correction_bands(project(volume, lr, operator) - np.asarray(volume, dtype=np.float32), np.shape(lr))
 
 
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
+def sum_of_products(a: np.ndarray, b: np.ndarray) -> float:
     """Sum of ``a * b`` accumulated in float64 one index of axis 0 at a time (no float64 copy of the arrays)."""
     return float(sum(np.dot(x.ravel().astype(np.float64), y.ravel().astype(np.float64)) for x, y in zip(a, b)))
 
@@ -207,8 +207,8 @@ def fit_band_weights(volume: np.ndarray, bands: Sequence[np.ndarray], reference:
     :func:`projection_bands` of ``volume``: an encoder that knows the original fits them, and when the input
     carries coding errors they are below 1 where the errors outweigh its information."""
     target = np.asarray(reference, dtype=np.float32) - np.asarray(volume, dtype=np.float32)
-    gram = np.array([[_dot(a, b) for b in bands] for a in bands])
-    weights = np.linalg.lstsq(gram, np.array([_dot(a, target) for a in bands]), rcond=None)[0]
+    gram = np.array([[sum_of_products(a, b) for b in bands] for a in bands])
+    weights = np.linalg.lstsq(gram, np.array([sum_of_products(a, target) for a in bands]), rcond=None)[0]
     low, high = (round(float(np.clip(w, -MAX_WEIGHT, MAX_WEIGHT)), WEIGHT_DECIMALS) for w in weights)
     return low, high
 

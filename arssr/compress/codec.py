@@ -208,18 +208,24 @@ def decode_fitted(meta: dict, payload: bytes, volume: Volume, sr_model: str | os
 def fit_decoding(sr: np.ndarray, lr: np.ndarray, operator: str, reference: np.ndarray) -> tuple[float, tuple]:
     """``(detail gain, band weights)`` that bring the decoded volume closest to ``reference`` (squared error
     before the floor): each gain of :data:`FITTED_GAINS` with its least-squares band weights
-    (``arssr.consistency.fit_band_weights``), the best kept."""
-    from arssr.consistency import fit_band_weights, projection_bands
+    (``arssr.consistency.fit_band_weights``), the best kept.
+
+    The projection's correction is affine in the volume and the band split linear, so the bands of
+    ``b + g (sr - b)`` are ``(1 - g)`` times those of ``b`` plus ``g`` times those of ``sr``: two projections
+    serve every gain."""
+    from arssr.consistency import fit_band_weights, projection_bands, sum_of_products
     from arssr.inference import interpolation
 
     base = interpolation(lr, sr.shape, operator)
+    base_bands, sr_bands = projection_bands(base, lr, operator), projection_bands(sr, lr, operator)
     best = None
     for gain in FITTED_GAINS:
-        guess = base + np.float32(gain) * (sr - base)
-        bands = projection_bands(guess, lr, operator)
+        g = np.float32(gain)
+        guess = base + g * (sr - base)
+        bands = [(1 - g) * b + g * s for b, s in zip(base_bands, sr_bands)]
         weights = fit_band_weights(guess, bands, reference)
         error = guess + np.float32(weights[0]) * bands[0] + np.float32(weights[1]) * bands[1] - reference
-        error = float(np.sum(np.square(error, dtype=np.float64)))
+        error = sum_of_products(error, error)
         if best is None or error < best[0]:
             best = (error, gain, weights)
     return best[1], best[2]
@@ -254,8 +260,8 @@ def _siren_lr(meta: dict, payload: bytes, model, device: torch.device) -> np.nda
 def restore(meta: dict, lr: np.ndarray, model, device: torch.device, progress: bool = False) -> Volume:
     """The volume from its decoded normalised LR: the SR ``model`` (none at scale 1) to the original grid, made
     consistent with ``lr`` (:func:`_consistent`), then the original's intensities, dtype and geometry."""
+    rule = _consistency_rule(meta, model)  # a malformed file fails before the SR pass
     if model is not None:
-        rule = _consistency_rule(meta, model)  # a malformed file fails before the SR pass
         lr = _consistent(rule, lr, _super_resolved(meta, lr, model, device, progress))
     return _as_volume(meta, lr, model)
 

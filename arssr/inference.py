@@ -185,7 +185,11 @@ def _card_range(model: ArSSR, key: str) -> tuple[float, float] | None:
 
 
 def warn_outside_card(model: ArSSR, spacing: Sequence[float], scale: Sequence[float]) -> None:
-    """Warn when the input's voxel size or the scale lies more than ``CARD_TOLERANCE`` outside the trained range."""
+    """Warn when the input's voxel size or the scale lies more than ``CARD_TOLERANCE`` outside the trained range.
+
+    A card with ``thick_scale_range`` and ``inplane_scale_range`` also covers thick-slice scales: one axis up to
+    the first's upper end, the other two up to the second's.
+    """
     spacing_range = _card_range(model, "input_spacing_mm")
     if spacing_range and not all(
         spacing_range[0] / CARD_TOLERANCE <= s <= spacing_range[1] * CARD_TOLERANCE for s in spacing
@@ -196,9 +200,22 @@ def warn_outside_card(model: ArSSR, spacing: Sequence[float], scale: Sequence[fl
             stacklevel=3,
         )
     scale_range = _card_range(model, "scale_range")
-    if scale_range and max(scale) > scale_range[1] * CARD_TOLERANCE:
+    if scale_range is None or max(scale) <= scale_range[1] * CARD_TOLERANCE:
+        return
+    thick_range = _card_range(model, "thick_scale_range")
+    inplane_range = _card_range(model, "inplane_scale_range")
+    if thick_range is None or inplane_range is None:
         warnings.warn(f"scale {max(scale):.3g} is above the largest the model was trained on ({scale_range[1]:g})",
                       stacklevel=3)
+        return
+    coarsest, second, _ = sorted(scale, reverse=True)
+    if coarsest > thick_range[1] * CARD_TOLERANCE or second > inplane_range[1] * CARD_TOLERANCE:
+        warnings.warn(
+            f"scale {'x'.join(f'{s:.3g}' for s in scale)} is outside what the model was trained on (up to "
+            f"{scale_range[1]:g} on every axis, or up to {thick_range[1]:g} on one axis and {inplane_range[1]:g} on "
+            "the others)",
+            stacklevel=3,
+        )
 
 
 def resolve_scale(volume: Volume, scale=None, voxel_size=None) -> geometry.Triple:

@@ -153,6 +153,28 @@ def test_model_card_ranges_warn_outside_training_data(tmp_path, oblique_volume, 
         upsample(Volume(oblique_volume.data, np.diag([3.0, 2.5, 1.95, 1.0])), model, scale=4.1)
 
 
+def test_model_card_thick_slice_ranges(tmp_path, oblique_volume, tiny_model):
+    """A card with thick-slice ranges accepts 1x1x5-like scales and still warns beyond them."""
+    import warnings
+
+    from arssr.models import load_model, save_model
+
+    path = save_model(tiny_model, tmp_path / "thick.safetensors", scale_range="2,4", thick_scale_range="1.5,8",
+                      inplane_scale_range="1,2")
+    model = load_model(path)
+    volume = Volume(oblique_volume.data, np.diag([1.0, 1.0, 1.0, 1.0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        upsample(volume, model, scale=(1, 5, 1))
+        upsample(volume, model, scale=(2, 2, 8.3))
+        upsample(volume, model, scale=4)
+    with pytest.warns(UserWarning, match=r"scale 1x1x9 is outside what the model was trained on \(up to 4 on every "
+                                         r"axis, or up to 8 on one axis and 2 on the others\)"):
+        upsample(volume, model, scale=(1, 1, 9))
+    with pytest.warns(UserWarning, match=r"scale 2.5x1x5 is outside"):
+        upsample(volume, model, scale=(2.5, 1, 5))
+
+
 def test_default_model_beats_cubic_on_real_anatomy(mni_t1):
     """The shipped model on the whole MNI152 T1 (at 2 mm, the data it was made from) degraded by k-space truncation.
 

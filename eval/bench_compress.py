@@ -13,7 +13,7 @@ inside its foreground mask ``arssr.metrics.brain_mask``) for every method:
                  closest kept (``--auto``; its encode time counts every candidate's encode and decode);
   jpeg2000       slice by slice (axis 2), one quality level for all slices, searched to fit the budget;
   jpegxl         slice by slice, one distance for all slices, searched to fit the budget;
-  sperr          3D wavelet codec in its bpp mode (hits a target bpp exactly);
+  sperr          3D wavelet codec in its bpp mode, at the largest bpp whose stream fits the budget;
   zstd           lossless (level 19) of the raw array at its native dtype: the raw size.
 Rates count real bytes: the .arssr file, the sum of slice codestreams, the SPERR stream.
 
@@ -130,12 +130,14 @@ def slice_codec(name: str, volume: Volume, budget: int):
     return sum(len(s) for s in streams), decoded, encode_s, time.perf_counter() - start
 
 
-def sperr(volume: Volume, bpp: float):
+def sperr(volume: Volume, budget: int):
+    """SPERR alone at the largest bpp whose stream fits ``budget`` bytes (its bpp mode overshoots by its header)."""
     import imagecodecs as ic
 
     data = np.ascontiguousarray(volume.data, dtype=np.float64)  # SPERR reads the buffer in C order
     start = time.perf_counter()
-    stream = ic.sperr_encode(data, bpp, mode="bpp")
+    _, (stream,) = fit_level(lambda bpp: [ic.sperr_encode(data, bpp, mode="bpp")], 0.0, 8 * budget / data.size,
+                             budget, True)
     encode_s = time.perf_counter() - start
     start = time.perf_counter()
     decoded = ic.sperr_decode(stream)
@@ -202,7 +204,7 @@ def run_method(method: str, name: str, volume: Volume, run, budget: int) -> dict
     if method in ("jpeg2000", "jpegxl"):
         return record(method, name, volume, *slice_codec(method, volume, budget))
     if method == "sperr":
-        return record(method, name, volume, *sperr(volume, run.bpp))
+        return record(method, name, volume, *sperr(volume, budget))
     if method == "zstd-lossless":
         return record(method, name, volume, *zstd_lossless(volume))
     raise SystemExit(f"unknown method {method!r}; known: {', '.join(METHODS)}")

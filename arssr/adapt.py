@@ -35,10 +35,10 @@ import torch
 
 from arssr import geometry
 from arssr.consistency import project, slice_consistency
-from arssr.degrade import DEGRADATIONS, Operator, SliceModel, axis_operators
+from arssr.degrade import DEGRADATIONS, Operator
 from arssr.device import resolve_device
 from arssr.errors import InputError
-from arssr.inference import resolve_scale, self_example, super_resolve
+from arssr.inference import resolve_scale, self_example, self_views, super_resolve
 from arssr.models import ArSSR, load_model
 from arssr.models.space import ModelSpace
 from arssr.pairs import Example, PairOptions, make_pairs
@@ -98,38 +98,6 @@ def _holdout(shape: Sequence[int], share: float) -> tuple[int, int, int]:
     width = max(1, round(share * shape[axis]))
     start = (shape[axis] - width) // 2
     return axis, start, start + width
-
-
-@dataclass(frozen=True)
-class SelfView:
-    """One way of making examples from the input: its axes in ``order`` (``lr.transpose(order)``), degraded
-    once more by ``scale`` with ``operator`` (both in that order)."""
-
-    order: tuple[int, int, int]
-    scale: tuple[float, float, float]
-    operator: Operator
-
-
-def self_views(scale: Sequence[float], operator: Operator) -> list[SelfView]:
-    """The views that make examples from the input (model axis order).
-
-    The input's own degradation applied once more (ZSSR); for thick slices,
-    each in-plane axis in turn swapped with the slice axis and degraded by
-    the slice model at the slice axis' scale, the other axes kept (SMORE), so
-    the examples are thinned along the same model axis as the input's slices.
-    """
-    per_axis = axis_operators(operator)
-    thick = [a for a, entry in enumerate(per_axis) if isinstance(entry, SliceModel)]
-    if not thick:
-        return [SelfView((0, 1, 2), tuple(float(k) for k in scale), operator)]
-    axis = thick[0]
-    views = []
-    for plane in (a for a in range(3) if a != axis):
-        order = [0, 1, 2]
-        order[plane], order[axis] = axis, plane
-        views.append(SelfView(tuple(order), tuple(float(scale[axis]) if a == axis else 1.0 for a in range(3)),
-                              operator))
-    return views
 
 
 def _held_out_psnr(model: ArSSR, examples: Sequence[tuple[np.ndarray, np.ndarray, Operator, tuple[int, int, int]]],

@@ -16,6 +16,7 @@ import copy
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +25,7 @@ import torch
 
 from arssr import geometry
 from arssr.consistency import check_operator, project, slice_consistency
-from arssr.degrade import Operator, axis_operators, resample
+from arssr.degrade import Operator, SliceModel, axis_operators, resample
 from arssr.device import free_memory_bytes, resolve_device
 from arssr.errors import InputError
 from arssr.models import ArSSR, load_model
@@ -260,8 +261,8 @@ def upsample(
     ``gain`` scales the detail that the network adds to the interpolation
     that matches the consistency operator (:func:`interpolation`: zero-filled
     k-space for ``kspace``); ``auto`` (the default) fits it on the input
-    itself (:func:`detail_gain`), or takes 1 with a slice model. Without
-    consistency it plays no part.
+    itself (:func:`detail_gain`, from in-plane examples with a slice model).
+    Without consistency it plays no part.
     """
     if not isinstance(volume, Volume):
         volume = load_volume(volume)
@@ -290,7 +291,7 @@ def upsample(
     else:
         operator = operator if isinstance(operator, str) else space.axes(operator)
         if gain == "auto":
-            gain = detail_gain(model, lr, space.axes(factors), operator, device) if isinstance(operator, str) else 1.0
+            gain = detail_gain(model, lr, space.axes(factors), operator, device)
         if gain != 1:
             base = interpolation(lr, result.shape, operator)
             result -= base  # in place: base + gain (result - base) with one output-sized array more
@@ -328,6 +329,38 @@ def self_example(lr: np.ndarray, scale: Sequence[float], operator: Operator) -> 
     return degrade(torch.from_numpy(np.asarray(lr, dtype=np.float64)), small, operator).numpy().astype(np.float32)
 
 
+@dataclass(frozen=True)
+class SelfView:
+    """One way of making examples from the input: its axes in ``order`` (``lr.transpose(order)``), degraded
+    once more by ``scale`` with ``operator`` (both in that order)."""
+
+    order: tuple[int, int, int]
+    scale: tuple[float, float, float]
+    operator: Operator
+
+
+def self_views(scale: Sequence[float], operator: Operator) -> list[SelfView]:
+    """The views that make examples from the input (model axis order).
+
+    The input's own degradation applied once more (ZSSR); for thick slices,
+    each in-plane axis in turn swapped with the slice axis and degraded by
+    the slice model at the slice axis' scale, the other axes kept (SMORE), so
+    the examples are thinned along the same model axis as the input's slices.
+    """
+    per_axis = axis_operators(operator)
+    thick = [a for a, entry in enumerate(per_axis) if isinstance(entry, SliceModel)]
+    if not thick:
+        return [SelfView((0, 1, 2), tuple(float(k) for k in scale), operator)]
+    axis = thick[0]
+    views = []
+    for plane in (a for a in range(3) if a != axis):
+        order = [0, 1, 2]
+        order[plane], order[axis] = axis, plane
+        views.append(SelfView(tuple(order), tuple(float(scale[axis]) if a == axis else 1.0 for a in range(3)),
+                              operator))
+    return views
+
+
 def interpolation(lr: np.ndarray, shape: Sequence[int], operator: Operator) -> np.ndarray:
     """``lr`` upsampled to ``shape`` (float32) by the interpolation that matches the consistency ``operator``
     (:data:`INTERPOLATIONS`): what a detail gain of 0 gives, once projected."""
@@ -335,7 +368,7 @@ def interpolation(lr: np.ndarray, shape: Sequence[int], operator: Operator) -> n
     return resample(torch.from_numpy(np.asarray(lr, dtype=np.float32)), tuple(shape), per_axis).numpy()
 
 
-def detail_gain(model: ArSSR, lr: np.ndarray, scale: Sequence[float], operator: str, device: torch.device,
+def detail_gain(model: ArSSR, lr: np.ndarray, scale: Sequence[float], operator: Operator, device: torch.device,
                 self_scale: float = GAIN_SELF_SCALE) -> float:
     """Least-squares gain of the network's detail, fitted on the input itself (model space).
 
@@ -346,18 +379,27 @@ def detail_gain(model: ArSSR, lr: np.ndarray, scale: Sequence[float], operator: 
     ``d``: what the projection keeps of the network's output minus ``b``) is
     returned, clipped to ``[0, MAX_GAIN]``; 1 when the input is too small to
     degrade. Costs one SR of a volume up to ``self_scale^3`` times smaller
-    than the input.
+    than the input. For thick slices the examples are the in-plane views of
+    :func:`self_views` at the slices' own scale, pooled: two SRs of the
+    input's size.
     """
-    low = self_example(lr, [min(k, self_scale) for k in scale], operator)
-    if low is None:
-        return 1.0
-    estimate = super_resolve(low, model, lr.shape, device=device)
-    base = project(interpolation(low, lr.shape, operator), low, operator)
-    detail = project(estimate, low, operator) - base
-    energy = float(np.sum(detail.astype(np.float64) ** 2))
+    views = self_views(scale, operator)
+    if len(views) == 1:
+        views = [SelfView(views[0].order, tuple(min(k, self_scale) for k in scale), operator)]
+    product = energy = 0.0
+    for view in views:
+        image = np.ascontiguousarray(lr.transpose(view.order))
+        low = self_example(image, view.scale, view.operator)
+        if low is None:
+            return 1.0
+        estimate = super_resolve(low, model, image.shape, device=device)
+        base = project(interpolation(low, image.shape, view.operator), low, view.operator)
+        detail = project(estimate, low, view.operator) - base
+        product += float(np.sum(detail * (image - base), dtype=np.float64))
+        energy += float(np.sum(detail.astype(np.float64) ** 2))
     if energy == 0:
         return 1.0
-    return float(np.clip(np.sum(detail * (lr - base), dtype=np.float64) / energy, 0.0, MAX_GAIN))
+    return float(np.clip(product / energy, 0.0, MAX_GAIN))
 
 
 def example_volume_path() -> Path:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from arssr import adapt as adapt_module
-from arssr.adapt import AdaptOptions, SelfView, _crop, _holdout, adapt, adapt_to, self_views
+from arssr.adapt import AdaptOptions, _crop, _holdout, adapt, adapt_to
 from arssr.cli import main
 from arssr.degrade import SliceModel
 from arssr.errors import InputError
@@ -97,21 +97,6 @@ def test_cli_adapts_saves_and_records(tmp_path, capsys, mni_block, tiny_weights)
         main(["upsample", str(source), "--scale", "2", "-o", str(tmp_path / "b.nii.gz"),
               "--save-adapted", str(tmp_path / "w.safetensors")])
     assert usage.value.code == 2 and "--save-adapted needs --adapt" in capsys.readouterr().err
-
-
-def test_thick_slices_make_in_plane_views():
-    slices = SliceModel(5.0)
-    assert self_views((2.0, 2.0, 2.0), "cubic") == [SelfView((0, 1, 2), (2.0, 2.0, 2.0), "cubic")]
-    operator = ("kspace", "kspace", slices)
-    assert self_views((1.0, 1.0, 5.0), operator) == [
-        SelfView((2, 1, 0), (1.0, 1.0, 5.0), operator),
-        SelfView((0, 2, 1), (1.0, 1.0, 5.0), operator),
-    ]
-    operator = ("cubic", slices, "lanczos")
-    assert self_views((1.2, 4.0, 1.0), operator) == [
-        SelfView((1, 0, 2), (1.0, 4.0, 1.0), operator),
-        SelfView((0, 2, 1), (1.0, 4.0, 1.0), operator),
-    ]
 
 
 def test_a_thick_slice_input_adapts_in_plane_only(mni_t1, tiny_model, monkeypatch):

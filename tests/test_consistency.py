@@ -219,6 +219,50 @@ def test_detail_gain_degrades_the_input_by_at_most_its_self_scale(monkeypatch, m
     assert seen[-1] == (8, 28, 17)  # round(24 / 3.2): the input's own scale
 
 
+def test_detail_gain_of_thick_slices_pools_the_in_plane_views(monkeypatch, mni_crop, tiny_model):
+    """Slices along axis 2: a network whose detail is twice the true one on both in-plane views (each in-plane
+    axis swapped into the slice axis' place and thinned there to the slices' scale) gets a gain of 1/2."""
+    from arssr import inference
+
+    lr = mni_crop.data / mni_crop.data.max()  # 24 x 28 x 20
+    operator = ("kspace", "kspace", SliceModel(3.0))
+    views = {(20, 28, 24): lr.transpose(2, 1, 0), (24, 20, 28): lr.transpose(0, 2, 1)}
+    seen = []
+
+    def doubled(low, model, shape, **kwargs):
+        seen.append((low.shape, shape))
+        interpolated = inference.interpolation(low, shape, operator)
+        return 2 * views[shape] - project(interpolated, low, operator)
+
+    monkeypatch.setattr(inference, "super_resolve", doubled)
+    gain = inference.detail_gain(tiny_model, lr, (1.0, 1.0, 3.0), operator, torch.device("cpu"))
+    assert gain == pytest.approx(0.5, abs=1e-4)
+    assert seen == [((20, 28, 8), (20, 28, 24)), ((24, 20, 9), (24, 20, 28))]  # thinned x3, not capped at x1.5
+
+
+def test_thick_slice_upsampling_uses_the_fitted_gain(monkeypatch, mni_crop, tiny_model):
+    """MNI152 with 6 mm slices: the default gain is the one fitted on the in-plane views, not 1."""
+    from arssr import inference
+    from arssr.simulate import ThickSlices, simulate_thick_slices
+
+    thick = simulate_thick_slices(mni_crop, ThickSlices(6.0, 2))
+    assert thick.shape == (24, 28, 7)
+    fitted = []
+    fit = inference.detail_gain
+
+    def recorded(*args, **kwargs):
+        fitted.append(fit(*args, **kwargs))
+        return fitted[-1]
+
+    monkeypatch.setattr(inference, "detail_gain", recorded)
+    scale = (1, 1, 20 / 7)
+    auto = upsample(thick, tiny_model, scale=scale, slice_thickness=6.0).data
+    assert len(fitted) == 1 and 0 <= fitted[0] <= inference.MAX_GAIN and fitted[0] != 1.0
+    given = upsample(thick, tiny_model, scale=scale, slice_thickness=6.0, gain=fitted[0]).data
+    np.testing.assert_array_equal(auto, given)
+    assert len(fitted) == 1
+
+
 def test_gain_zero_gives_the_operators_own_interpolation_projected(mni_crop, tiny_model):
     """Cubic consistency: a gain of 0 is cubic B-spline interpolation of the input, made consistent."""
     result = upsample(mni_crop, tiny_model, scale=(2, 1.5, 2.5), consistency="cubic", gain=0.0).data

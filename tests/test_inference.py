@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from arssr import geometry, inference
+from arssr.degrade import SliceModel
 from arssr.errors import InputError
-from arssr.inference import super_resolve, upsample
+from arssr.inference import SelfView, self_views, super_resolve, upsample
 from arssr.intensity import intensity_window, normalize
 from arssr.volume import Volume
 from conftest import make_tiny_model
@@ -244,3 +245,18 @@ def test_an_empty_background_stays_empty(tiny_model, monkeypatch):
     monkeypatch.setattr(inference, "empty_background", lambda lr, shape: np.zeros(shape, dtype=bool))
     ungated = upsample(volume, tiny_model, scale=2.5, device="cpu", consistency="none").data
     assert np.any(ungated[expected] != 0)  # the network alone leaves values there
+
+
+def test_thick_slices_make_in_plane_views():
+    slices = SliceModel(5.0)
+    assert self_views((2.0, 2.0, 2.0), "cubic") == [SelfView((0, 1, 2), (2.0, 2.0, 2.0), "cubic")]
+    operator = ("kspace", "kspace", slices)
+    assert self_views((1.0, 1.0, 5.0), operator) == [
+        SelfView((2, 1, 0), (1.0, 1.0, 5.0), operator),
+        SelfView((0, 2, 1), (1.0, 1.0, 5.0), operator),
+    ]
+    operator = ("cubic", slices, "lanczos")
+    assert self_views((1.2, 4.0, 1.0), operator) == [
+        SelfView((1, 0, 2), (1.0, 4.0, 1.0), operator),
+        SelfView((0, 2, 1), (1.0, 4.0, 1.0), operator),
+    ]

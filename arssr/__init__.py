@@ -16,6 +16,7 @@ _PUBLIC = {
     "load_volume": "arssr.volume",
     "save_volume": "arssr.volume",
     "upsample": "arssr.inference",
+    "fitted_gain": "arssr.inference",
     "adapt_to": "arssr.adapt",
     "AdaptOptions": "arssr.adapt",
     "project": "arssr.consistency",

@@ -272,8 +272,7 @@ def upsample(
     factors = resolve_scale(volume, scale, voxel_size)
     warn_outside_card(model, volume.spacing, factors)
     out_shape = geometry.output_shape(volume.shape, factors)
-    operator = consistency if slice_thickness is None else slice_consistency(
-        consistency, volume.spacing, volume.shape, out_shape, slice_thickness, slice_profile)
+    operator = _consistency_operator(volume, factors, consistency, slice_thickness, slice_profile)
     check_memory(out_shape)
     device = resolve_device(device)
 
@@ -300,6 +299,45 @@ def upsample(
         floor = space.intensity(0.0) if low >= 0 else None
         data = space.from_model(project(result, lr, operator, floor))
     return Volume(data, affine, volume.header)
+
+
+def _consistency_operator(volume: Volume, factors: Sequence[float], consistency: str,
+                          slice_thickness: float | str | None, slice_profile: str) -> Operator:
+    """The projection's operator in the file's axis order: ``consistency``, with the slice model along the slice
+    axis when ``slice_thickness`` declares thick slices."""
+    if slice_thickness is None:
+        return consistency
+    out_shape = geometry.output_shape(volume.shape, factors)
+    return slice_consistency(consistency, volume.spacing, volume.shape, out_shape, slice_thickness, slice_profile)
+
+
+def fitted_gain(
+    volume: Volume | str | os.PathLike,
+    model: ArSSR | str | os.PathLike | None = None,
+    scale: float | str | Sequence[float] | None = None,
+    voxel_size: float | str | Sequence[float] | None = None,
+    consistency: str = DEFAULT_CONSISTENCY,
+    slice_thickness: float | str | None = None,
+    slice_profile: str = "boxcar",
+    device: str | torch.device = "auto",
+) -> float:
+    """The detail gain that :func:`upsample` fits with ``gain="auto"`` and the same arguments
+    (:func:`detail_gain`); 1 for a constant volume. Pass it as ``gain`` to upsample parts of a volume (or
+    several times) with the whole volume's gain."""
+    if not isinstance(volume, Volume):
+        volume = load_volume(volume)
+    if not isinstance(model, ArSSR):
+        model = load_model(model)
+    check_operator(consistency)
+    if consistency == "none":
+        raise InputError("a detail gain needs a consistency operator, not none")
+    factors = resolve_scale(volume, scale, voxel_size)
+    if float(volume.data.min()) == float(volume.data.max()):
+        return 1.0
+    space = ModelSpace.of(volume.data, volume.affine, model)
+    operator = _consistency_operator(volume, factors, consistency, slice_thickness, slice_profile)
+    operator = operator if isinstance(operator, str) else space.axes(operator)
+    return detail_gain(model, space.to_model(volume.data), space.axes(factors), operator, resolve_device(device))
 
 
 def empty_background(lr: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:

@@ -12,8 +12,9 @@ views, ``arssr.adapt``).
 
 Only a slab of ``2 x receptive radius + 1`` voxels around each shown plane is
 upsampled: the encoder sees nothing beyond that radius, in-plane scales are 1
-and the consistency projection acts along the slice axis only, so the shown
-plane equals that of whole-volume upsampling, at a fraction of the time.
+and the consistency projection acts along the slice axis only, so with the
+detail gain fitted on the whole scan the shown plane equals that of
+whole-volume upsampling, at a fraction of the time.
 
 Usage: python eval/figure_clinical.py [--data ../shared/data] [--threads 1] [--adapt SECONDS]
 Writes eval/results/figures/clinical_thick_slices.png.
@@ -31,7 +32,7 @@ from matplotlib.figure import Figure
 from arssr.adapt import AdaptOptions, adapt_to
 from arssr.degrade import resample
 from arssr.evaluation.figures import to_ras
-from arssr.inference import upsample
+from arssr.inference import fitted_gain, upsample
 from arssr.models import load_model
 from arssr.volume import Volume, load_volume
 
@@ -73,11 +74,14 @@ def panels(volume: Volume, thickness: float, model, adapt: float | None) -> list
                                    slice_thickness=thickness)
         print(f"adapted: {report.as_dict()}")
         models[f"arssr + adapt {adapt:g} s" + ("" if report.kept else " (dropped)")] = adapted
+    gains = {method: fitted_gain(volume, used, scale, slice_thickness=thickness, device="cpu")
+             for method, used in models.items()}
+    print(f"fitted detail gains: {gains}")
     out = []
     for name, axis in PLANES:
         part = slab(volume, axis, model.receptive_radius)
         lr = torch.from_numpy(part.data.astype(np.float64))
-        srs = {method: upsample(part, used, scale=scale, device="cpu", slice_thickness=thickness)
+        srs = {method: upsample(part, used, scale=scale, device="cpu", slice_thickness=thickness, gain=gains[method])
                for method, used in models.items()}
         sr = srs["arssr"]
         methods = {"input (nearest)": resample(lr, sr.shape, "nearest").numpy(),

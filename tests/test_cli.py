@@ -160,6 +160,7 @@ def test_model_card_warning_is_one_line(tmp_path, capsys, oblique_nifti, tiny_mo
 
 
 def test_detail_gain_option(tmp_path, capsys, mni_crop, tiny_weights):
+    from arssr.inference import fitted_gain, upsample
     from arssr.volume import save_volume
 
     save_volume(mni_crop, tmp_path / "in.nii.gz")
@@ -170,9 +171,11 @@ def test_detail_gain_option(tmp_path, capsys, mni_crop, tiny_weights):
                            "--weights", tiny_weights, "--detail-gain", gain, "-q")
         assert code == 0, err
         outputs[gain] = load_volume(out).data
-        assert json.loads(out.with_suffix("").with_suffix(".json").read_text())["detail_gain"] == (
-            0.0 if gain == "0" else "auto")
+        sidecar = json.loads(out.with_suffix("").with_suffix(".json").read_text())
+        fitted = fitted_gain(mni_crop, tiny_weights, scale=2)
+        assert (sidecar["detail_gain"], sidecar["detail_gain_fitted"]) == ((0.0, False) if gain == "0" else (fitted, True))
     assert not np.array_equal(outputs["0"], outputs["auto"])
+    np.testing.assert_array_equal(outputs["auto"], upsample(mni_crop, tiny_weights, scale=2, gain=fitted).data)
     with pytest.raises(SystemExit) as usage:
         main(["upsample", str(tmp_path / "in.nii.gz"), "--scale", "2", "--detail-gain", "-1"])
     assert usage.value.code == 2 and "expected auto or a number >= 0" in capsys.readouterr().err

@@ -260,7 +260,16 @@ def test_thick_slice_upsampling_uses_the_fitted_gain(monkeypatch, mni_crop, tiny
     assert len(fitted) == 1 and 0 <= fitted[0] <= inference.MAX_GAIN and fitted[0] != 1.0
     given = upsample(thick, tiny_model, scale=scale, slice_thickness=6.0, gain=fitted[0]).data
     np.testing.assert_array_equal(auto, given)
-    assert len(fitted) == 1
+    assert inference.fitted_gain(thick, tiny_model, scale=scale, slice_thickness=6.0) == fitted[0]
+
+
+def test_fitted_gain_of_constant_volumes_and_without_consistency(mni_crop, tiny_model):
+    from arssr.inference import fitted_gain
+
+    constant = Volume(np.full((8, 8, 8), 3.0, np.float32), np.eye(4))
+    assert fitted_gain(constant, tiny_model, scale=2) == 1.0
+    with pytest.raises(InputError, match="a detail gain needs a consistency operator, not none"):
+        fitted_gain(mni_crop, tiny_model, scale=2, consistency="none")
 
 
 def test_gain_zero_gives_the_operators_own_interpolation_projected(mni_crop, tiny_model):

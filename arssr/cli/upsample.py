@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from arssr.files import check_output, refuse_existing, refuse_inputs
     from arssr.device import resolve_device
     from arssr.adapt import adapt_to
-    from arssr.inference import example_volume_path, upsample
+    from arssr.inference import example_volume_path, fitted_gain, upsample
     from arssr.models import default_model_path, file_sha256, load_model, save_model
     from arssr.shard import current_shard, shard_device
     from arssr.volume import load_volume, save_volume
@@ -137,11 +137,14 @@ def run(args: argparse.Namespace) -> int:
                           f"{adapted.before:.2f} -> {adapted.after:.2f} dB, {verdict}", file=sys.stderr)
                 if args.save_adapted:
                     save_model(used, args.save_adapted, adapted_to=str(source), **used.card)
+            gain = args.detail_gain
+            if gain == "auto" and args.consistency != "none":
+                gain = fitted_gain(volume, used, args.scale, args.voxel_size, args.consistency, slice_thickness,
+                                   slice_profile or "boxcar", device)
             result = upsample(
                 volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
                 device=device, precision=args.precision, progress=progress, consistency=args.consistency,
-                gain=args.detail_gain,
-                slice_thickness=slice_thickness, slice_profile=slice_profile or "boxcar",
+                gain=gain, slice_thickness=slice_thickness, slice_profile=slice_profile or "boxcar",
             )
             save_volume(result, target, overwrite=args.overwrite, dtype=args.dtype)
         except ArssrError as err:
@@ -155,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
                 "arssr_version": __version__, "input": str(source), "output": str(target),
                 "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
                 "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
-                "precision": args.precision, "consistency": args.consistency, "detail_gain": args.detail_gain,
+                "precision": args.precision, "consistency": args.consistency, "detail_gain": gain,
+                "detail_gain_fitted": args.detail_gain == "auto" and args.consistency != "none",
                 "slice_thickness": slice_thickness, "slice_profile": slice_profile,
                 "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
                 "arguments": sys.argv[1:],

@@ -154,8 +154,8 @@ def test_model_card_ranges_warn_outside_training_data(tmp_path, oblique_volume, 
         upsample(Volume(oblique_volume.data, np.diag([3.0, 2.5, 1.95, 1.0])), model, scale=4.1)
 
 
-def test_model_card_thick_slice_ranges(tmp_path, oblique_volume, tiny_model):
-    """A card with thick-slice ranges accepts 1x1x5-like scales and still warns beyond them."""
+def test_model_card_thick_slice_ranges(tmp_path, mni_crop, tiny_model):
+    """A card with thick-slice ranges accepts 1x1x5-like scales and still warns beyond them (MNI152 block)."""
     import warnings
 
     from arssr.models import load_model, save_model
@@ -163,7 +163,7 @@ def test_model_card_thick_slice_ranges(tmp_path, oblique_volume, tiny_model):
     path = save_model(tiny_model, tmp_path / "thick.safetensors", scale_range="2,4", thick_scale_range="1.5,8",
                       inplane_scale_range="1,2")
     model = load_model(path)
-    volume = Volume(oblique_volume.data, np.diag([1.0, 1.0, 1.0, 1.0]))
+    volume = mni_crop
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         upsample(volume, model, scale=(1, 5, 1))

@@ -59,6 +59,7 @@ def describe_model(path: Path) -> list[str]:
         f"parameters: {sum(p.numel() for p in model.parameters()):,}",
         f"receptive_radius_voxels: {model.receptive_radius}",
         f"sha256: {file_sha256(path)}",
+        *(f"card.{key}: {value}" for key, value in sorted(model.card.items())),
     ]
 
 

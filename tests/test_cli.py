@@ -117,6 +117,16 @@ def test_info_on_volume_and_model(capsys, oblique_nifti, tiny_weights):
     code, out, _ = run(capsys, "info", tiny_weights)
     params = sum(p.numel() for p in load_model(tiny_weights).parameters())
     assert code == 0 and f"parameters: {params:,}" in out and "receptive_radius_voxels: 8" in out
+    assert "card." not in out
+
+
+def test_info_prints_the_model_card(tmp_path, capsys, tiny_model):
+    from arssr.models import save_model
+
+    path = save_model(tiny_model, tmp_path / "carded.safetensors", scale_range="2,4", contrast="T1w")
+    code, out, _ = run(capsys, "info", path)
+    lines = out.splitlines()
+    assert code == 0 and lines[-2:] == ["card.contrast: T1w", "card.scale_range: 2,4"]
 
 
 def test_example_on_real_anatomy(tmp_path, capsys, monkeypatch, tiny_weights):

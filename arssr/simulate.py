@@ -28,11 +28,13 @@ def simulate_lr(hr: Volume, scale: float | Sequence[float], degradation: str) ->
 
 @dataclass(frozen=True)
 class ThickSlices:
-    """A 2D multi-slice acquisition: slices ``thickness`` mm thick along array axis ``axis``, ``profile``."""
+    """A 2D multi-slice acquisition: slices ``thickness`` mm thick along array axis ``axis``, ``profile``,
+    ``gap`` mm apart (slice spacing ``thickness + gap``)."""
 
     thickness: float
     axis: int
     profile: str = "boxcar"
+    gap: float = 0.0
 
     @property
     def degradation(self) -> str:
@@ -45,7 +47,8 @@ def simulate_thick_slices(hr: Volume, slices: ThickSlices) -> Volume:
     spacing = hr.spacing[slices.axis]
     model = SliceModel.from_mm(slices.thickness, spacing, slices.profile)
     shape = list(hr.shape)
-    shape[slices.axis] = max(1, geometry.round_half_up(hr.shape[slices.axis] / model.thickness))
+    step = (slices.thickness + slices.gap) / spacing  # slice spacing in HR voxels
+    shape[slices.axis] = max(1, geometry.round_half_up(hr.shape[slices.axis] / step))
     operator = tuple(model if axis == slices.axis else "kspace" for axis in range(3))  # kspace: m == n, identity
     lr = degrade(torch.from_numpy(np.asarray(hr.data, dtype=np.float64)), shape, operator)
     return Volume(lr.numpy().astype(np.float32), geometry.resampled_affine(hr.affine, hr.shape, shape))

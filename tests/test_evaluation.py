@@ -131,6 +131,11 @@ def test_thick_slice_protocol_on_real_anatomy(mni_t1, tiny_model):
                        ("cubic", SliceModel(5.0), "cubic")).numpy()
     np.testing.assert_allclose(lr.data, expected, atol=1e-4)
     np.testing.assert_allclose(lr.affine, resampled_affine(gt.affine, gt.shape, lr.shape))
+    gapped = simulate_thick_slices(gt, ThickSlices(4.0, 1, gap=2.0))  # 4 mm slices every 6 mm
+    assert gapped.shape == (40, 6, 32)
+    expected = degrade(torch.from_numpy(gt.data.astype(np.float64)), gapped.shape,
+                       ("cubic", SliceModel(4.0), "cubic")).numpy()
+    np.testing.assert_allclose(gapped.data, expected, atol=1e-4)
 
     slices = [ThickSlices(5.0, axis) for axis in range(3)]
     methods = {"cubic": baseline("cubic"), "tiny+dc:slice": model_method(tiny_model, "cpu", consistency="slice")}

@@ -14,6 +14,7 @@ from arssr.evaluation.scoring import Record
 from arssr.evaluation.segmentation import REGIONS
 from arssr.metrics import MetricUnavailable, psnr
 from arssr.simulate import simulate_lr
+from arssr.volume import load_volume
 from conftest import needs_ants
 from test_cli import run
 
@@ -160,10 +161,28 @@ def test_thick_slice_protocol_writes_tables_per_slice_axis(tmp_path, capsys, mni
     assert list(csv.DictReader((out / "results.csv").open()))[0]["slice_thickness"] == "3.0"
 
 
+def test_thick_slices_with_gaps(tmp_path, capsys, mni_files):
+    """4 mm slices every 6 mm: the records carry the gap, the tables say it, the LR has one slice per 6 mm."""
+    gt, _ = mni_files
+    out = tmp_path / "gaps"
+    code, _, err = run(capsys, "evaluate", "--gt", gt, "--slice-thickness", "4", "--slice-gap", "2", "--slice-axis",
+                       "1", "--methods", "cubic", "--no-psi", "--no-dice", "--no-lpips", "--no-figures", "-o", out)
+    assert code == 0, err
+    record, = json.loads((out / "results.json").read_text())
+    assert (record["slice_thickness"], record["slice_gap"], record["slice_axis"]) == (4.0, 2.0, 1)
+    volume = load_volume(gt)
+    n, spacing = volume.shape[1], volume.spacing[1]
+    assert record["scale"][1] == pytest.approx(n / round(n * spacing / 6), abs=1e-4)
+    assert "| PSNR (dB) | 4 mm + 2 mm gap |" in (out / "results.md").read_text()
+    assert list(csv.DictReader((out / "results.csv").open()))[0]["slice_gap"] == "2.0"
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--slice-thickness", "3,-1"], "slice thickness must be a positive number"),
     (["--slice-thickness", "3", "--scales", "2"], "--slice-thickness replaces --scales and --degradations"),
-    (["--slice-axis", "2"], "--slice-axis and --slice-profile need --slice-thickness"),
+    (["--slice-axis", "2"], "--slice-axis, --slice-profile and --slice-gap need --slice-thickness"),
+    (["--slice-gap", "2"], "--slice-axis, --slice-profile and --slice-gap need --slice-thickness"),
+    (["--slice-thickness", "3", "--slice-gap", "-1"], "slice gap must be >= 0 mm, got -1.0"),
     (["--methods", "cubic,arssr+dc:slice"], "+dc:slice needs thick slices"),
 ])
 def test_thick_slice_usage_errors_exit_2(capsys, mni_files, argv, message):

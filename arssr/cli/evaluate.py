@@ -14,14 +14,15 @@ def thick_slices(args: argparse.Namespace) -> list:
     from arssr.simulate import ThickSlices
 
     if args.slice_thickness is None:
-        if args.slice_axis or args.slice_profile:
-            raise UsageError("--slice-axis and --slice-profile need --slice-thickness")
+        if args.slice_axis or args.slice_profile or args.slice_gap is not None:
+            raise UsageError("--slice-axis, --slice-profile and --slice-gap need --slice-thickness")
         return []
     if args.scales or args.degradations:
         raise UsageError("--slice-thickness replaces --scales and --degradations: give one protocol or the other")
     axes = range(3) if args.slice_axis in (None, "all") else [int(args.slice_axis)]
     thicknesses = parse_numbers(args.slice_thickness, "--slice-thickness")
-    return [ThickSlices(t, axis, args.slice_profile or "boxcar") for axis in axes for t in thicknesses]
+    gap = args.slice_gap or 0.0
+    return [ThickSlices(t, axis, args.slice_profile or "boxcar", gap) for axis in axes for t in thicknesses]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +71,8 @@ def add_parser(sub) -> None:
         "--slice-axis, the other axes untouched; use method arssr+dc:slice for the slice-model consistency"))
     ev.add_argument("--slice-axis", choices=SLICE_AXES, help="array axis of the slices, or all (default: all)")
     ev.add_argument("--slice-profile", choices=SLICE_PROFILES, help="slice profile (default: boxcar)")
+    ev.add_argument("--slice-gap", type=float, metavar="MM", help=(
+        "gap between the slices (mm): slices every thickness + gap mm (default: 0, contiguous)"))
     ev.add_argument("--methods", default=",".join(METHODS), help=(
         "comma-separated methods: " + ", ".join(METHODS) + ", a weights file (.safetensors or the official "
         ".pkl/.pt), or NAME=FILE (default: all)"))

@@ -47,8 +47,11 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def case_label(record: Record) -> str:
-    """A table column: the slice thickness (``5 mm``) for thick slices, else the scale (``x2.5``)."""
-    return f"{record.slice_thickness:g} mm" if record.slice_thickness is not None else scale_label(record.scale)
+    """A table column: the slice thickness (``5 mm``, ``5 mm + 2 mm gap``) for thick slices, else the scale
+    (``x2.5``)."""
+    if record.slice_thickness is None:
+        return scale_label(record.scale)
+    return f"{record.slice_thickness:g} mm" + (f" + {record.slice_gap:g} mm gap" if record.slice_gap else "")
 
 
 def _section(degradation: str, slice_axis: int | None) -> str:
@@ -96,7 +99,7 @@ def csv_text(records: list[Record]) -> str:
     """One row per record; Dice classes become ``dice_<class>`` columns; missing values are empty."""
     classes = list(dict.fromkeys(c for r in records for c in r.dice))
     columns = ["method", "scale", "degradation", "subject", "psnr", "psnr_mask", "ssim", "lpips", "psi",
-               *(f"dice_{c}" for c in classes), "seconds", "slice_axis", "slice_thickness"]
+               *(f"dice_{c}" for c in classes), "seconds", "slice_axis", "slice_thickness", "slice_gap"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -162,6 +165,8 @@ def check_protocol(
         SliceModel(thick.thickness, thick.profile)  # checks both
         if thick.axis not in (0, 1, 2):
             raise InputError(f"slice axis must be 0, 1 or 2, got {thick.axis!r}")
+        if not thick.gap >= 0:
+            raise InputError(f"slice gap must be >= 0 mm, got {thick.gap!r}")
     if not slices and any(f"+dc:{SLICE_CONSISTENCY}" in spec for spec in methods):
         raise InputError(f"+dc:{SLICE_CONSISTENCY} needs thick slices: give a slice thickness")
 

@@ -59,6 +59,7 @@ class Record:
     seconds: float = 0.0
     slice_axis: int | None = None
     slice_thickness: float | None = None
+    slice_gap: float | None = None
 
     def as_dict(self) -> dict:
         def clean(value):
@@ -145,6 +146,7 @@ def evaluate(
                     seconds=seconds,
                     slice_axis=None if thick is None else thick.axis,
                     slice_thickness=None if thick is None else thick.thickness,
+                    slice_gap=None if thick is None else thick.gap,
                 )
                 records.append(record)
                 outputs[name] = estimate

@@ -264,15 +264,10 @@ def upsample(
     itself (:func:`detail_gain`, from in-plane examples with a slice model).
     Without consistency it plays no part.
     """
-    if not isinstance(volume, Volume):
-        volume = load_volume(volume)
-    if not isinstance(model, ArSSR):
-        model = load_model(model)
-    check_operator(consistency)
-    factors = resolve_scale(volume, scale, voxel_size)
+    volume, model, factors, operator = _request(volume, model, scale, voxel_size, consistency, slice_thickness,
+                                                slice_profile)
     warn_outside_card(model, volume.spacing, factors)
     out_shape = geometry.output_shape(volume.shape, factors)
-    operator = _consistency_operator(volume, factors, consistency, slice_thickness, slice_profile)
     check_memory(out_shape)
     device = resolve_device(device)
 
@@ -301,14 +296,21 @@ def upsample(
     return Volume(data, affine, volume.header)
 
 
-def _consistency_operator(volume: Volume, factors: Sequence[float], consistency: str,
-                          slice_thickness: float | str | None, slice_profile: str) -> Operator:
-    """The projection's operator in the file's axis order: ``consistency``, with the slice model along the slice
-    axis when ``slice_thickness`` declares thick slices."""
+def _request(volume, model, scale, voxel_size, consistency: str, slice_thickness, slice_profile: str):
+    """``(volume, model, per-axis scale, operator)`` of :func:`upsample`'s arguments, loaded and checked; the
+    operator (file axis order) is ``consistency``, with the slice model along the slice axis when
+    ``slice_thickness`` declares thick slices."""
+    if not isinstance(volume, Volume):
+        volume = load_volume(volume)
+    if not isinstance(model, ArSSR):
+        model = load_model(model)
+    check_operator(consistency)
+    factors = resolve_scale(volume, scale, voxel_size)
     if slice_thickness is None:
-        return consistency
+        return volume, model, factors, consistency
     out_shape = geometry.output_shape(volume.shape, factors)
-    return slice_consistency(consistency, volume.spacing, volume.shape, out_shape, slice_thickness, slice_profile)
+    operator = slice_consistency(consistency, volume.spacing, volume.shape, out_shape, slice_thickness, slice_profile)
+    return volume, model, factors, operator
 
 
 def fitted_gain(
@@ -324,18 +326,13 @@ def fitted_gain(
     """The detail gain that :func:`upsample` fits with ``gain="auto"`` and the same arguments
     (:func:`detail_gain`); 1 for a constant volume. Pass it as ``gain`` to upsample parts of a volume (or
     several times) with the whole volume's gain."""
-    if not isinstance(volume, Volume):
-        volume = load_volume(volume)
-    if not isinstance(model, ArSSR):
-        model = load_model(model)
-    check_operator(consistency)
+    volume, model, factors, operator = _request(volume, model, scale, voxel_size, consistency, slice_thickness,
+                                                slice_profile)
     if consistency == "none":
         raise InputError("a detail gain needs a consistency operator, not none")
-    factors = resolve_scale(volume, scale, voxel_size)
     if float(volume.data.min()) == float(volume.data.max()):
         return 1.0
     space = ModelSpace.of(volume.data, volume.affine, model)
-    operator = _consistency_operator(volume, factors, consistency, slice_thickness, slice_profile)
     operator = operator if isinstance(operator, str) else space.axes(operator)
     return detail_gain(model, space.to_model(volume.data), space.axes(factors), operator, resolve_device(device))
 

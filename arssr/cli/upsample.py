@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if slice_thickness is not None and args.consistency == "none":
         raise UsageError("--slice-thickness and --slice-profile set the consistency projection; "
                          "they cannot go with --consistency none")
+    fitting_gain = args.detail_gain == "auto" and args.consistency != "none"
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(shard_device(args.device, shard))
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.save_adapted:
                     save_model(used, args.save_adapted, adapted_to=str(source), **used.card)
             gain = args.detail_gain
-            if gain == "auto" and args.consistency != "none":
+            if fitting_gain:
                 gain = fitted_gain(volume, used, args.scale, args.voxel_size, args.consistency, slice_thickness,
                                    slice_profile or "boxcar", device)
             result = upsample(
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
                 "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
                 "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
                 "precision": args.precision, "consistency": args.consistency, "detail_gain": gain,
-                "detail_gain_fitted": args.detail_gain == "auto" and args.consistency != "none",
+                "detail_gain_fitted": fitting_gain,
                 "slice_thickness": slice_thickness, "slice_profile": slice_profile,
                 "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
                 "arguments": sys.argv[1:],

@@ -15,7 +15,6 @@ import contextlib
 import copy
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -29,6 +28,7 @@ from arssr.degrade import Operator, SliceModel, axis_operators, resample
 from arssr.device import free_memory_bytes, resolve_device
 from arssr.errors import InputError
 from arssr.models import ArSSR, load_model
+from arssr.models.card import warn_outside_card
 from arssr.models.separable import AxisPlan, SeparableQuery
 from arssr.models.space import ModelSpace
 from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN
@@ -51,8 +51,6 @@ GAIN_SELF_SCALE = 1.5
 #: The interpolation that a detail gain of 0 gives for each consistency operator: the operator's own, but
 #: cubic B-splines for a Gaussian blur (its matrix is no interpolation) and along thick slices.
 INTERPOLATIONS = {"kspace": "kspace", "cubic": "cubic", "lanczos": "lanczos", "gaussian": "cubic"}
-#: Relative slack of the model card's ranges: a 181-voxel axis at x2 has 1.99 mm voxels.
-CARD_TOLERANCE = 1.05
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -174,48 +172,6 @@ def check_memory(out_shape: Sequence[int]) -> None:
         raise InputError(
             f"output {tuple(out_shape)} needs {need / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB of memory is free; "
             "use a smaller scale or a larger voxel size"
-        )
-
-
-def _card_range(model: ArSSR, key: str) -> tuple[float, float] | None:
-    text = model.card.get(key)
-    if not text:
-        return None
-    low, high = (float(v) for v in text.split(","))
-    return low, high
-
-
-def warn_outside_card(model: ArSSR, spacing: Sequence[float], scale: Sequence[float]) -> None:
-    """Warn when the input's voxel size or the scale lies more than ``CARD_TOLERANCE`` outside the trained range.
-
-    A card with ``thick_scale_range`` and ``inplane_scale_range`` also covers thick-slice scales: one axis up to
-    the first's upper end, the other two up to the second's.
-    """
-    spacing_range = _card_range(model, "input_spacing_mm")
-    if spacing_range and not all(
-        spacing_range[0] / CARD_TOLERANCE <= s <= spacing_range[1] * CARD_TOLERANCE for s in spacing
-    ):
-        warnings.warn(
-            f"input voxel size {'x'.join(f'{s:.3g}' for s in spacing)} mm is outside the "
-            f"{spacing_range[0]:g}-{spacing_range[1]:g} mm the model was trained on; results may be poor",
-            stacklevel=3,
-        )
-    scale_range = _card_range(model, "scale_range")
-    if scale_range is None or max(scale) <= scale_range[1] * CARD_TOLERANCE:
-        return
-    thick_range = _card_range(model, "thick_scale_range")
-    inplane_range = _card_range(model, "inplane_scale_range")
-    if thick_range is None or inplane_range is None:
-        warnings.warn(f"scale {max(scale):.3g} is above the largest the model was trained on ({scale_range[1]:g})",
-                      stacklevel=3)
-        return
-    coarsest, second, _ = sorted(scale, reverse=True)
-    if coarsest > thick_range[1] * CARD_TOLERANCE or second > inplane_range[1] * CARD_TOLERANCE:
-        warnings.warn(
-            f"scale {'x'.join(f'{s:.3g}' for s in scale)} is outside what the model was trained on (up to "
-            f"{scale_range[1]:g} on every axis, or up to {thick_range[1]:g} on one axis and {inplane_range[1]:g} on "
-            "the others)",
-            stacklevel=3,
         )
 
 

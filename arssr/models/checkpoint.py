@@ -32,7 +32,7 @@ from arssr.models.arssr import ArSSR
 FORMAT = "arssr"
 FORMAT_VERSION = 1
 #: Name of the default model in the package's ``pretrained/`` folder.
-DEFAULT_MODEL = "arssr_rdn_v7.safetensors"
+DEFAULT_MODEL = "arssr_rdn_v9.safetensors"
 TORCH_SUFFIXES = (".pt", ".pth", ".pkl")
 
 

@@ -154,7 +154,7 @@ def test_auto_keeps_the_candidate_that_decodes_closest(mni_crop):
         except InputError:
             continue
         scores[trial.lr_codec, trial.scale] = psnr(decode(*unpack(made), None, "cpu").data, mni_crop.data)
-    assert len(scores) == len(summary["candidates"]) == 10
+    assert len(scores) == len(summary["candidates"]) == 12
     for entry in summary["candidates"]:
         assert entry["psnr"] == pytest.approx(scores[entry["lr_codec"], entry["scale"]], abs=1e-6)
     best = max(scores, key=scores.get)
@@ -183,11 +183,11 @@ def test_cli_lr_codec_auto_and_info(tmp_path, int16_nifti, tiny_weights, capsys)
     assert main(["compress", str(int16_nifti), "-o", str(auto), "--auto", "--target-bpp", "8", "--steps", "10",
                  "--json", str(report), *args]) == 0
     summary = json.loads(report.read_text())["auto"]
-    assert len(summary["candidates"]) == 10 and all("psnr" in entry for entry in summary["candidates"])
+    assert len(summary["candidates"]) == 12 and all("psnr" in entry for entry in summary["candidates"])
     assert main(["info", str(auto)]) == 0
     line = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())["auto"]
     choice = summary["choice"]
-    assert line.count(" dB") == 10 and f"{choice['lr_codec']} DS 1/{choice['scale']:g} " in line
+    assert line.count(" dB") == 12 and f"{choice['lr_codec']} DS 1/{choice['scale']:g} " in line
     assert line.count("(chosen)") == 1
 
 

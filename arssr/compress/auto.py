@@ -28,7 +28,7 @@ from arssr.errors import InputError
 from arssr.volume import Volume
 
 #: Downsampling factors tried.
-AUTO_SCALES = (1.0, 1.5, 2.0, 3.0, 4.0)
+AUTO_SCALES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 #: Decimals of the scores in the file.
 SCORE_DECIMALS = 2
 

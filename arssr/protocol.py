@@ -1,5 +1,5 @@
 """Names and defaults the CLI needs without importing torch: the evaluation protocol's (paper section 4),
-the consistency options and the output dtypes."""
+the consistency options, the compressor's ``--auto`` factors and the output dtypes."""
 
 #: Interpolation baselines on the aligned grid, by ``arssr.degrade.resample`` method (``kspace``: zero filling).
 BASELINES = {"nearest": "nearest", "trilinear": "linear", "cubic": "cubic", "lanczos": "lanczos", "kspace": "kspace"}
@@ -23,6 +23,9 @@ DEFAULT_GAIN = "auto"
 #: Slice profiles of a thick-slice input (``arssr.degrade.SliceModel``) and the slice axes ``evaluate`` simulates.
 SLICE_PROFILES = ("boxcar", "gaussian")
 SLICE_AXES = ("0", "1", "2", "all")
+
+#: Downsampling factors that ``arssr compress --auto`` tries with each LR codec.
+AUTO_SCALES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 
 #: Output data types of written volumes; ``input`` keeps the source file's.
 OUTPUT_DTYPES = ("float32", "float64", "int16", "uint16", "uint8", "input")

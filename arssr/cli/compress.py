@@ -10,7 +10,7 @@ from pathlib import Path
 from arssr.cli.options import (
     UsageError, check_nifti_output, check_outputs, parse_numbers, positive_float, positive_int, usage_errors,
 )
-from arssr.protocol import OUTPUT_DTYPES
+from arssr.protocol import AUTO_SCALES, OUTPUT_DTYPES
 
 
 def _setup(args: argparse.Namespace):
@@ -133,9 +133,9 @@ def add_parser(sub) -> None:
     co.add_argument("--lr-codec", choices=["siren", "sperr"],
                     help="what codes the LR volume: siren (default) or sperr (SPERR wavelets, sized by --target-bpp)")
     co.add_argument("--auto", action="store_true",
-                    help="with --target-bpp: try each LR codec at scales 1, 1.5, 2, 2.5, 3, 4 and keep the file "
-                         "that decodes closest to the input (PSNR); every candidate's score goes into the file and "
-                         "the report")
+                    help=f"with --target-bpp: try each LR codec at scales {', '.join(f'{s:g}' for s in AUTO_SCALES)} "
+                         "and keep the file that decodes closest to the input (PSNR); every candidate's score goes "
+                         "into the file and the report")
     co.add_argument("--finetune-decoder", action="store_true",
                     help="end to end: train the SR model's biases with the SIREN on this volume for the last 30 %% of "
                          "the steps or time, one random block of 24^3 LR voxels a step; their changes go into "

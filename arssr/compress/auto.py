@@ -25,10 +25,9 @@ from arssr.compress.rate import rate
 from arssr.compress.search import compress_with_codec
 from arssr.device import resolve_device
 from arssr.errors import InputError
+from arssr.protocol import AUTO_SCALES
 from arssr.volume import Volume
 
-#: Downsampling factors tried.
-AUTO_SCALES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 #: Decimals of the scores in the file.
 SCORE_DECIMALS = 2
 

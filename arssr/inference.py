@@ -31,7 +31,7 @@ from arssr.models import ArSSR, load_model
 from arssr.models.card import warn_outside_card
 from arssr.models.separable import AxisPlan, SeparableQuery
 from arssr.models.space import ModelSpace
-from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN
+from arssr.protocol import CUBIC_GAIN, DEFAULT_CONSISTENCY, DEFAULT_GAIN
 from arssr.volume import Volume, load_volume
 
 #: Decoder queries per chunk: activations of 4096 x 256 floats stay in a CPU's L2 cache.
@@ -217,7 +217,8 @@ def upsample(
     ``gain`` scales the detail that the network adds to the interpolation
     that matches the consistency operator (:func:`interpolation`: zero-filled
     k-space for ``kspace``); ``auto`` (the default) fits it on the input
-    itself (:func:`detail_gain`, from in-plane examples with a slice model).
+    itself (:func:`detail_gain`, from in-plane examples with a slice model),
+    or, with ``cubic`` consistency and no thick slices, takes :data:`CUBIC_GAIN`.
     Without consistency it plays no part.
     """
     volume, model, factors, operator = _request(volume, model, scale, voxel_size, consistency, slice_thickness,
@@ -241,7 +242,8 @@ def upsample(
     else:
         operator = operator if isinstance(operator, str) else space.axes(operator)
         if gain == "auto":
-            gain = detail_gain(model, lr, space.axes(factors), operator, device)
+            gain = (detail_gain(model, lr, space.axes(factors), operator, device)
+                    if fits_gain(consistency, slice_thickness) else CUBIC_GAIN)
         if gain != 1:
             base = interpolation(lr, result.shape, operator)
             result -= base  # in place: base + gain (result - base) with one output-sized array more
@@ -279,8 +281,8 @@ def fitted_gain(
     slice_profile: str = "boxcar",
     device: str | torch.device = "auto",
 ) -> float:
-    """The detail gain that :func:`upsample` fits with ``gain="auto"`` and the same arguments
-    (:func:`detail_gain`); 1 for a constant volume. Pass it as ``gain`` to upsample parts of a volume (or
+    """The detail gain that :func:`upsample` uses with ``gain="auto"`` and the same arguments (:func:`detail_gain`,
+    or :data:`CUBIC_GAIN` where :func:`fits_gain` is false); 1 for a constant volume. Pass it as ``gain`` to upsample parts of a volume (or
     several times) with the whole volume's gain."""
     volume, model, factors, operator = _request(volume, model, scale, voxel_size, consistency, slice_thickness,
                                                 slice_profile)
@@ -288,9 +290,18 @@ def fitted_gain(
         raise InputError("a detail gain needs a consistency operator, not none")
     if float(volume.data.min()) == float(volume.data.max()):
         return 1.0
+    if not fits_gain(consistency, slice_thickness):
+        return CUBIC_GAIN
     space = ModelSpace.of(volume.data, volume.affine, model)
     operator = operator if isinstance(operator, str) else space.axes(operator)
     return detail_gain(model, space.to_model(volume.data), space.axes(factors), operator, resolve_device(device))
+
+
+def fits_gain(consistency: str, slice_thickness: float | str | None) -> bool:
+    """Whether ``gain="auto"`` fits the gain on the input: with any consistency operator but ``none``, and
+    with ``cubic`` only for thick slices (their in-plane examples are not sampled once more); otherwise
+    it is :data:`CUBIC_GAIN`."""
+    return consistency != "none" and (consistency != "cubic" or slice_thickness is not None)
 
 
 def empty_background(lr: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:

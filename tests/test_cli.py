@@ -186,6 +186,12 @@ def test_detail_gain_option(tmp_path, capsys, mni_crop, tiny_weights):
         assert (sidecar["detail_gain"], sidecar["detail_gain_fitted"]) == ((0.0, False) if gain == "0" else (fitted, True))
     assert not np.array_equal(outputs["0"], outputs["auto"])
     np.testing.assert_array_equal(outputs["auto"], upsample(mni_crop, tiny_weights, scale=2, gain=fitted).data)
+    out = tmp_path / "out_cubic.nii.gz"  # cubic consistency: auto is the fixed CUBIC_GAIN, not a fit
+    code, _, err = run(capsys, "upsample", tmp_path / "in.nii.gz", "--scale", "2", "-o", out,
+                       "--weights", tiny_weights, "--consistency", "cubic", "-q")
+    assert code == 0, err
+    sidecar = json.loads(out.with_suffix("").with_suffix(".json").read_text())
+    assert (sidecar["detail_gain"], sidecar["detail_gain_fitted"]) == (0.25, False)
     with pytest.raises(SystemExit) as usage:
         main(["upsample", str(tmp_path / "in.nii.gz"), "--scale", "2", "--detail-gain", "-1"])
     assert usage.value.code == 2 and "expected auto or a number >= 0" in capsys.readouterr().err

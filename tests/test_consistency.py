@@ -263,6 +263,25 @@ def test_thick_slice_upsampling_uses_the_fitted_gain(monkeypatch, mni_crop, tiny
     assert inference.fitted_gain(thick, tiny_model, scale=scale, slice_thickness=6.0) == fitted[0]
 
 
+def test_cubic_consistency_takes_the_fixed_gain_unless_slices_are_thick(monkeypatch, mni_crop, tiny_model):
+    """Cubic consistency on an isotropic input: ``auto`` is CUBIC_GAIN, no fit; with thick slices it is fitted."""
+    from arssr import inference
+    from arssr.simulate import ThickSlices, simulate_thick_slices
+
+    fits = []
+    fit = inference.detail_gain
+    monkeypatch.setattr(inference, "detail_gain", lambda *args, **kwargs: (fits.append(1), fit(*args, **kwargs))[1])
+    scale = (2, 1.5, 2.5)
+    auto = upsample(mni_crop, tiny_model, scale=scale, consistency="cubic").data
+    given = upsample(mni_crop, tiny_model, scale=scale, consistency="cubic", gain=0.25).data
+    np.testing.assert_array_equal(auto, given)
+    assert inference.fitted_gain(mni_crop, tiny_model, scale=scale, consistency="cubic") == inference.CUBIC_GAIN == 0.25
+    assert fits == []
+    thick = simulate_thick_slices(mni_crop, ThickSlices(6.0, 2))
+    gain = inference.fitted_gain(thick, tiny_model, scale=(1, 1, 20 / 7), consistency="cubic", slice_thickness=6.0)
+    assert fits == [1] and gain != inference.CUBIC_GAIN
+
+
 def test_fitted_gain_of_constant_volumes_and_without_consistency(mni_crop, tiny_model):
     from arssr.inference import fitted_gain
 

@@ -13,7 +13,9 @@ from arssr.cli.options import (
     SUFFIXES, UsageError, check_nifti_output, gain_option, positive_float, positive_int, scale_option, shard_option,
     stem, thickness_option, voxel_size_option,
 )
-from arssr.protocol import CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_GAIN, OUTPUT_DTYPES, SLICE_PROFILES
+from arssr.protocol import (
+    CONSISTENCY_OPERATORS, CUBIC_GAIN, DEFAULT_CONSISTENCY, DEFAULT_GAIN, OUTPUT_DTYPES, SLICE_PROFILES,
+)
 
 
 def expand_inputs(items: list[str]) -> tuple[list[Path], bool]:
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from arssr.files import check_output, refuse_existing, refuse_inputs
     from arssr.device import resolve_device
     from arssr.adapt import adapt_to
-    from arssr.inference import example_volume_path, fitted_gain, upsample
+    from arssr.inference import example_volume_path, fitted_gain, fits_gain, upsample
     from arssr.models import default_model_path, file_sha256, load_model, save_model
     from arssr.shard import current_shard, shard_device
     from arssr.volume import load_volume, save_volume
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if slice_thickness is not None and args.consistency == "none":
         raise UsageError("--slice-thickness and --slice-profile set the consistency projection; "
                          "they cannot go with --consistency none")
-    fitting_gain = args.detail_gain == "auto" and args.consistency != "none"
+    fitting_gain = args.detail_gain == "auto" and fits_gain(args.consistency, slice_thickness)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(shard_device(args.device, shard))
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.save_adapted:
                     save_model(used, args.save_adapted, adapted_to=str(source), **used.card)
             gain = args.detail_gain
-            if fitting_gain:
+            if gain == "auto" and args.consistency != "none":
                 gain = fitted_gain(volume, used, args.scale, args.voxel_size, args.consistency, slice_thickness,
                                    slice_profile or "boxcar", device)
             result = upsample(
@@ -193,7 +195,8 @@ def add_parser(sub) -> None:
         f"(default: {DEFAULT_CONSISTENCY}, as an MR acquisition; none: the network's output as it is)"))
     up.add_argument("--detail-gain", type=gain_option, default=gain_option(DEFAULT_GAIN), metavar="auto|G", help=(
         "scale of the network's detail over the consistent minimum-norm volume (zero-filled k-space for kspace); "
-        f"auto fits it on the input itself (default: {DEFAULT_GAIN})"))
+        f"auto fits it on the input itself, or is {CUBIC_GAIN:g} with --consistency cubic "
+        f"(default: {DEFAULT_GAIN})"))
     up.add_argument("--slice-thickness", type=thickness_option, metavar="MM", help=(
         "the input is 2D multi-slice with slices this thick along its coarsest axis (less than the spacing: gaps), "
         "or 'spacing'; the consistency projection uses this slice model there (default: not used)"))

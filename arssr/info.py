@@ -98,5 +98,7 @@ def describe_compressed(path: Path) -> list[str]:
         f"consistency: {meta.get('consistency', 'none')}"
         + (f", detail gain {meta['detail_gain']:g}" if "detail_gain" in meta else "")
         + (", band weights {:g} (below half the LR's Nyquist frequency) and {:g} (above)".format(
-            *meta["consistency_weights"]) if "consistency_weights" in meta else ""),
+            *meta["consistency_weights"]) if "consistency_weights" in meta else "")
+        + ("; outside the decoded foreground detail gain {:g}, band weights {:g} and {:g}".format(
+            *meta["background_decoding"]) if "background_decoding" in meta else ""),
     ]

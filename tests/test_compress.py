@@ -96,8 +96,17 @@ def test_decoding_projects_onto_the_decoded_lr(tiny_weights):
     weights = meta["consistency_weights"]
     assert len(weights) == 2 and all(abs(w) <= 9.999 for w in weights)  # fitted: not the placeholder (-12.3, -98.8)
     assert meta["detail_gain"] in [k / 10 for k in range(16)]
-    assert blob[6] == 4  # format version 4: older readers refuse the weighted decoding
-    decoded = decode({**meta, "consistency_weights": [1.0, 1.0]}, payload, tiny_weights, "cpu").data
+    background = meta["background_decoding"]
+    assert len(background) == 3 and background[0] in [k / 10 for k in range(16)]
+    assert all(abs(w) <= 9.999 for w in background[1:])
+    assert blob[6] == 5  # format version 5: older readers refuse the decoding by region
+    # the same gain and weights in both regions: the format-4 decoding of one gain and one pair of weights
+    same = {**meta, "background_decoding": [meta["detail_gain"], *weights]}
+    one = {key: value for key, value in meta.items() if key != "background_decoding"}
+    np.testing.assert_allclose(decode(same, payload, tiny_weights, "cpu").data, decode(one, payload, tiny_weights, "cpu").data,
+                               atol=1e-5 * np.ptp(volume.data))
+    projected = {**meta, "consistency_weights": [1.0, 1.0], "background_decoding": [meta["detail_gain"], 1.0, 1.0]}
+    decoded = decode(projected, payload, tiny_weights, "cpu").data
     siren = Siren(**meta["siren"])
     tensors = quantize.unpack_tensors(quantize.entropy_decode(meta["codec"], payload),
                                       [t.shape for t in siren.state_dict().values()], meta["quant"])
@@ -108,7 +117,8 @@ def test_decoding_projects_onto_the_decoded_lr(tiny_weights):
     inside = (decoded > meta["range"][0]) & (decoded < meta["range"][1])
     assert inside.mean() > 0.9  # the clipping to the volume's range touches few voxels
     assert np.abs(again - lr).max() < 2e-2 * (high - low)
-    unweighted = {key: value for key, value in meta.items() if key not in ("consistency_weights", "detail_gain")}
+    unweighted = {key: value for key, value in meta.items()
+                  if key not in ("consistency_weights", "detail_gain", "background_decoding")}
     unprojected = decode({**unweighted, "consistency": "none"}, payload, tiny_weights, "cpu").data
     assert np.abs(degrade(torch.from_numpy(unprojected.astype(np.float64)), lr.shape, "kspace").numpy() - lr).max() \
         > 10 * np.abs(again - lr).max()
@@ -122,35 +132,48 @@ def test_decoding_projects_onto_the_decoded_lr(tiny_weights):
             decode({**meta, "detail_gain": bad}, payload, tiny_weights, "cpu")
     with pytest.raises(InputError, match="malformed .arssr metadata.*detail gain"):
         decode({**unweighted, "detail_gain": 1.0}, payload, tiny_weights, "cpu")
+    for bad in ([1.0, 1.0], [-12.345678901, -12.345678901, -98.765432109], [-0.5, 1.0, 1.0], [0.5, float("nan"), 1.0]):
+        with pytest.raises(InputError, match="malformed .arssr metadata.*background decoding"):
+            decode({**meta, "background_decoding": bad}, payload, tiny_weights, "cpu")
+    with pytest.raises(InputError, match="malformed .arssr metadata.*background decoding"):
+        decode({**one, "detail_gain": None, "background_decoding": background}, payload, tiny_weights, "cpu")
     with pytest.raises(InputError, match="unknown consistency operator 'fft'"):
         decode({**meta, "consistency": "fft"}, payload, tiny_weights, "cpu")
 
 
 def test_fitted_decoding_is_the_best_gain_and_weights_on_real_anatomy(mni_crop):
-    """MNI152 crop, its LR coded lossily (noise), the shipped model: the fitted detail gain and band weights
-    decode closer to the original than the projection (gain 1, weights 1, 1) and than the neighbouring gains
-    with their own least-squares weights."""
-    from arssr.compress.codec import FITTED_GAINS, fit_decoding
+    """MNI152 crop, its LR coded lossily (noise), the shipped model: in each region (inside and outside the
+    foreground found in the decoded LR), the fitted detail gain and band weights decode closer to the original
+    than the projection (gain 1, weights 1, 1) and than the neighbouring gains with their own least-squares
+    weights."""
+    from arssr.compress.codec import FITTED_GAINS, decoded_foreground, fit_decoding
     from arssr.consistency import fit_band_weights, projection_bands, weighted_projection
     from arssr.inference import interpolation
+    from arssr.metrics import brain_mask
 
     model = load_model(None)
     truth = normalize(mni_crop.data, (float(mni_crop.data.min()), float(mni_crop.data.max())))
     lr = degrade(torch.from_numpy(truth.astype(np.float64)), tuple(n // 2 for n in truth.shape), "kspace").numpy()
     lr = (lr + np.random.default_rng(0).normal(0, 0.03, lr.shape)).astype(np.float32)
     sr = super_resolve(lr, model, truth.shape)
-    gain, weights = fit_decoding(sr, lr, "kspace", truth)
-    assert gain in FITTED_GAINS
+    regions = fit_decoding(sr, lr, "kspace", truth)
     base = interpolation(lr, truth.shape, "kspace")
+    inside = decoded_foreground(lr, truth.shape, "kspace")
+    assert 0.2 < inside.mean() < 0.9 and (inside == brain_mask(truth)).mean() > 0.9  # the crop's real foreground
 
-    def error(g, w):
-        return float(np.sum((weighted_projection(base + np.float32(g) * (sr - base), lr, "kspace", w) - truth) ** 2))
+    for where, (gain, weights) in zip((inside, ~inside), regions):
+        assert gain in FITTED_GAINS
 
-    best = error(gain, weights)
-    assert best < error(1.0, (1.0, 1.0))
-    for other in (gain - 0.1, gain + 0.1):
-        guess = base + np.float32(other) * (sr - base)
-        assert best <= error(other, fit_band_weights(guess, projection_bands(guess, lr, "kspace"), truth)) * (1 + 1e-6)
+        def error(g, w):
+            decoded = weighted_projection(base + np.float32(g) * (sr - base), lr, "kspace", w)
+            return float(np.sum((decoded - truth)[where] ** 2))
+
+        best = error(gain, weights)
+        assert best < error(1.0, (1.0, 1.0))
+        for other in (gain - 0.1, gain + 0.1):
+            guess = base + np.float32(other) * (sr - base)
+            bands = [band[where] for band in projection_bands(guess, lr, "kspace")]
+            assert best <= error(other, fit_band_weights(guess[where], bands, truth[where])) * (1 + 1e-6)
 
 
 def test_real_anatomy_with_the_shipped_model(mni_crop):
@@ -178,7 +201,7 @@ def test_finetuned_sr_model_travels_in_the_file_and_lowers_the_error(mni_crop):
     model = load_model(v2)
     biases = sum(p.numel() for name, p in model.named_parameters() if name.endswith("bias"))
     meta, payload = unpack(tuned_blob)
-    assert meta["finetune"] == {"mode": "bias", "params": biases} and tuned_blob[6] == 4 and plain_blob[6] == 4
+    assert meta["finetune"] == {"mode": "bias", "params": biases} and tuned_blob[6] == 5 and plain_blob[6] == 5
     assert len(tuned_blob) > len(plain_blob) + biases // 2  # the changes are in the file (int8, entropy-coded)
     assert tuned["paper_cr"] == 1 - (plain["siren_params"] + biases) / mni_crop.data.size
     assert tuned["psnr"] > plain["psnr"] + 0.3, (plain["psnr"], tuned["psnr"])  # measured +0.48 dB (+0.52 before band weights)
@@ -248,7 +271,7 @@ def test_end_to_end_changes_that_decode_worse_are_dropped(mni_crop, monkeypatch)
     config = make_config(scale=2.0, width=32, steps=200, finetune="bias")
     blob, report = compress_volume(mni_crop, config, device="cpu")
     plain_blob, plain = compress_volume(mni_crop, make_config(scale=2.0, width=32, steps=140), device="cpu")
-    assert report["finetune_kept"] is False and "finetune" not in unpack(blob)[0] and blob[6] == 4
+    assert report["finetune_kept"] is False and "finetune" not in unpack(blob)[0] and blob[6] == 5
     assert blob == plain_blob and report["psnr"] == plain["psnr"] and report["decoder_params"] == 0
 
 
@@ -268,7 +291,7 @@ def test_sweep_finds_the_lowest_score(tmp_path, tiny_weights):
     records = sweep(volume, make_config("fast", steps=20), [1.0, 2.0], [8, 16], sr_model=tiny_weights)
     assert [(r["scale"], r["width"]) for r in records] == [(1.0, 8), (1.0, 16), (2.0, 8), (2.0, 16)]
     for r in records:
-        assert r["score"] == pytest.approx(1 / r["psnr"] + 1 - r["ssim"] + r["bytes"] / (volume.data.size * 4))
+        assert r["score"] == pytest.approx(1 / r["psnr"] + 1 - abs(r["ssim"]) + r["bytes"] / (volume.data.size * 4))
         assert r["score"] == score(r)
     assert [r["best"] for r in records].count(True) == 1
     assert next(r for r in records if r["best"])["score"] == min(r["score"] for r in records)

@@ -51,9 +51,9 @@ def test_foreign_file_and_unknown_version():
     with pytest.raises(InputError, match="not an .arssr file"):
         unpack(b"\x1f\x8b\x08\x00" + bytes(100))  # a gzip (NIfTI) stream
     newer = bytearray(BLOB)
-    newer[len(MAGIC)] = 5
+    newer[len(MAGIC)] = 6
     newer[-4:] = zlib.crc32(bytes(newer[:-4])).to_bytes(4, "little")
-    with pytest.raises(InputError, match=r"format version 5 is not supported \(this arssr reads up to 4\)"):
+    with pytest.raises(InputError, match=r"format version 6 is not supported \(this arssr reads up to 5\)"):
         unpack(bytes(newer))
 
 
@@ -64,6 +64,8 @@ def test_version_2_marks_files_with_fine_tuned_decoder_parameters():
     assert blob[len(MAGIC)] == 2 and unpack(blob) == (tuned, PAYLOAD)
     weighted = {**tuned, "consistency": "kspace", "consistency_weights": [0.9, 0.5]}
     assert pack(weighted, PAYLOAD)[len(MAGIC)] == 4 and unpack(pack(weighted, PAYLOAD)) == (weighted, PAYLOAD)
+    regions = {**weighted, "detail_gain": 0.7, "background_decoding": [0.2, 0.8, -0.1]}
+    assert pack(regions, PAYLOAD)[len(MAGIC)] == 5 and unpack(pack(regions, PAYLOAD)) == (regions, PAYLOAD)
 
 
 def test_version_3_marks_files_whose_lr_is_not_a_siren():

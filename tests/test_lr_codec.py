@@ -45,7 +45,7 @@ def test_round_trip_restores_geometry_dtype_and_range(tmp_path, mni_crop, tiny_w
     assert report["bytes"] == size <= math.floor(mni_crop.data.size / 8)
     meta, _ = read_container(path)
     assert meta.get("lr_codec", "siren") == lr_codec and meta["consistency"] == "kspace"
-    assert path.read_bytes()[len(MAGIC)] == 4  # decoded with consistency band weights
+    assert path.read_bytes()[len(MAGIC)] == 5  # decoded with consistency band weights, by region
     decompress(path, tmp_path / "back.nii.gz", sr_model=tiny_weights, device="cpu")
     back = nib.load(tmp_path / "back.nii.gz")
     assert back.shape == mni_crop.shape and np.array_equal(back.affine, mni_crop.affine)
@@ -82,15 +82,18 @@ def test_budget_is_met_in_real_bytes_by_the_largest_sperr_rate(mni_crop, tiny_we
 def test_the_placeholders_size_files_for_any_fitted_decoding(sperr_file):
     """Files are sized with placeholders for the detail gain and the consistency band weights: the metadata with
     any values that fitting can give (3 decimals; gain 0-1.5, weights of magnitude at most 9.999) is never larger."""
-    from arssr.compress.codec import GAIN_KEY, GAIN_PLACEHOLDER, WEIGHTS_KEY, WEIGHTS_PLACEHOLDER
+    from arssr.compress.codec import (BACKGROUND_KEY, BACKGROUND_PLACEHOLDER, GAIN_KEY, GAIN_PLACEHOLDER, WEIGHTS_KEY,
+                                      WEIGHTS_PLACEHOLDER)
 
     meta, payload = unpack(sperr_file[0])
-    sized = len(pack({**meta, GAIN_KEY: GAIN_PLACEHOLDER, WEIGHTS_KEY: list(WEIGHTS_PLACEHOLDER)}, payload))
+    sized = len(pack({**meta, GAIN_KEY: GAIN_PLACEHOLDER, WEIGHTS_KEY: list(WEIGHTS_PLACEHOLDER),
+                      BACKGROUND_KEY: list(BACKGROUND_PLACEHOLDER)}, payload))
     rng = np.random.default_rng(0)
-    trials = np.concatenate([rng.uniform(-9.999, 9.999, (1500, 2)), rng.uniform(0, 1.2, (1500, 2))]).round(3)
-    gains = rng.choice(np.arange(16) / 10, len(trials))
-    assert max(len(pack({**meta, GAIN_KEY: float(g), WEIGHTS_KEY: [float(a), float(b)]}, payload))
-               for g, (a, b) in zip(gains, trials)) <= sized
+    trials = np.concatenate([rng.uniform(-9.999, 9.999, (1500, 4)), rng.uniform(0, 1.2, (1500, 4))]).round(3)
+    gains = rng.choice(np.arange(16) / 10, (len(trials), 2))
+    assert max(len(pack({**meta, GAIN_KEY: float(g), WEIGHTS_KEY: [float(a), float(b)],
+                         BACKGROUND_KEY: [float(h), float(c), float(d)]}, payload))
+               for (g, h), (a, b, c, d) in zip(gains, trials)) <= sized
 
 
 def test_budgets_below_the_smallest_file_are_refused(mni_crop, tiny_weights_module):
@@ -176,8 +179,10 @@ def test_cli_lr_codec_auto_and_info(tmp_path, int16_nifti, tiny_weights, capsys)
     assert "siren" not in lines and "paper_cr" not in lines and int(lines["bytes"]) <= 4 * 12 * 11 * 11 / 8
     meta = read_container(out)[0]
     low, high = meta["consistency_weights"]
+    gain, out_low, out_high = meta["background_decoding"]
     assert lines["consistency"] == (f"kspace, detail gain {meta['detail_gain']:g}, band weights {low:g} (below half "
-                                    f"the LR's Nyquist frequency) and {high:g} (above)")
+                                    f"the LR's Nyquist frequency) and {high:g} (above); outside the decoded "
+                                    f"foreground detail gain {gain:g}, band weights {out_low:g} and {out_high:g}")
     assert main(["decompress", str(out), "-o", str(tmp_path / "s.nii.gz"), *args]) == 0
     auto, report = tmp_path / "a.arssr", tmp_path / "a.json"
     assert main(["compress", str(int16_nifti), "-o", str(auto), "--auto", "--target-bpp", "8", "--steps", "10",

@@ -4,6 +4,9 @@ Decoding evaluates the SIREN on the LR grid, then the SR model (any arssr
 model file; default the shipped one) brings it back to the original grid
 (the README's Geometry section), intensities and dtype. The SR model is not
 in the file: its name and sha256 are, and decoding refuses any other model.
+The SR result is made consistent with the decoded LR by a detail gain and
+band weights that the encoder fits against the original, separately inside
+and outside the foreground found in the decoded LR (``codec``).
 At scale 1 no SR model is used (the SIREN alone, on the HR grid).
 
 Intensities: the SIREN learns the LR volume normalised by the SR model's

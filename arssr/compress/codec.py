@@ -45,6 +45,10 @@ WEIGHTS_PLACEHOLDER = (-12.345678901, -98.765432109)
 GAIN_KEY = "detail_gain"
 GAIN_PLACEHOLDER = -12.345678901
 FITTED_GAINS = tuple(round(0.1 * k, 1) for k in range(16))
+#: Metadata key of the detail gain and band weights outside the decoded foreground (:func:`decoded_foreground`),
+#: ``[gain, low, high]``, and its placeholder; with it, the two keys above apply inside the foreground only.
+BACKGROUND_KEY = "background_decoding"
+BACKGROUND_PLACEHOLDER = (GAIN_PLACEHOLDER, *WEIGHTS_PLACEHOLDER)
 
 
 def sr_model_identity(path: str | os.PathLike | None) -> dict:
@@ -116,6 +120,7 @@ def prepare(volume: Volume, config: CompressionConfig, sr_model: str | os.PathLi
     meta = _header_meta(volume, config, lr_shape, window, sr_model_identity(sr_model))
     meta[WEIGHTS_KEY] = list(WEIGHTS_PLACEHOLDER)  # size the file; measuring the encoding fits them
     meta[GAIN_KEY] = GAIN_PLACEHOLDER
+    meta[BACKGROUND_KEY] = list(BACKGROUND_PLACEHOLDER)
     return meta, model_space(meta, model).normalize(lr), model
 
 
@@ -190,7 +195,7 @@ def decode(
 def decode_fitted(meta: dict, payload: bytes, volume: Volume, sr_model: str | os.PathLike | None = None,
                   device: str | torch.device = "auto") -> tuple[dict, Volume]:
     """``(meta, decoded)``: for a file whose metadata has ``consistency_weights`` (placeholders, from
-    :func:`prepare`), the metadata with the detail gain and band weights fitted against ``volume``, the
+    :func:`prepare`), the metadata with the detail gains and band weights fitted against ``volume``, the
     original (:func:`fit_decoding`), and the volume that a reader decodes from that metadata; for another file,
     ``meta`` and :func:`decode`'s volume. One SR pass either way."""
     from arssr.device import resolve_device
@@ -200,29 +205,51 @@ def decode_fitted(meta: dict, payload: bytes, volume: Volume, sr_model: str | os
     if WEIGHTS_KEY not in meta or model is None:
         return meta, restore(meta, lr, model, device)
     sr = _super_resolved(meta, lr, model, device)
-    gain, weights = fit_decoding(sr, lr, meta["consistency"], model_space(meta, model).normalize(volume.data))
-    meta = {**meta, GAIN_KEY: gain, WEIGHTS_KEY: list(weights)}
+    (gain, weights), (background_gain, background_weights) = fit_decoding(
+        sr, lr, meta["consistency"], model_space(meta, model).normalize(volume.data))
+    meta = {**meta, GAIN_KEY: gain, WEIGHTS_KEY: list(weights), BACKGROUND_KEY: [background_gain, *background_weights]}
     return meta, _as_volume(meta, _consistent(_consistency_rule(meta, model), lr, sr), model)
 
 
-def fit_decoding(sr: np.ndarray, lr: np.ndarray, operator: str, reference: np.ndarray) -> tuple[float, tuple]:
-    """``(detail gain, band weights)`` that bring the decoded volume closest to ``reference`` (squared error
+def decoded_foreground(lr: np.ndarray, shape, operator: str) -> np.ndarray:
+    """The foreground that decoding finds in the decoded LR alone, so encoder and reader agree on it:
+    ``arssr.metrics.brain_mask`` (Otsu's threshold, largest component, holes filled) of the LR's
+    interpolation that matches ``operator`` on the original grid."""
+    from arssr.inference import interpolation
+    from arssr.metrics import brain_mask
+
+    return brain_mask(interpolation(lr, shape, operator))
+
+
+def fit_decoding(sr: np.ndarray, lr: np.ndarray, operator: str, reference: np.ndarray) -> tuple[tuple, tuple]:
+    """``((detail gain, band weights) inside, (detail gain, band weights) outside)`` the decoded foreground
+    (:func:`decoded_foreground`) that bring the decoded volume closest to ``reference`` there (squared error
     before the floor): each gain of :data:`FITTED_GAINS` with its least-squares band weights
-    (``arssr.consistency.fit_band_weights``), the best kept.
+    (``arssr.consistency.fit_band_weights``), the best kept. Anatomy and background differ in how much of
+    the network's detail and the coded LR's finest detail they can use, so each gets its own.
 
     The projection's correction is affine in the volume and the band split linear, so the bands of
     ``b + g (sr - b)`` are ``(1 - g)`` times those of ``b`` plus ``g`` times those of ``sr``: two projections
-    serve every gain."""
-    from arssr.consistency import fit_band_weights, projection_bands, sum_of_products
+    serve every gain, and a voxel's result depends only on its own region's gain and weights."""
+    from arssr.consistency import projection_bands
     from arssr.inference import interpolation
 
     base = interpolation(lr, sr.shape, operator)
-    base_bands, sr_bands = projection_bands(base, lr, operator), projection_bands(sr, lr, operator)
+    arrays = (base, np.asarray(sr, dtype=np.float32), np.asarray(reference, dtype=np.float32),
+              *projection_bands(base, lr, operator), *projection_bands(sr, lr, operator))
+    inside = decoded_foreground(lr, sr.shape, operator)
+    return tuple(_fit_region(*(a[where][None] for a in arrays)) for where in (inside, ~inside))
+
+
+def _fit_region(base, sr, reference, base_low, base_high, sr_low, sr_high) -> tuple[float, tuple]:
+    """:func:`fit_decoding` on one region's voxels (each array one row of them)."""
+    from arssr.consistency import fit_band_weights, sum_of_products
+
     best = None
     for gain in FITTED_GAINS:
         g = np.float32(gain)
         guess = base + g * (sr - base)
-        bands = [(1 - g) * b + g * s for b, s in zip(base_bands, sr_bands)]
+        bands = [(1 - g) * b + g * s for b, s in ((base_low, sr_low), (base_high, sr_high))]
         weights = fit_band_weights(guess, bands, reference)
         error = guess + np.float32(weights[0]) * bands[0] + np.float32(weights[1]) * bands[1] - reference
         error = sum_of_products(error, error)
@@ -276,8 +303,9 @@ def _super_resolved(meta: dict, lr: np.ndarray, model, device: torch.device, pro
                                                progress=progress))
 
 
-def _consistency_rule(meta: dict, model) -> tuple[str, float | None, list[float] | None, float | None]:
-    """``(operator, floor, band weights or None, detail gain or None)`` of a file, checked."""
+def _consistency_rule(meta: dict, model) -> tuple[str, float | None, list[float] | None, float | None, list | None]:
+    """``(operator, floor, band weights or None, detail gain or None, background [gain, low, high] or None)`` of
+    a file, checked."""
     from arssr.consistency import MAX_WEIGHT, check_operator
 
     with malformed_metadata():
@@ -292,23 +320,41 @@ def _consistency_rule(meta: dict, model) -> tuple[str, float | None, list[float]
         gain = meta.get(GAIN_KEY)
         if gain is not None and (weights is None or not 0 <= float(gain) <= MAX_WEIGHT):
             raise ValueError(f"detail gain {gain!r} (it needs consistency weights and lies in [0, {MAX_WEIGHT}])")
-    return operator, floor, weights, None if gain is None else float(gain)
+        background = meta.get(BACKGROUND_KEY)
+        if background is not None:
+            background = [float(v) for v in background]
+            if (gain is None or len(background) != 3 or not 0 <= background[0] <= MAX_WEIGHT
+                    or not all(abs(w) <= MAX_WEIGHT for w in background[1:])):
+                raise ValueError(f"background decoding {meta[BACKGROUND_KEY]!r} (it needs a detail gain; "
+                                 f"[gain in [0, {MAX_WEIGHT}], two weights of magnitude at most {MAX_WEIGHT}])")
+    return operator, floor, weights, None if gain is None else float(gain), background
 
 
 def _consistent(rule: tuple, lr: np.ndarray, sr: np.ndarray) -> np.ndarray:
     """``sr`` projected onto the decoded ``lr`` through the file's operator (:func:`_consistency_rule`), or, with
     band weights, its detail scaled by the file's gain and then given the projection's correction weighted per
-    band (``arssr.consistency.weighted_projection``): a lossy LR is not trusted to its finest detail."""
-    from arssr.consistency import project, weighted_projection
+    band (``arssr.consistency.weighted_projection``): a lossy LR is not trusted to its finest detail. With a
+    background gain and weights, those apply outside the decoded foreground (:func:`fit_decoding`)."""
+    from arssr.consistency import project, projection_bands, weighted_projection
     from arssr.inference import interpolation
 
-    operator, floor, weights, gain = rule
+    operator, floor, weights, gain, background = rule
     if weights is None:
         return project(sr, lr, operator, floor)
-    if gain is not None:
-        base = interpolation(lr, sr.shape, operator)
-        sr = base + np.float32(gain) * (sr - base)
-    return weighted_projection(sr, lr, operator, weights, floor)
+    if gain is None:
+        return weighted_projection(sr, lr, operator, weights, floor)
+    base = interpolation(lr, sr.shape, operator)
+    if background is None:
+        return weighted_projection(base + np.float32(gain) * (sr - base), lr, operator, weights, floor)
+    (base_low, base_high), (sr_low, sr_high) = projection_bands(base, lr, operator), projection_bands(sr, lr, operator)
+    inside = decoded_foreground(lr, sr.shape, operator)
+    out = np.empty(sr.shape, dtype=np.float32)
+    for where, (g, low, high) in ((inside, (gain, *weights)), (~inside, background)):
+        g = np.float32(g)
+        out[where] = (base[where] + g * (sr[where] - base[where])
+                      + np.float32(low) * ((1 - g) * base_low[where] + g * sr_low[where])
+                      + np.float32(high) * ((1 - g) * base_high[where] + g * sr_high[where]))
+    return out if floor is None else np.maximum(out, floor, out=out)
 
 
 def _as_volume(meta: dict, data: np.ndarray, model) -> Volume:

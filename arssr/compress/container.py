@@ -7,9 +7,10 @@ Layout (little-endian)::
                        (a reader that knows only version 1 must refuse those files), or 3 when
                        the LR is coded by another LR codec than a SIREN (``arssr.compress.lr_codec``),
                        or 4 when decoding weights the consistency correction per band
-                       (metadata ``consistency_weights``, ``arssr.compress.codec``), whatever else the
-                       file holds (4 is the highest that applies); a reader refuses the versions it
-                       does not know
+                       (metadata ``consistency_weights``, ``arssr.compress.codec``), or 5 when the
+                       background has its own gain and weights (metadata ``background_decoding``),
+                       whatever else the file holds (the highest that applies); a reader refuses the
+                       versions it does not know
     reserved  u8       0
     meta_len  u32      bytes of the metadata block
     data_len  u32      bytes of the payload
@@ -36,9 +37,9 @@ from arssr.errors import InputError
 from arssr.files import atomic_file, check_output
 
 MAGIC = b"ARSSRZ"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: Versions this reader decodes.
-READS = (1, 2, 3, 4)
+READS = (1, 2, 3, 4, 5)
 SUFFIX = ".arssr"
 _HEAD = struct.Struct("<6sBBII")
 _CRC = struct.Struct("<I")
@@ -54,8 +55,8 @@ def lr_codec_of(meta: dict) -> str:
 def pack(meta: dict, payload: bytes) -> bytes:
     """The file's bytes for ``meta`` (JSON-serialisable) and ``payload``."""
     block = zlib.compress(json.dumps(meta, separators=(",", ":"), sort_keys=True).encode(), 9)
-    version = (4 if "consistency_weights" in meta else 3 if lr_codec_of(meta) != "siren"
-               else 2 if meta.get("finetune") else 1)
+    version = (5 if "background_decoding" in meta else 4 if "consistency_weights" in meta
+               else 3 if lr_codec_of(meta) != "siren" else 2 if meta.get("finetune") else 1)
     body = _HEAD.pack(MAGIC, version, 0, len(block), len(payload)) + block + payload
     return body + _CRC.pack(zlib.crc32(body))
 

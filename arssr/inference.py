@@ -282,8 +282,8 @@ def fitted_gain(
     device: str | torch.device = "auto",
 ) -> float:
     """The detail gain that :func:`upsample` uses with ``gain="auto"`` and the same arguments (:func:`detail_gain`,
-    or :data:`CUBIC_GAIN` where :func:`fits_gain` is false); 1 for a constant volume. Pass it as ``gain`` to upsample parts of a volume (or
-    several times) with the whole volume's gain."""
+    or :data:`CUBIC_GAIN` where :func:`fits_gain` is false); 1 for a constant volume. Pass it as ``gain`` to
+    upsample parts of a volume (or several times) with the whole volume's gain."""
     volume, model, factors, operator = _request(volume, model, scale, voxel_size, consistency, slice_thickness,
                                                 slice_profile)
     if consistency == "none":

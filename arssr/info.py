@@ -96,6 +96,7 @@ def describe_compressed(path: Path) -> list[str]:
         f"decoder_finetune: {meta['finetune']['mode']}, {facts['decoder_params']} parameters changed (in the payload)"
         if meta.get("finetune") else "decoder_finetune: none",
         f"consistency: {meta.get('consistency', 'none')}"
+        + ("; inside the decoded foreground" if "background_decoding" in meta else "")
         + (f", detail gain {meta['detail_gain']:g}" if "detail_gain" in meta else "")
         + (", band weights {:g} (below half the LR's Nyquist frequency) and {:g} (above)".format(
             *meta["consistency_weights"]) if "consistency_weights" in meta else "")

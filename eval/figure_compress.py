@@ -1,6 +1,6 @@
 """Figure: one volume at a low rate, SPERR alone against arssr with a SPERR-coded LR (DS 1/2), decoded with the
-file's detail gain and consistency band weights and, for comparison, with gain 1 and weights (1, 1): the
-projection, clipped once at zero.
+file's detail gains and consistency band weights (inside and outside the foreground found in the decoded LR)
+and, for comparison, with gain 1 and weights (1, 1) everywhere: the projection, clipped once at zero.
 
 An axial slice through the middle of the volume and a zoom on its centre; the PSNR of each whole volume (and
 inside the foreground mask) is in the panel titles.
@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from arssr.compress import compress_volume, make_config  # noqa: E402
-from arssr.compress.codec import GAIN_KEY, WEIGHTS_KEY, decode  # noqa: E402
+from arssr.compress.codec import BACKGROUND_KEY, GAIN_KEY, WEIGHTS_KEY, decode  # noqa: E402
 from arssr.compress.container import unpack  # noqa: E402
 from arssr.metrics import brain_mask, psnr  # noqa: E402
 from arssr.volume import load_volume  # noqa: E402
@@ -49,9 +49,10 @@ def main() -> None:
         ("original", volume.data),
         (f"SPERR alone, {args.bpp:g} bpp", sperr),
         ("arssr, SPERR LR, gain 1, weights 1 / 1 (projection)",
-         decode({**meta, GAIN_KEY: 1.0, WEIGHTS_KEY: [1.0, 1.0]}, payload, None, "cpu").data),
-        ("arssr, SPERR LR, gain {:g}, weights {:g} / {:g}".format(meta[GAIN_KEY], *meta[WEIGHTS_KEY]),
-         decode(meta, payload, None, "cpu").data),
+         decode({**meta, GAIN_KEY: 1.0, WEIGHTS_KEY: [1.0, 1.0], BACKGROUND_KEY: [1.0, 1.0, 1.0]}, payload, None,
+                "cpu").data),
+        ("arssr, SPERR LR, gain {:g}, weights {:g} / {:g}\n(outside the foreground {:g}, {:g} / {:g})".format(
+            meta[GAIN_KEY], *meta[WEIGHTS_KEY], *meta[BACKGROUND_KEY]), decode(meta, payload, None, "cpu").data),
     ]
     z = volume.shape[2] // 2
     x0, y0 = (n // 2 - n // 4 for n in volume.shape[:2])

@@ -195,7 +195,7 @@ def add_parser(sub) -> None:
         f"(default: {DEFAULT_CONSISTENCY}, as an MR acquisition; none: the network's output as it is)"))
     up.add_argument("--detail-gain", type=gain_option, default=gain_option(DEFAULT_GAIN), metavar="auto|G", help=(
         "scale of the network's detail over the consistent minimum-norm volume (zero-filled k-space for kspace); "
-        f"auto fits it on the input itself, or is {CUBIC_GAIN:g} with --consistency cubic "
+        f"auto fits it on the input itself, or is {CUBIC_GAIN:g} with --consistency cubic without --slice-thickness "
         f"(default: {DEFAULT_GAIN})"))
     up.add_argument("--slice-thickness", type=thickness_option, metavar="MM", help=(
         "the input is 2D multi-slice with slices this thick along its coarsest axis (less than the spacing: gaps), "

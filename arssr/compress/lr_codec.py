@@ -9,8 +9,8 @@ bpp whose whole ``.arssr`` file (header, metadata, stream, checksum) fits the by
 a SIREN file.
 
 Metadata: the SIREN file's, less its ``siren``, ``quant`` and ``codec`` keys, plus ``"lr_codec": "sperr"``;
-such files have container format version 3 (``arssr.compress.container``), or 4 with consistency band weights,
-which earlier readers refuse.
+such files have container format version 3 (``arssr.compress.container``), 4 with consistency band weights, or
+5 with them by region (as every file made now), which earlier readers refuse.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ FITTED_GAINS = tuple(round(0.1 * k, 1) for k in range(16))
 BACKGROUND_KEY = "background_decoding"
 BACKGROUND_PLACEHOLDER = (-23.456789012, -87.654321098, -76.543210987)  # digits of its own: zlib cannot reuse them
 #: Voxels per row of a region's arrays while fitting (``arssr.consistency.sum_of_products`` runs row by row).
-REGION_ROW = 1 << 16
+REGION_ROW = 1 << 20
 
 
 def sr_model_identity(path: str | os.PathLike | None) -> dict:

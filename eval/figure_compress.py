@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from arssr.compress import compress_volume, make_config  # noqa: E402
-from arssr.compress.codec import BACKGROUND_KEY, GAIN_KEY, WEIGHTS_KEY, decode  # noqa: E402
+from arssr.compress.codec import decode  # noqa: E402
+from arssr.compress.decoding import BACKGROUND_KEY, GAIN_KEY, WEIGHTS_KEY  # noqa: E402
 from arssr.compress.container import unpack  # noqa: E402
 from arssr.metrics import brain_mask, psnr  # noqa: E402
 from arssr.volume import load_volume  # noqa: E402

@@ -146,7 +146,7 @@ def test_fitted_decoding_is_the_best_gain_and_weights_on_real_anatomy(mni_crop):
     foreground found in the decoded LR), the fitted detail gain and band weights decode closer to the original
     than the projection (gain 1, weights 1, 1) and than the neighbouring gains with their own least-squares
     weights."""
-    from arssr.compress.codec import FITTED_GAINS, decoded_foreground, fit_decoding
+    from arssr.compress.decoding import FITTED_GAINS, Terms, decoded_foreground, fit
     from arssr.consistency import fit_band_weights, projection_bands, weighted_projection
     from arssr.inference import interpolation
     from arssr.metrics import brain_mask
@@ -156,7 +156,7 @@ def test_fitted_decoding_is_the_best_gain_and_weights_on_real_anatomy(mni_crop):
     lr = degrade(torch.from_numpy(truth.astype(np.float64)), tuple(n // 2 for n in truth.shape), "kspace").numpy()
     lr = (lr + np.random.default_rng(0).normal(0, 0.03, lr.shape)).astype(np.float32)
     sr = super_resolve(lr, model, truth.shape)
-    regions = fit_decoding(sr, lr, "kspace", truth)
+    regions = fit(Terms.of(lr, sr, "kspace"), sr, truth)
     base = interpolation(lr, truth.shape, "kspace")
     inside = decoded_foreground(base)
     assert 0.2 < inside.mean() < 0.9 and (inside == brain_mask(truth)).mean() > 0.9  # the crop's real foreground
@@ -180,7 +180,7 @@ def test_decoding_by_region_puts_each_regions_parameters_in_its_place(mni_crop):
     """MNI152 crop, a lossy LR, the shipped model: a file's gain and weights apply inside the foreground found
     in the LR's interpolation, the background's outside it, each as the one-pair decoding would everywhere;
     a constant interpolation is all foreground."""
-    from arssr.compress.codec import _consistent, decoded_foreground
+    from arssr.compress.decoding import consistent, decoded_foreground
     from arssr.consistency import weighted_projection
     from arssr.inference import interpolation
     from arssr.metrics import brain_mask
@@ -193,7 +193,7 @@ def test_decoding_by_region_puts_each_regions_parameters_in_its_place(mni_crop):
     base = interpolation(lr, truth.shape, "kspace")
     inside = brain_mask(base)
     assert 0.2 < inside.mean() < 0.9 and np.array_equal(decoded_foreground(base), inside)
-    decoded = _consistent(("kspace", None, [0.9, 0.2], 0.7, [1.3, 0.4, -0.5]), lr, sr)
+    decoded = consistent(("kspace", None, [0.9, 0.2], 0.7, [1.3, 0.4, -0.5]), lr, sr)
 
     def one_pair(gain, weights):
         return weighted_projection(base + np.float32(gain) * (sr - base), lr, "kspace", weights)

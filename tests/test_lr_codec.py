@@ -82,8 +82,8 @@ def test_budget_is_met_in_real_bytes_by_the_largest_sperr_rate(mni_crop, tiny_we
 def test_the_placeholders_size_files_for_any_fitted_decoding(sperr_file):
     """Files are sized with placeholders for the detail gain and the consistency band weights: the metadata with
     any values that fitting can give (3 decimals; gain 0-1.5, weights of magnitude at most 9.999) is never larger."""
-    from arssr.compress.codec import (BACKGROUND_KEY, BACKGROUND_PLACEHOLDER, GAIN_KEY, GAIN_PLACEHOLDER, WEIGHTS_KEY,
-                                      WEIGHTS_PLACEHOLDER)
+    from arssr.compress.decoding import (BACKGROUND_KEY, BACKGROUND_PLACEHOLDER, GAIN_KEY, GAIN_PLACEHOLDER,
+                                         WEIGHTS_KEY, WEIGHTS_PLACEHOLDER)
 
     meta, payload = unpack(sperr_file[0])
     sized = len(pack({**meta, GAIN_KEY: GAIN_PLACEHOLDER, WEIGHTS_KEY: list(WEIGHTS_PLACEHOLDER),

@@ -6,7 +6,7 @@ model file; default the shipped one) brings it back to the original grid
 in the file: its name and sha256 are, and decoding refuses any other model.
 The SR result is made consistent with the decoded LR by a detail gain and
 band weights that the encoder fits against the original, separately inside
-and outside the foreground found in the decoded LR (``codec``).
+and outside the foreground found in the decoded LR (``decoding``).
 At scale 1 no SR model is used (the SIREN alone, on the HR grid).
 
 Intensities: the SIREN learns the LR volume normalised by the SR model's
@@ -31,6 +31,7 @@ decode closest within a target bpp (``auto``).
 
 Modules: ``config`` (settings and presets), ``fitting`` (the SIREN),
 ``finetune`` (end-to-end mode), ``codec`` (volume <-> metadata and payload),
+``decoding`` (the SR result made consistent with the decoded LR, and its fit),
 ``rate`` (rate and quality of an encoding), ``search`` (one LR codec's file
 within a target), ``lr_codec`` and ``sperr`` (the SPERR LR codec), ``auto``,
 ``container`` (the file format), ``quantize``, ``api`` (:func:`compress`,

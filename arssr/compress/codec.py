@@ -19,9 +19,10 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from arssr.compress import quantize
+from arssr.compress import decoding, quantize
 from arssr.compress.config import FINETUNE, CompressionConfig, lr_grid_shape
 from arssr.compress.container import lr_codec_of
+from arssr.compress.decoding import BACKGROUND_KEY, GAIN_KEY, WEIGHTS_KEY
 from arssr.compress.finetune import finetune_sr_model, finetuned_parameters
 from arssr.compress.fitting import evaluate_siren, fit_siren
 from arssr.compress.sperr import decode_lr
@@ -33,26 +34,6 @@ from arssr.models.space import ModelSpace
 from arssr.volume import Volume
 
 
-#: Metadata key of the consistency band weights, and what it holds while a file is sized, before they are fitted.
-#: The zlib size of the metadata varies by a few bytes with the digits; with these it measured at least 3 bytes
-#: more than with any fitted weights (tests/test_lr_codec.py checks that margin; it is measured, not proven).
-#: Their magnitudes exceed ``arssr.consistency.MAX_WEIGHT``, so a file that held them would be refused.
-WEIGHTS_KEY = "consistency_weights"
-WEIGHTS_PLACEHOLDER = (-12.345678901, -98.765432109)
-#: Metadata key of the detail gain that decoding applies before the band-weighted consistency (the SR result
-#: taken as ``b + g (sr - b)``, ``b`` the LR's interpolation that matches the operator), its placeholder (out of
-#: range, as above), and the gains tried when it is fitted (every one with its least-squares band weights).
-GAIN_KEY = "detail_gain"
-GAIN_PLACEHOLDER = -12.345678901
-FITTED_GAINS = tuple(round(0.1 * k, 1) for k in range(16))
-#: Metadata key of the detail gain and band weights outside the decoded foreground (:func:`decoded_foreground`),
-#: ``[gain, low, high]``, and its placeholder; with it, the two keys above apply inside the foreground only. With
-#: all three placeholders the metadata measured at least 11 bytes more than with any of 20000 random fitted values
-#: (the MNI152 example volume, a SPERR LR).
-BACKGROUND_KEY = "background_decoding"
-BACKGROUND_PLACEHOLDER = (-23.456789012, -87.654321098, -76.543210987)  # digits of its own: zlib cannot reuse them
-#: Voxels per row of a region's arrays while fitting (``arssr.consistency.sum_of_products`` runs row by row).
-REGION_ROW = 1 << 20
 
 
 def sr_model_identity(path: str | os.PathLike | None) -> dict:
@@ -122,9 +103,7 @@ def prepare(volume: Volume, config: CompressionConfig, sr_model: str | os.PathLi
     lr = degrade(torch.from_numpy(volume.data), lr_shape, config.method).numpy()
     window = intensity_window(lr, model.normalization)
     meta = _header_meta(volume, config, lr_shape, window, sr_model_identity(sr_model))
-    meta[WEIGHTS_KEY] = list(WEIGHTS_PLACEHOLDER)  # size the file; measuring the encoding fits them
-    meta[GAIN_KEY] = GAIN_PLACEHOLDER
-    meta[BACKGROUND_KEY] = list(BACKGROUND_PLACEHOLDER)
+    meta.update(decoding.placeholders())  # size the file; measuring the encoding fits them
     return meta, model_space(meta, model).normalize(lr), model
 
 
@@ -200,7 +179,7 @@ def decode_fitted(meta: dict, payload: bytes, volume: Volume, sr_model: str | os
                   device: str | torch.device = "auto") -> tuple[dict, Volume]:
     """``(meta, decoded)``: for a file whose metadata has ``consistency_weights`` (placeholders, from
     :func:`prepare`), the metadata with the detail gains and band weights fitted against ``volume``, the
-    original (:func:`fit_decoding`), and the volume that a reader decodes from that metadata; for another file,
+    original (``arssr.compress.decoding.fit``), and the volume that a reader decodes from that metadata; for another file,
     ``meta`` and :func:`decode`'s volume. One SR pass either way."""
     from arssr.device import resolve_device
 
@@ -209,71 +188,11 @@ def decode_fitted(meta: dict, payload: bytes, volume: Volume, sr_model: str | os
     if WEIGHTS_KEY not in meta or model is None:
         return meta, restore(meta, lr, model, device)
     sr = _super_resolved(meta, lr, model, device)
-    (gain, weights), (background_gain, background_weights) = fit_decoding(
-        sr, lr, meta["consistency"], model_space(meta, model).normalize(volume.data))
+    terms = decoding.Terms.of(lr, sr, meta["consistency"])
+    (gain, weights), (background_gain, background_weights) = decoding.fit(
+        terms, sr, model_space(meta, model).normalize(volume.data))
     meta = {**meta, GAIN_KEY: gain, WEIGHTS_KEY: list(weights), BACKGROUND_KEY: [background_gain, *background_weights]}
-    return meta, _as_volume(meta, _consistent(_consistency_rule(meta, model), lr, sr), model)
-
-
-def decoded_foreground(base: np.ndarray) -> np.ndarray:
-    """The foreground that decoding finds in ``base``, the decoded LR's interpolation that matches the file's
-    operator (``arssr.inference.interpolation``): ``arssr.metrics.brain_mask`` (Otsu's threshold, largest
-    component, holes filled), or everything when ``base`` is constant. Encoder and reader agree on it when
-    they decode the LR alike (a SIREN LR evaluated on another device may move voxels at the threshold)."""
-    from arssr.metrics import brain_mask
-
-    if float(base.min()) == float(base.max()):
-        return np.ones(base.shape, dtype=bool)
-    return brain_mask(base)
-
-
-def fit_decoding(sr: np.ndarray, lr: np.ndarray, operator: str, reference: np.ndarray) -> tuple[tuple, tuple]:
-    """``((detail gain, band weights) inside, (detail gain, band weights) outside)`` the decoded foreground
-    (:func:`decoded_foreground`) that bring the decoded volume closest to ``reference`` there (squared error
-    before the floor): each gain of :data:`FITTED_GAINS` with its least-squares band weights
-    (``arssr.consistency.fit_band_weights``), the best kept. Anatomy and background differ in how much of
-    the network's detail and the coded LR's finest detail they can use, so each gets its own.
-
-    The projection's correction is affine in the volume and the band split linear, so the bands of
-    ``b + g (sr - b)`` are ``(1 - g)`` times those of ``b`` plus ``g`` times those of ``sr``: two projections
-    serve every gain, and a voxel's result depends only on its own region's gain and weights."""
-    from arssr.consistency import projection_bands
-    from arssr.inference import interpolation
-
-    base = interpolation(lr, sr.shape, operator)
-    arrays = (base, sr, reference, *projection_bands(base, lr, operator), *projection_bands(sr, lr, operator))
-    inside = decoded_foreground(base)
-    return tuple(_fit_region(*(_region_rows(a, where) for a in arrays)) for where in (inside, ~inside))
-
-
-def _region_rows(array: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """The voxels of ``array`` where ``where`` holds, float32, as rows of :data:`REGION_ROW` (zero-padded:
-    zeros add nothing to the fit's sums)."""
-    values = np.asarray(array, dtype=np.float32)[where]
-    rows = np.zeros(max(1, -(-values.size // REGION_ROW)) * REGION_ROW, dtype=np.float32)
-    rows[:values.size] = values
-    return rows.reshape(-1, REGION_ROW)
-
-
-def _fit_region(base, sr, reference, base_low, base_high, sr_low, sr_high) -> tuple[float, tuple]:
-    """:func:`fit_decoding` on one region's voxels (:func:`_region_rows`)."""
-    from arssr.consistency import fit_band_weights, sum_of_products
-
-    best = None
-    for gain in FITTED_GAINS:
-        guess, bands = _scaled_detail(gain, base, sr, (base_low, base_high), (sr_low, sr_high))
-        weights = fit_band_weights(guess, bands, reference)
-        error = guess + np.float32(weights[0]) * bands[0] + np.float32(weights[1]) * bands[1] - reference
-        error = sum_of_products(error, error)
-        if best is None or error < best[0]:
-            best = (error, gain, weights)
-    return best[1], best[2]
-
-
-def _scaled_detail(gain: float, base, sr, base_bands, sr_bands) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``b + g (sr - b)`` and the projection bands it has (those of ``b`` and ``sr`` mixed alike)."""
-    g = np.float32(gain)
-    return base + g * (sr - base), [(1 - g) * b + g * s for b, s in zip(base_bands, sr_bands)]
+    return meta, _as_volume(meta, decoding.consistent(_consistency_rule(meta, model), lr, sr, terms), model)
 
 
 def _lr_and_model(meta: dict, payload: bytes, sr_model: str | os.PathLike | None, device: torch.device):
@@ -304,10 +223,11 @@ def _siren_lr(meta: dict, payload: bytes, model, device: torch.device) -> np.nda
 
 def restore(meta: dict, lr: np.ndarray, model, device: torch.device, progress: bool = False) -> Volume:
     """The volume from its decoded normalised LR: the SR ``model`` (none at scale 1) to the original grid, made
-    consistent with ``lr`` (:func:`_consistent`), then the original's intensities, dtype and geometry."""
+    consistent with ``lr`` (``arssr.compress.decoding.consistent``), then the original's intensities, dtype and
+    geometry."""
     rule = _consistency_rule(meta, model)  # a malformed file fails before the SR pass
     if model is not None:
-        lr = _consistent(rule, lr, _super_resolved(meta, lr, model, device, progress))
+        lr = decoding.consistent(rule, lr, _super_resolved(meta, lr, model, device, progress))
     return _as_volume(meta, lr, model)
 
 
@@ -346,32 +266,6 @@ def _consistency_rule(meta: dict, model) -> tuple[str, float | None, list[float]
                 raise ValueError(f"background decoding {meta[BACKGROUND_KEY]!r} (it needs a detail gain; "
                                  f"[gain in [0, {MAX_WEIGHT}], two weights of magnitude at most {MAX_WEIGHT}])")
     return operator, floor, weights, None if gain is None else float(gain), background
-
-
-def _consistent(rule: tuple, lr: np.ndarray, sr: np.ndarray) -> np.ndarray:
-    """``sr`` projected onto the decoded ``lr`` through the file's operator (:func:`_consistency_rule`), or, with
-    band weights, its detail scaled by the file's gain and then given the projection's correction weighted per
-    band (``arssr.consistency.weighted_projection``): a lossy LR is not trusted to its finest detail. With a
-    background gain and weights, those apply outside the decoded foreground (:func:`fit_decoding`)."""
-    from arssr.consistency import project, projection_bands, weighted_projection
-    from arssr.inference import interpolation
-
-    operator, floor, weights, gain, background = rule
-    if weights is None:
-        return project(sr, lr, operator, floor)
-    if gain is None:
-        return weighted_projection(sr, lr, operator, weights, floor)
-    base = interpolation(lr, sr.shape, operator)
-    if background is None:
-        return weighted_projection(base + np.float32(gain) * (sr - base), lr, operator, weights, floor)
-    base_bands, sr_bands = projection_bands(base, lr, operator), projection_bands(sr, lr, operator)
-    inside = decoded_foreground(base)
-    out = np.empty(sr.shape, dtype=np.float32)
-    for where, (g, low, high) in ((inside, (gain, *weights)), (~inside, background)):
-        guess, bands = _scaled_detail(g, base[where], sr[where], [b[where] for b in base_bands],
-                                      [b[where] for b in sr_bands])
-        out[where] = guess + np.float32(low) * bands[0] + np.float32(high) * bands[1]
-    return out if floor is None else np.maximum(out, floor, out=out)
 
 
 def _as_volume(meta: dict, data: np.ndarray, model) -> Volume:

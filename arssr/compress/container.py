@@ -7,7 +7,7 @@ Layout (little-endian)::
                        (a reader that knows only version 1 must refuse those files), or 3 when
                        the LR is coded by another LR codec than a SIREN (``arssr.compress.lr_codec``),
                        or 4 when decoding weights the consistency correction per band
-                       (metadata ``consistency_weights``, ``arssr.compress.codec``), or 5 when the
+                       (metadata ``consistency_weights``, ``arssr.compress.decoding``), or 5 when the
                        background has its own gain and weights (metadata ``background_decoding``),
                        whatever else the file holds (the highest that applies); a reader refuses the
                        versions it does not know

@@ -242,8 +242,7 @@ def upsample(
     else:
         operator = operator if isinstance(operator, str) else space.axes(operator)
         if gain == "auto":
-            gain = (detail_gain(model, lr, space.axes(factors), operator, device)
-                    if fits_gain(consistency, slice_thickness) else CUBIC_GAIN)
+            gain = _auto_gain(model, lr, space.axes(factors), operator, device, consistency, slice_thickness)
         if gain != 1:
             base = interpolation(lr, result.shape, operator)
             result -= base  # in place: base + gain (result - base) with one output-sized array more
@@ -290,11 +289,10 @@ def fitted_gain(
         raise InputError("a detail gain needs a consistency operator, not none")
     if float(volume.data.min()) == float(volume.data.max()):
         return 1.0
-    if not fits_gain(consistency, slice_thickness):
-        return CUBIC_GAIN
     space = ModelSpace.of(volume.data, volume.affine, model)
     operator = operator if isinstance(operator, str) else space.axes(operator)
-    return detail_gain(model, space.to_model(volume.data), space.axes(factors), operator, resolve_device(device))
+    return _auto_gain(model, space.to_model(volume.data), space.axes(factors), operator, resolve_device(device),
+                      consistency, slice_thickness)
 
 
 def fits_gain(consistency: str, slice_thickness: float | str | None) -> bool:
@@ -302,6 +300,15 @@ def fits_gain(consistency: str, slice_thickness: float | str | None) -> bool:
     with ``cubic`` only for thick slices (their in-plane examples are not sampled once more); otherwise
     it is :data:`CUBIC_GAIN`."""
     return consistency != "none" and (consistency != "cubic" or slice_thickness is not None)
+
+
+def _auto_gain(model: ArSSR, lr: np.ndarray, scale: Sequence[float], operator: Operator, device: torch.device,
+               consistency: str, slice_thickness: float | str | None) -> float:
+    """``gain="auto"`` on ``lr`` (model space): :func:`detail_gain`, or :data:`CUBIC_GAIN` where
+    :func:`fits_gain` is false."""
+    if not fits_gain(consistency, slice_thickness):
+        return CUBIC_GAIN
+    return detail_gain(model, lr, scale, operator, device)
 
 
 def empty_background(lr: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:

@@ -179,8 +179,8 @@ def decode_fitted(meta: dict, payload: bytes, volume: Volume, sr_model: str | os
                   device: str | torch.device = "auto") -> tuple[dict, Volume]:
     """``(meta, decoded)``: for a file whose metadata has ``consistency_weights`` (placeholders, from
     :func:`prepare`), the metadata with the detail gains and band weights fitted against ``volume``, the
-    original (``arssr.compress.decoding.fit``), and the volume that a reader decodes from that metadata; for another file,
-    ``meta`` and :func:`decode`'s volume. One SR pass either way."""
+    original (``arssr.compress.decoding.fit``), and the volume that a reader decodes from that metadata; for
+    another file, ``meta`` and :func:`decode`'s volume. One SR pass either way."""
     from arssr.device import resolve_device
 
     device = resolve_device(device)

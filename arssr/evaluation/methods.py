@@ -114,7 +114,8 @@ def model_method(
 
 def model_options(suffixes: Sequence[str], spec: str) -> dict:
     """Keyword arguments of :func:`model_method` from a spec's ``+`` suffixes: ``dc``, ``dc:OPERATOR``,
-    ``dc:slice``, ``adapt`` (60 s), ``adapt:SECONDS``, ``gain`` (``auto``: fitted on the input, or ``arssr.protocol.CUBIC_GAIN`` with ``dc:cubic``), ``gain:VALUE``."""
+    ``dc:slice``, ``adapt`` (60 s), ``adapt:SECONDS``, ``gain`` (``auto``: fitted on the input, or
+    ``arssr.protocol.CUBIC_GAIN`` with ``dc:cubic``), ``gain:VALUE``."""
     options = {}
     for suffix in suffixes:
         kind, _, value = suffix.partition(":")

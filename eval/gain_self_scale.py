@@ -3,9 +3,9 @@ pipeline's output with fixed gains and with the gain fitted on self-examples at 
 
 The LR is the whole ground truth degraded by ``--degradation``; the network runs once per case, and every
 row is ``b + g (P(net) - b)`` with ``P`` the projection onto consistency with ``--operator`` and ``b`` the
-projected matching interpolation (``arssr.inference.interpolation``), as ``arssr upsample`` computes it but
+projected matching interpolation (``arssr.gain.interpolation``), as ``arssr upsample`` computes it but
 clipped at zero once instead of its alternating floor projections. ``fit@S`` is the least-squares gain of
-:func:`arssr.inference.detail_gain` with its self-example at scale at most ``S`` on every axis, ``input`` at
+:func:`arssr.gain.detail_gain` with its self-example at scale at most ``S`` on every axis, ``input`` at
 the input's own scale.
 
 Usage: python eval/gain_self_scale.py --gt inia19-t1-brain.nii.gz [--degradation kspace] [--operator kspace]
@@ -22,6 +22,7 @@ import torch
 
 from arssr import inference
 from arssr.consistency import project
+from arssr.gain import detail_gain, interpolation
 from arssr.metrics import brain_mask, psnr
 from arssr.models import default_model_path, load_model
 from arssr.models.space import ModelSpace
@@ -52,7 +53,7 @@ def main() -> None:
         net = inference.super_resolve(lr, model, shape)
         net[inference.empty_background(lr, net.shape)] = 0.0
         projected = project(net, lr, args.operator)
-        base = project(inference.interpolation(lr, shape, args.operator), lr, args.operator)
+        base = project(interpolation(lr, shape, args.operator), lr, args.operator)
 
         def score(gain: float) -> float:
             out = space.from_model(np.maximum(base + gain * (projected - base), 0.0))
@@ -61,7 +62,7 @@ def main() -> None:
         row = {"scale": scale, "fixed": {g: score(float(g)) for g in args.gains.split(",")}, "fitted": {}}
         for self_scale in args.self_scales.split(","):
             limit = scale if self_scale == "input" else float(self_scale)
-            gain = inference.detail_gain(model, lr, (scale,) * 3, args.operator, torch.device("cpu"), limit)
+            gain = detail_gain(model, lr, (scale,) * 3, args.operator, torch.device("cpu"), limit)
             row["fitted"][self_scale] = {"gain": gain, "psnr_mask": score(gain)}
         rows.append(row)
         fixed = "  ".join(f"g={g}: {v:.2f}" for g, v in row["fixed"].items())

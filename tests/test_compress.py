@@ -148,7 +148,7 @@ def test_fitted_decoding_is_the_best_gain_and_weights_on_real_anatomy(mni_crop):
     weights."""
     from arssr.compress.decoding import FITTED_GAINS, Terms, decoded_foreground, fit
     from arssr.consistency import fit_band_weights, projection_bands, weighted_projection
-    from arssr.inference import interpolation
+    from arssr.gain import interpolation
     from arssr.metrics import brain_mask
 
     model = load_model(None)
@@ -182,7 +182,7 @@ def test_decoding_by_region_puts_each_regions_parameters_in_its_place(mni_crop):
     a constant interpolation is all foreground."""
     from arssr.compress.decoding import consistent, decoded_foreground
     from arssr.consistency import weighted_projection
-    from arssr.inference import interpolation
+    from arssr.gain import interpolation
     from arssr.metrics import brain_mask
 
     model = load_model(None)

@@ -192,7 +192,7 @@ def test_gain_zero_gives_zero_filled_kspace(oblique_volume, tiny_model):
 
 def test_detail_gain_undoes_a_doubled_detail(monkeypatch, mni_crop, tiny_model):
     """A network whose detail is twice the true one (on the input's own degradation) gets a gain of 1/2."""
-    from arssr import inference
+    from arssr import gain as gain_module, inference
 
     lr = mni_crop.data / mni_crop.data.max()
 
@@ -202,27 +202,27 @@ def test_detail_gain_undoes_a_doubled_detail(monkeypatch, mni_crop, tiny_model):
 
     monkeypatch.setattr(inference, "super_resolve", doubled)
     for operator in ("kspace", "cubic", "lanczos"):
-        assert inference.detail_gain(tiny_model, lr, (2.0, 2.0, 2.0), operator, torch.device("cpu")) == pytest.approx(
+        assert gain_module.detail_gain(tiny_model, lr, (2.0, 2.0, 2.0), operator, torch.device("cpu")) == pytest.approx(
             0.5, abs=1e-4)
 
 
 def test_detail_gain_degrades_the_input_by_at_most_its_self_scale(monkeypatch, mni_crop, tiny_model):
-    from arssr import inference
+    from arssr import gain as gain_module, inference
 
     seen = []
     monkeypatch.setattr(inference, "super_resolve", lambda low, model, shape, **kwargs: (
         seen.append(low.shape), np.zeros(shape, np.float32))[1])
     lr = mni_crop.data / mni_crop.data.max()  # 24 x 28 x 20
-    inference.detail_gain(tiny_model, lr, (3.2, 1.0, 1.2), "kspace", torch.device("cpu"))
-    assert inference.GAIN_SELF_SCALE == 1.5 and seen == [(16, 28, 17)]  # round(24 / 1.5), 28, round(20 / 1.2)
-    inference.detail_gain(tiny_model, lr, (3.2, 1.0, 1.2), "kspace", torch.device("cpu"), self_scale=3.2)
+    gain_module.detail_gain(tiny_model, lr, (3.2, 1.0, 1.2), "kspace", torch.device("cpu"))
+    assert gain_module.GAIN_SELF_SCALE == 1.5 and seen == [(16, 28, 17)]  # round(24 / 1.5), 28, round(20 / 1.2)
+    gain_module.detail_gain(tiny_model, lr, (3.2, 1.0, 1.2), "kspace", torch.device("cpu"), self_scale=3.2)
     assert seen[-1] == (8, 28, 17)  # round(24 / 3.2): the input's own scale
 
 
 def test_detail_gain_of_thick_slices_pools_the_in_plane_views(monkeypatch, mni_crop, tiny_model):
     """Slices along axis 2: a network whose detail is twice the true one on both in-plane views (each in-plane
     axis swapped into the slice axis' place and thinned there to the slices' scale) gets a gain of 1/2."""
-    from arssr import inference
+    from arssr import gain as gain_module, inference
 
     lr = mni_crop.data / mni_crop.data.max()  # 24 x 28 x 20
     operator = ("kspace", "kspace", SliceModel(3.0))
@@ -231,33 +231,33 @@ def test_detail_gain_of_thick_slices_pools_the_in_plane_views(monkeypatch, mni_c
 
     def doubled(low, model, shape, **kwargs):
         seen.append((low.shape, shape))
-        interpolated = inference.interpolation(low, shape, operator)
+        interpolated = gain_module.interpolation(low, shape, operator)
         return 2 * views[shape] - project(interpolated, low, operator)
 
     monkeypatch.setattr(inference, "super_resolve", doubled)
-    gain = inference.detail_gain(tiny_model, lr, (1.0, 1.0, 3.0), operator, torch.device("cpu"))
+    gain = gain_module.detail_gain(tiny_model, lr, (1.0, 1.0, 3.0), operator, torch.device("cpu"))
     assert gain == pytest.approx(0.5, abs=1e-4)
     assert seen == [((20, 28, 8), (20, 28, 24)), ((24, 20, 9), (24, 20, 28))]  # thinned x3, not capped at x1.5
 
 
 def test_thick_slice_upsampling_uses_the_fitted_gain(monkeypatch, mni_crop, tiny_model):
     """MNI152 with 6 mm slices: the default gain is the one fitted on the in-plane views, not 1."""
-    from arssr import inference
+    from arssr import gain as gain_module, inference
     from arssr.simulate import ThickSlices, simulate_thick_slices
 
     thick = simulate_thick_slices(mni_crop, ThickSlices(6.0, 2))
     assert thick.shape == (24, 28, 7)
     fitted = []
-    fit = inference.detail_gain
+    fit = gain_module.detail_gain
 
     def recorded(*args, **kwargs):
         fitted.append(fit(*args, **kwargs))
         return fitted[-1]
 
-    monkeypatch.setattr(inference, "detail_gain", recorded)
+    monkeypatch.setattr(gain_module, "detail_gain", recorded)
     scale = (1, 1, 20 / 7)
     auto = upsample(thick, tiny_model, scale=scale, slice_thickness=6.0).data
-    assert len(fitted) == 1 and 0 <= fitted[0] <= inference.MAX_GAIN and fitted[0] != 1.0
+    assert len(fitted) == 1 and 0 <= fitted[0] <= gain_module.MAX_GAIN and fitted[0] != 1.0
     given = upsample(thick, tiny_model, scale=scale, slice_thickness=6.0, gain=fitted[0]).data
     np.testing.assert_array_equal(auto, given)
     assert inference.fitted_gain(thick, tiny_model, scale=scale, slice_thickness=6.0) == fitted[0]
@@ -265,21 +265,21 @@ def test_thick_slice_upsampling_uses_the_fitted_gain(monkeypatch, mni_crop, tiny
 
 def test_cubic_consistency_takes_the_fixed_gain_unless_slices_are_thick(monkeypatch, mni_crop, tiny_model):
     """Cubic consistency on an isotropic input: ``auto`` is CUBIC_GAIN, no fit; with thick slices it is fitted."""
-    from arssr import inference
+    from arssr import gain as gain_module, inference
     from arssr.simulate import ThickSlices, simulate_thick_slices
 
     fits = []
-    fit = inference.detail_gain
-    monkeypatch.setattr(inference, "detail_gain", lambda *args, **kwargs: (fits.append(1), fit(*args, **kwargs))[1])
+    fit = gain_module.detail_gain
+    monkeypatch.setattr(gain_module, "detail_gain", lambda *args, **kwargs: (fits.append(1), fit(*args, **kwargs))[1])
     scale = (2, 1.5, 2.5)
     auto = upsample(mni_crop, tiny_model, scale=scale, consistency="cubic").data
     given = upsample(mni_crop, tiny_model, scale=scale, consistency="cubic", gain=0.25).data
     np.testing.assert_array_equal(auto, given)
-    assert inference.fitted_gain(mni_crop, tiny_model, scale=scale, consistency="cubic") == inference.CUBIC_GAIN == 0.25
+    assert inference.fitted_gain(mni_crop, tiny_model, scale=scale, consistency="cubic") == gain_module.CUBIC_GAIN == 0.25
     assert fits == []
     thick = simulate_thick_slices(mni_crop, ThickSlices(6.0, 2))
     gain = inference.fitted_gain(thick, tiny_model, scale=(1, 1, 20 / 7), consistency="cubic", slice_thickness=6.0)
-    assert fits == [1] and gain != inference.CUBIC_GAIN
+    assert fits == [1] and gain != gain_module.CUBIC_GAIN
 
 
 def test_fitted_gain_of_constant_volumes_and_without_consistency(mni_crop, tiny_model):

@@ -6,7 +6,8 @@ import torch
 from arssr import geometry, inference
 from arssr.degrade import SliceModel
 from arssr.errors import InputError
-from arssr.inference import SelfView, self_views, super_resolve, upsample
+from arssr.gain import SelfView, self_views
+from arssr.inference import super_resolve, upsample
 from arssr.intensity import intensity_window, normalize
 from arssr.volume import Volume
 from conftest import make_tiny_model

@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from arssr.files import check_output, refuse_existing, refuse_inputs
     from arssr.device import resolve_device
     from arssr.adapt import adapt_to
-    from arssr.inference import example_volume_path, fitted_gain, fits_gain, upsample
+    from arssr.gain import fits_gain
+    from arssr.inference import example_volume_path, fitted_gain, upsample
     from arssr.models import default_model_path, file_sha256, load_model, save_model
     from arssr.shard import current_shard, shard_device
     from arssr.volume import load_volume, save_volume

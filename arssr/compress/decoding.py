@@ -44,7 +44,7 @@ def placeholders() -> dict:
 
 def decoded_foreground(base: np.ndarray) -> np.ndarray:
     """The foreground that decoding finds in ``base``, the decoded LR's interpolation that matches the file's
-    operator (``arssr.inference.interpolation``): ``arssr.metrics.brain_mask`` (Otsu's threshold, largest
+    operator (``arssr.gain.interpolation``): ``arssr.metrics.brain_mask`` (Otsu's threshold, largest
     component, holes filled), or everything when ``base`` is constant. Encoder and reader agree on it when
     they decode the LR alike (a SIREN LR evaluated on another device may move voxels at the threshold)."""
     from arssr.metrics import brain_mask
@@ -68,7 +68,7 @@ class Terms:
     @classmethod
     def of(cls, lr: np.ndarray, sr: np.ndarray, operator: str) -> Terms:
         from arssr.consistency import projection_bands
-        from arssr.inference import interpolation
+        from arssr.gain import interpolation
 
         base = interpolation(lr, sr.shape, operator)
         return cls(base, projection_bands(base, lr, operator), projection_bands(sr, lr, operator),
@@ -127,7 +127,7 @@ def consistent(rule: tuple, lr: np.ndarray, sr: np.ndarray, terms: Terms | None 
     finest detail. With a background gain and weights, those apply outside the decoded foreground. ``terms``:
     :class:`Terms` of ``lr`` and ``sr`` if the caller has them already."""
     from arssr.consistency import project, weighted_projection
-    from arssr.inference import interpolation
+    from arssr.gain import interpolation
 
     operator, floor, weights, gain, background = rule
     if weights is None:

@@ -17,12 +17,14 @@ detail gain fitted on the whole scan the shown plane equals that of
 whole-volume upsampling, at a fraction of the time.
 
 Usage: python eval/figure_clinical.py [--data ../shared/data] [--threads 1] [--adapt SECONDS]
-Writes eval/results/figures/clinical_thick_slices.png.
+Writes eval/results/figures/clinical_thick_slices.png, and beside it a .json with each scan's fitted detail gains
+and adaptation report.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -65,18 +67,23 @@ def plane(data: np.ndarray, affine: np.ndarray, axis: int) -> np.ndarray:
     return np.take(ras, ras.shape[ras_axis] // 2, axis=ras_axis).T
 
 
-def panels(volume: Volume, thickness: float, model, adapt: float | None) -> list[tuple[str, str, np.ndarray, float]]:
-    """``(plane, method, image, aspect)`` for every plane and method of one scan."""
+def panels(volume: Volume, thickness: float, model, adapt: float | None
+           ) -> tuple[list[tuple[str, str, np.ndarray, float]], dict]:
+    """``(plane, method, image, aspect)`` for every plane and method of one scan, and what was fitted for it
+    (detail gains, adaptation report)."""
     scale = (1.0, 1.0, volume.spacing[SLICE_AXIS] / TARGET_MM)
     models = {"arssr": model}
+    record = {"slice_thickness_mm": thickness, "scale": scale}
     if adapt:
         adapted, report = adapt_to(volume, model, scale, options=AdaptOptions(seconds=adapt), device="cpu",
                                    slice_thickness=thickness)
         print(f"adapted: {report.as_dict()}")
+        record["adaptation"] = report.as_dict()
         models[f"arssr + adapt {adapt:g} s" + ("" if report.kept else " (dropped)")] = adapted
     gains = {method: fitted_gain(volume, used, scale, slice_thickness=thickness, device="cpu")
              for method, used in models.items()}
     print(f"fitted detail gains: {gains}")
+    record["detail_gains"] = gains
     out = []
     for name, axis in PLANES:
         part = slab(volume, axis, model.receptive_radius)
@@ -90,7 +97,7 @@ def panels(volume: Volume, thickness: float, model, adapt: float | None) -> list
         in_plane = 1 - axis  # the other in-plane axis: 0 for coronal, 1 for sagittal
         aspect = sr.spacing[SLICE_AXIS] / sr.spacing[in_plane]
         out += [(name, method, plane(data, sr.affine, axis), aspect) for method, data in methods.items()]
-    return out
+    return out, record
 
 
 def main() -> None:
@@ -101,11 +108,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(None)
-    rows = []
+    rows, records = [], {}
     for file, thickness, title in SCANS:
         volume = load_volume(Path(args.data) / file)
         low, high = np.percentile(volume.data, [0.5, 99.5])
-        rows.append((title, panels(volume, thickness, model, args.adapt), low, high))
+        images, records[file] = panels(volume, thickness, model, args.adapt)
+        rows.append((title, images, low, high))
     columns = len(rows[0][1]) // len(PLANES)
     figure = Figure(figsize=(4 * columns, 3.4 * len(rows) * len(PLANES)), layout="constrained")
     grid = figure.subplots(len(rows) * len(PLANES), columns)
@@ -118,6 +126,8 @@ def main() -> None:
             ax.set_axis_off()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(OUT, dpi=110)
+    report = {"threads": args.threads, "torch": torch.__version__, "scans": records}
+    OUT.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     print(OUT)
 
 

@@ -25,11 +25,11 @@ from arssr import geometry
 from arssr.consistency import check_operator, project, slice_consistency
 from arssr.device import free_memory_bytes, resolve_device
 from arssr.errors import InputError
+from arssr.gain import auto_gain, interpolation
 from arssr.models import ArSSR, load_model
 from arssr.models.card import warn_outside_card
 from arssr.models.separable import AxisPlan, SeparableQuery
 from arssr.models.space import ModelSpace
-from arssr.gain import auto_gain, interpolation
 from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN
 from arssr.volume import Volume, load_volume
 

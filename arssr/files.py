@@ -3,20 +3,21 @@
 On Linux the bytes go to an unnamed file in the output's folder (``O_TMPFILE``)
 that is linked into place only once complete, so even a SIGKILL leaves no
 file behind. Where that is not supported they go to a hidden
-``.NAME.tmp-<pid>`` file beside the output, renamed over it at the end; such
-files of earlier runs that were killed are removed by the next write.
+``.NAME.tmp-<pid>`` file beside the output, renamed over it at the end. Such
+a file left by a killed run is never removed by another run: its process id
+may belong to a live process of another host or container sharing the folder.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
+import stat
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from arssr.errors import OutputError, OutputExistsError
+from arssr.errors import InputError, OutputError, OutputExistsError
 
 #: errno values of a file system or kernel without ``O_TMPFILE``.
 _NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT}
@@ -30,6 +31,31 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
+def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """``path`` if it is a readable regular file (through links), else an ``InputError`` saying what it is instead.
+
+    Checked before reading, so a FIFO is never opened (it would block) and a
+    folder or a device is named as such rather than as a missing file.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        kind = "a link to a missing file" if os.path.islink(path) else "not found"
+        raise InputError(f"{path}: {what} {kind}") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read {what} ({err.strerror or err})") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: is a folder, not a {what}")
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise InputError(f"{path}: is {kind}, not a {what}")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: cannot read {what} (permission denied)")
+    return path
+
+
 def refuse_inputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike | None]) -> None:
     """``OutputError`` if an output is one of the inputs (compared as files, not as names)."""
     inputs = [source for source in inputs if source is not None]
@@ -41,27 +67,6 @@ def refuse_inputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | o
 
 def _temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale(path: Path) -> None:
-    """Remove the ``.NAME.tmp-<pid>`` files of ``path`` left by processes that no longer run."""
-    pattern = re.compile(re.escape(f".{path.name}.tmp-") + r"(\d+)")
-    with suppress(OSError):
-        for entry in os.scandir(path.parent):
-            match = pattern.fullmatch(entry.name)
-            if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-                with suppress(OSError):
-                    os.unlink(entry.path)
 
 
 def _open_unnamed(folder: Path) -> int | None:
@@ -108,12 +113,41 @@ def check_output(path: str | os.PathLike, overwrite: bool = False,
     Writability is tried for real (creating and dropping a file in the nearest
     existing folder), so a read-only file system is caught also for root.
     """
+    if not os.fspath(path):
+        raise OutputError("an output path is empty; give a file name")
     path = Path(path)
+    try:
+        return _check_output(path, overwrite, inputs)
+    except OSError as err:  # a name too long for the file system, a loop of links, ...
+        raise OutputError(f"{_shown(path)}: cannot write ({err.strerror or err})") from None
+
+
+def check_distinct(outputs: Iterable[str | os.PathLike]) -> None:
+    """``OutputError`` if two of ``outputs`` name one file (the second would replace the first)."""
+    seen: dict[str, Path] = {}
+    for output in map(Path, outputs):
+        key = os.path.normpath(os.path.abspath(output))
+        for other_key, other in seen.items():
+            if key == other_key or same_file(output, other):
+                raise OutputError(f"{output}: given for two outputs ({other} too); each output needs its own file")
+        seen[key] = output
+
+
+def _shown(path: Path, limit: int = 120) -> str:
+    """``path`` for an error line, its middle cut when it is longer than ``limit`` characters."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]}"
+
+
+def _check_output(path: Path, overwrite: bool, inputs: Iterable[str | os.PathLike | None]) -> Path:
     refuse_inputs([path], inputs)
+    folder = _nearest_folder(path)
+    longest = os.pathconf(folder, "PC_NAME_MAX")
+    if any(len(part.encode()) > longest for part in path.parts):
+        raise OutputError(f"{_shown(path)}: cannot write (a name longer than the file system's {longest} bytes)")
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
     refuse_existing([path], overwrite)
-    folder = _nearest_folder(path)
     if not folder.is_dir():
         raise OutputError(f"{path}: cannot write ({folder} is not a folder)")
     try:
@@ -124,7 +158,7 @@ def check_output(path: str | os.PathLike, overwrite: bool = False,
             os.unlink(probe)
         os.close(fd)
     except OSError as err:
-        raise OutputError(f"{path}: cannot write in {folder} ({err.strerror or err})") from None
+        raise OutputError(f"{_shown(path)}: cannot write in {folder} ({err.strerror or err})") from None
     return path
 
 
@@ -138,7 +172,6 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     named = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(path)
         fd = _open_unnamed(path.parent)
         if fd is None:
             named = _temporary_name(path)

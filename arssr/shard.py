@@ -32,24 +32,52 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
+def _whole(text: str, what: str) -> int:
+    """``text`` as a whole number in decimal digits, else an ``InputError`` naming ``what``."""
+    if not text.strip().isdigit() or len(text.strip()) > 9:
+        raise InputError(f"{what} must be a whole number >= 0 of at most 9 digits, got {text[:20]!r}")
+    return int(text)
+
+
+def _checked(index: int, count: int, what: str, text: str) -> tuple[int, int]:
+    if count < 1 or not index < count:
+        raise InputError(f"{what} needs 0 <= I < N, got {text!r}")
+    return index, count
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``"I/N"`` with ``0 <= I < N`` -> ``(I, N)``; anything else is an ``InputError``."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise InputError(f"--shard takes I/N (e.g. 0/4: the first of 4 shards), got {text!r}") from None
-    if not 0 <= index < count:
-        raise InputError(f"--shard I/N needs 0 <= I < N, got {text!r}")
-    return index, count
+    parts = text.split("/")
+    if len(parts) != 2:
+        raise InputError(f"--shard takes I/N (e.g. 0/4: the first of 4 shards), got {text[:20]!r}")
+    index, count = (_whole(part, "--shard I/N: each of I and N") for part in parts)
+    return _checked(index, count, "--shard I/N", text)
+
+
+def distributed_rank(env: Mapping[str, str] = os.environ) -> tuple[int, int, int] | None:
+    """torchrun's ``(RANK, WORLD_SIZE, LOCAL_RANK)`` from ``env``, checked as ``--shard`` is; None when not set.
+
+    ``WORLD_SIZE`` alone, or a ``RANK`` outside ``0 .. WORLD_SIZE - 1``, is an ``InputError``.
+    """
+    if "WORLD_SIZE" not in env and "RANK" not in env:
+        return None
+    if "WORLD_SIZE" not in env or "RANK" not in env:
+        given, missing = ("WORLD_SIZE", "RANK") if "WORLD_SIZE" in env else ("RANK", "WORLD_SIZE")
+        raise InputError(f"the environment sets {given} but not {missing}; torchrun sets both")
+    world = _whole(env["WORLD_SIZE"], "WORLD_SIZE")
+    rank = _whole(env["RANK"], "RANK")
+    _checked(rank, world, "RANK/WORLD_SIZE", f"{env['RANK']}/{env['WORLD_SIZE']}")
+    local_rank = _whole(env["LOCAL_RANK"], "LOCAL_RANK") if "LOCAL_RANK" in env else rank
+    return rank, world, local_rank
 
 
 def current_shard(option: tuple[int, int] | None, env: Mapping[str, str] = os.environ) -> Shard | None:
     """This process's shard from ``--shard`` and torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; None: all files."""
     index, count = option or (0, 1)
-    world = int(env.get("WORLD_SIZE", "1"))
-    if world > 1:
-        rank = int(env["RANK"])
-        return Shard(index * world + rank, count * world, int(env.get("LOCAL_RANK", rank)))
+    ranks = distributed_rank(env)
+    if ranks is not None and ranks[1] > 1:
+        rank, world, local_rank = ranks
+        return Shard(index * world + rank, count * world, local_rank)
     return Shard(index, count) if count > 1 else None
 
 

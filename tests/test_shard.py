@@ -11,7 +11,7 @@ import pytest
 
 from arssr.cli import main
 from arssr.errors import InputError
-from arssr.shard import Shard, current_shard, parse_shard, shard_device
+from arssr.shard import Shard, current_shard, distributed_rank, parse_shard, shard_device
 from arssr.volume import Volume, save_volume
 
 from conftest import oblique_affine, smooth_volume
@@ -50,6 +50,31 @@ def test_shard_from_torchrun_and_job_array():
     assert current_shard((2, 5), torchrun) == Shard(2 * 4 + 3, 20, local_rank=1)
     assert shard_device("cpu", Shard(3, 4, local_rank=1)) == "cpu"
     assert shard_device("auto", Shard(1, 4)) == "auto"  # a job array task picks its device as one process does
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"WORLD_SIZE": "2"}, "sets WORLD_SIZE but not RANK"),
+    ({"RANK": "1"}, "sets RANK but not WORLD_SIZE"),
+    ({"WORLD_SIZE": "2", "RANK": "abc"}, "RANK must be a whole number"),
+    ({"WORLD_SIZE": "2", "RANK": "-1"}, "RANK must be a whole number"),
+    ({"WORLD_SIZE": "2", "RANK": "3"}, r"RANK/WORLD_SIZE needs 0 <= I < N, got '3/2'"),
+    ({"WORLD_SIZE": "2", "RANK": "2"}, r"needs 0 <= I < N, got '2/2'"),
+    ({"WORLD_SIZE": "0", "RANK": "0"}, r"needs 0 <= I < N, got '0/0'"),
+    ({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "x"}, "LOCAL_RANK must be a whole number"),
+    ({"WORLD_SIZE": "9" * 300, "RANK": "0"}, "at most 9 digits"),
+])
+def test_distributed_environment_is_checked_as_the_shard_option_is(env, message):
+    with pytest.raises(InputError, match=message) as caught:
+        current_shard(None, env)
+    assert len(str(caught.value)) < 120
+    with pytest.raises(InputError, match="at most 9 digits"):
+        parse_shard("1/" + "9" * 300)
+
+
+def test_distributed_environment_gives_rank_world_and_local_rank():
+    assert distributed_rank({}) is None
+    assert distributed_rank({"WORLD_SIZE": "2", "RANK": "1"}) == (1, 2, 1)
+    assert distributed_rank({"WORLD_SIZE": "8", "RANK": "5", "LOCAL_RANK": "1"}) == (5, 8, 1)
 
 
 def test_shard_option_runs_a_part_and_resumes(tmp_path, capsys, cohort, tiny_weights):

@@ -7,9 +7,12 @@ Exit codes: 0 success, 1 an input or file could not be processed, 2 usage error.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
+import warnings
+from contextlib import contextmanager
 
 from arssr import __version__
 from arssr.cli import bundle, compress, evaluate, info, train, upsample
@@ -34,25 +37,68 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _terminate(signum, frame) -> None:
-    raise Terminated()
+class _WarningLines(logging.Handler):
+    """Log records of the libraries (nibabel's header fixes) as ``warning:`` lines on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"warning: {record.getMessage()}", file=sys.stderr)
+
+
+@contextmanager
+def _warning_lines(loggers: tuple[str, ...] = ("nibabel.global",)):
+    """Python warnings and the ``loggers``' records shown as ``warning:`` lines inside the block, then restored."""
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
+    saved = []
+    for name in loggers:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate))
+        logger.handlers[:] = [_WarningLines()]
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+        for logger, handlers, propagate in saved:
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises ``Terminated`` inside the block, and only there (then the previous handler is back).
+
+    A SIGTERM that arrives as the block ends is not raised from the restoring
+    code (which would give a traceback): the work is done by then.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    armed = True
+
+    def terminate(signum, frame) -> None:
+        if armed:
+            raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        try:
+            armed = False  # a SIGTERM just before this line still ends as "terminated"
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; warnings become ``warning:`` lines and SIGTERM acts as Ctrl-C while it runs."""
-    import warnings
-
     parser = build_parser()
     args = parser.parse_args(argv)
     from arssr.errors import ArssrError
 
-    shown = warnings.showwarning
-    warnings.showwarning = _show_warning
-    handles_signals = threading.current_thread() is threading.main_thread()
-    if handles_signals:
-        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return args.func(args)
+        with _warning_lines(), _sigterm_as_interrupt():
+            return args.func(args)
     except UsageError as err:
         parser.exit(2, f"error: {err} (see arssr {args.command} --help)\n")
     except ArssrError as err:
@@ -63,8 +109,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {'terminated (SIGTERM)' if terminated else 'interrupted'}; "
               "no partial output was left", file=sys.stderr)
         return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
-    finally:
-        warnings.showwarning = shown
-        if handles_signals:
-            signal.signal(signal.SIGTERM, previous)
-    return 0

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from arssr.cli.options import (
-    UsageError, check_nifti_output, check_outputs, parse_numbers, positive_float, positive_int, usage_errors,
+    UsageError, check_nifti_output, check_outputs, output_path, parse_numbers, positive_float, positive_int, usage_errors,
 )
 from arssr.protocol import AUTO_SCALES, OUTPUT_DTYPES
 
@@ -118,7 +118,7 @@ def add_parser(sub) -> None:
         "file. Decoding runs the SIREN, then the SR model (--decoder-weights) back to the original grid. The file "
         "records the decoder's name and sha256 but does not contain it."))
     co.add_argument("input", metavar="INPUT", help="a 3D NIfTI volume")
-    co.add_argument("-o", "--output", help="the .arssr file to write")
+    co.add_argument("-o", "--output", type=output_path, help="the .arssr file to write")
     co.add_argument("--preset", default="paper-2025", help="paper-2025 (default), paper-2023 or fast")
     target = co.add_mutually_exclusive_group()
     target.add_argument("--target-bpp", type=positive_float, help="largest file size in bits per HR voxel (sets the width)")
@@ -140,8 +140,8 @@ def add_parser(sub) -> None:
                     help="end to end: train the SR model's biases with the SIREN on this volume for the last 30 %% of "
                          "the steps or time, one random block of 24^3 LR voxels a step; their changes go into "
                          "the file (and count in its size)")
-    co.add_argument("--json", help="write the report (rate, PSNR, SSIM, times, settings) to this JSON file")
-    co.add_argument("--sweep", metavar="DIR", help="run the trade-off sweep instead and write its table and plot here")
+    co.add_argument("--json", type=output_path, help="write the report (rate, PSNR, SSIM, times, settings) to this JSON file")
+    co.add_argument("--sweep", type=output_path, metavar="DIR", help="run the trade-off sweep instead and write its table and plot here")
     co.add_argument("--sweep-scales", default="2,4", help="downsampling factors of the sweep (default: 2,4)")
     co.add_argument("--sweep-widths", default="30,70,110", help="SIREN widths of the sweep (default: 30,70,110)")
     _common(co)
@@ -149,7 +149,7 @@ def add_parser(sub) -> None:
 
     de = sub.add_parser("decompress", help="decode an .arssr file to NIfTI")
     de.add_argument("input", metavar="IN.arssr", help="a file written by arssr compress")
-    de.add_argument("-o", "--output", required=True, help="the NIfTI file to write")
+    de.add_argument("-o", "--output", type=output_path, required=True, help="the NIfTI file to write")
     de.add_argument("--dtype", default="input", choices=OUTPUT_DTYPES,
                     help="output data type (default: input, the original's)")
     _common(de)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from arssr.cli.options import UsageError, names, parse_numbers, positive_int, usage_errors
+from arssr.cli.options import UsageError, names, output_path, parse_numbers, positive_int, usage_errors
 from arssr.protocol import DEFAULT_DEGRADATIONS, DEFAULT_SCALES, METHODS, SLICE_AXES, SLICE_PROFILES
 
 
@@ -17,7 +17,7 @@ def thick_slices(args: argparse.Namespace) -> list:
         if args.slice_axis or args.slice_profile or args.slice_gap is not None:
             raise UsageError("--slice-axis, --slice-profile and --slice-gap need --slice-thickness")
         return []
-    if args.scales or args.degradations:
+    if args.scales is not None or args.degradations is not None:
         raise UsageError("--slice-thickness replaces --scales and --degradations: give one protocol or the other")
     axes = range(3) if args.slice_axis in (None, "all") else [int(args.slice_axis)]
     thicknesses = parse_numbers(args.slice_thickness, "--slice-thickness")
@@ -30,9 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from arssr.evaluation.runner import check_protocol, run_evaluation
 
     slices = thick_slices(args)
-    scales = parse_numbers(args.scales or ",".join(f"{s:g}" for s in DEFAULT_SCALES), "--scales")
-    degradations = names(args.degradations or ",".join(DEFAULT_DEGRADATIONS))
+    scales = parse_numbers(",".join(f"{s:g}" for s in DEFAULT_SCALES) if args.scales is None else args.scales,
+                           "--scales")
+    degradations = names(",".join(DEFAULT_DEGRADATIONS) if args.degradations is None else args.degradations)
     methods = names(args.methods)
+    for option, given in (("--degradations", degradations), ("--methods", methods)):
+        if not given:
+            raise UsageError(f"{option} takes comma-separated names, got none")
     with usage_errors():
         check_protocol(scales, degradations, slices, methods)
     if args.threads:
@@ -76,7 +80,7 @@ def add_parser(sub) -> None:
     ev.add_argument("--methods", default=",".join(METHODS), help=(
         "comma-separated methods: " + ", ".join(METHODS) + ", a weights file (.safetensors or the official "
         ".pkl/.pt), or NAME=FILE (default: all)"))
-    ev.add_argument("-o", "--output-dir", required=True, help="folder for the results and figures/")
+    ev.add_argument("-o", "--output-dir", type=output_path, required=True, help="folder for the results and figures/")
     ev.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     ev.add_argument("--no-psi", action="store_true", help="skip PSI (no-reference sharpness)")
     ev.add_argument("--no-dice", action="store_true", help="skip the ANTs Atropos segmentation and Dice")

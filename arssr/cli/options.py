@@ -68,6 +68,35 @@ def positive_float(text: str) -> float:
 
 
 @_option
+def output_path(text: str) -> str:
+    """An output file or folder: an empty one would mean the current folder, which nobody asks for that way."""
+    from arssr.errors import InputError
+
+    if not text.strip():
+        raise InputError("an output path is empty; give a file or folder name ('.' for the current folder)")
+    return text
+
+
+def read_list(path: Path) -> str:
+    """The text of a ``.txt`` list of paths, or a usage error saying why it cannot be one."""
+    from arssr.errors import InputError
+    from arssr.files import check_input_file
+
+    try:
+        check_input_file(path, "list of paths")
+        text = path.read_bytes().decode("utf-8")
+    except InputError as err:
+        raise UsageError(str(err)) from None
+    except UnicodeDecodeError:
+        text = "\0"
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read list of paths ({err.strerror or err})") from None
+    if "\0" in text:
+        raise UsageError(f"{path}: not a text list of paths (it holds bytes that are not UTF-8 text)")
+    return text
+
+
+@_option
 def shard_option(text: str) -> tuple[int, int]:
     from arssr.shard import parse_shard
 
@@ -122,9 +151,11 @@ def stem(path: Path) -> str:
 
 
 def check_outputs(outputs: list[Path], inputs: list, overwrite: bool) -> None:
-    """Before any work: no output is an input, and each can be written (existing ones need ``overwrite``)."""
-    from arssr.files import check_output
+    """Before any work: no output is an input or another output, and each can be written (existing ones need
+    ``overwrite``)."""
+    from arssr.files import check_distinct, check_output
 
+    check_distinct(outputs)
     for output in outputs:
         check_output(output, overwrite, inputs)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from arssr.cli.options import positive_int, usage_errors
+from arssr.cli.options import output_path, positive_int, usage_errors
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     tr.add_argument("--config", help="YAML config file (e.g. train/paper.yaml)")
     tr.add_argument("--data", help="folder (searched recursively), glob pattern, CSV with a 'path' column, "
                                    "or mni-synthetic")
-    tr.add_argument("--out", help="run folder (config.yaml, split.json, TensorBoard logs, checkpoints, weights)")
+    tr.add_argument("--out", type=output_path, help="run folder (config.yaml, split.json, TensorBoard logs, checkpoints, weights)")
     tr.add_argument("--resume", help="'auto' (the run folder's checkpoint, if any) or a checkpoint file")
     tr.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     tr.add_argument("--amp", choices=["fp32", "bf16", "fp16", "none"],

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from arssr import __version__
 from arssr.cli.options import (
-    SUFFIXES, UsageError, check_nifti_output, gain_option, positive_float, positive_int, scale_option, shard_option,
-    stem, thickness_option, voxel_size_option,
+    SUFFIXES, UsageError, check_nifti_output, gain_option, output_path, positive_float, positive_int, read_list,
+    scale_option, shard_option, stem, thickness_option, usage_errors, voxel_size_option,
 )
 from arssr.protocol import (
     CONSISTENCY_OPERATORS, CUBIC_GAIN, DEFAULT_CONSISTENCY, DEFAULT_GAIN, OUTPUT_DTYPES, SLICE_PROFILES,
@@ -31,10 +32,8 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], bool]:
             raise UsageError(f"{folders[0]}: no .nii or .nii.gz files in this folder")
         return found, True
     if lists:
-        if not lists[0].is_file():
-            raise UsageError(f"{lists[0]}: list file not found")
+        entries = [line.strip() for line in read_list(lists[0]).splitlines()]
         base = lists[0].parent
-        entries = [line.strip() for line in lists[0].read_text().splitlines()]
         found = [(base / e) if not Path(e).is_absolute() else Path(e) for e in entries if e and not e.startswith("#")]
         if not found:
             raise UsageError(f"{lists[0]}: the list names no files")
@@ -44,10 +43,15 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], bool]:
 
 def plan_outputs(inputs: list[Path], batch: bool, output: str | None, output_dir: str | None, suffix: str) -> list[Path]:
     """One output path per input: ``-o FILE`` for one input, else ``DIR/<stem><suffix>.nii.gz``."""
-    if output and output_dir:
+    if output is not None and output_dir is not None:
         raise UsageError("give -o/--output or --output-dir, not both")
     if output and not batch and not Path(output).is_dir():
         return [Path(output)]
+    if output and batch and Path(output).name.lower().endswith(SUFFIXES):
+        raise UsageError(f"-o {output} names one file, but there are {len(inputs)} inputs; give a folder "
+                         "(-o DIR or --output-dir DIR)")
+    if any(mark in suffix for mark in ("/", os.sep, "\0")):
+        raise UsageError(f"--suffix {suffix!r}: a suffix is part of a file name and cannot hold '/'")
     folder = Path(output or output_dir) if (output or output_dir) else None
     outs = [(folder or p.parent) / f"{stem(p)}{suffix}.nii.gz" for p in inputs]
     if len(set(outs)) != len(outs):
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from arssr.errors import ArssrError
-    from arssr.files import check_output, refuse_existing, refuse_inputs
+    from arssr.files import check_distinct, check_output, refuse_existing, refuse_inputs
     from arssr.device import resolve_device
     from arssr.adapt import adapt_to
     from arssr.gain import fits_gain
@@ -91,14 +95,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         inputs, batch = expand_inputs(args.inputs)
     outputs = plan_outputs(inputs, batch, args.output, args.output_dir, args.suffix)
-    shard = current_shard(args.shard)
+    with usage_errors():
+        shard = current_shard(args.shard)
     todo = shard.take(list(zip(inputs, outputs))) if shard else list(zip(inputs, outputs))
     weights = Path(args.weights) if args.weights else default_model_path()
+    check_distinct([*outputs, *([] if args.no_sidecar else map(_sidecar_path, outputs)),
+                    *([args.save_adapted] if args.save_adapted else [])])
     for _, target in todo:
         check_nifti_output(target)
         refuse_inputs([target, _sidecar_path(target)], [*inputs, weights])
         if not target.exists():  # an existing one is skipped, replaced or reported in the loop below
-            check_output(target)
+            check_output(target, args.overwrite)  # a dangling link is replaced as a file would be
             if not args.no_sidecar:  # a sidecar without its volume is replaced only when asked (or resuming)
                 check_output(_sidecar_path(target), args.overwrite or args.skip_existing)
     adapting = args.adapt is not None or args.adapt_steps is not None
@@ -187,8 +194,8 @@ def add_parser(sub) -> None:
     size = up.add_mutually_exclusive_group(required=True)
     size.add_argument("--scale", type=scale_option, help="scale factor, one value or three (e.g. 3.2 or 1,1,4); each >= 1")
     size.add_argument("--voxel-size", type=voxel_size_option, help="target voxel size in mm, one value or three (e.g. 0.7 or 0.7,0.7,1)")
-    up.add_argument("-o", "--output", help="output file (one input) or folder")
-    up.add_argument("--output-dir", help="folder for the outputs, each named <input><suffix>.nii.gz")
+    up.add_argument("-o", "--output", type=output_path, help="output file (one input) or folder")
+    up.add_argument("--output-dir", type=output_path, help="folder for the outputs, each named <input><suffix>.nii.gz")
     up.add_argument("--suffix", default="_sr", help="added to input names in a folder of outputs (default: _sr)")
     up.add_argument("--weights", help="model file (.safetensors, or the official .pkl/.pt); default: the shipped model")
     up.add_argument("--consistency", default=DEFAULT_CONSISTENCY, choices=CONSISTENCY_OPERATORS, help=(
@@ -209,7 +216,7 @@ def add_parser(sub) -> None:
         "--slice-thickness, on its in-plane detail); it is kept only if a held-out slab of the input improves, a "
         "check that serves thick slices; on isotropic inputs it has kept copies that were worse (README)"))
     up.add_argument("--adapt-steps", type=positive_int, metavar="N", help="most self-adaptation steps")
-    up.add_argument("--save-adapted", metavar="FILE", help="write the adapted weights (.safetensors)")
+    up.add_argument("--save-adapted", type=output_path, metavar="FILE", help="write the adapted weights (.safetensors)")
     up.add_argument("--seed", type=int, default=0, help="seed of self-adaptation (default: 0)")
     up.add_argument("--tile", type=positive_int, help="LR tile edge in voxels (default: chosen from free memory)")
     up.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from arssr import geometry
-from arssr.consistency import check_operator, project, slice_consistency
+from arssr.consistency import check_operator, degrade_volume, project, slice_consistency
 from arssr.device import free_memory_bytes, resolve_device
 from arssr.errors import InputError
 from arssr.gain import auto_gain, interpolation
@@ -192,7 +192,8 @@ def upsample(
     gain: float | str = DEFAULT_GAIN,
     slice_thickness: float | str | None = None,
     slice_profile: str = "boxcar",
-) -> Volume:
+    with_residual: bool = False,
+) -> Volume | tuple[Volume, np.ndarray | None]:
     """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
 
     The field of view is preserved (see ``arssr.geometry``); the result has
@@ -211,7 +212,11 @@ def upsample(
     itself (``arssr.gain.detail_gain``, from in-plane examples with a slice
     model), or, with ``cubic`` consistency and no thick slices, takes
     ``arssr.protocol.CUBIC_GAIN`` (``arssr.gain.auto_gain``).
-    Without consistency it plays no part.
+    Without consistency it plays no part. With ``with_residual``, returns
+    ``(volume, residual)``: the consistency residual before the projection,
+    the input minus the degradation of the output that was projected (the
+    input's grid and axes, intensity units: where the network disagreed with
+    the input), or ``None`` without consistency.
     """
     volume, model, factors, operator = _request(volume, model, scale, voxel_size, consistency, slice_thickness,
                                                 slice_profile)
@@ -222,8 +227,10 @@ def upsample(
 
     affine = geometry.resampled_affine(volume.affine, volume.shape, out_shape)
     low, high = float(volume.data.min()), float(volume.data.max())
+    residual = None if consistency == "none" else np.zeros(volume.shape, dtype=np.float32)
     if low == high:  # a constant volume has nothing to resolve, and every projection keeps it
-        return Volume(np.full(out_shape, low, dtype=np.float32), affine, volume.header)
+        constant = Volume(np.full(out_shape, low, dtype=np.float32), affine, volume.header)
+        return (constant, residual) if with_residual else constant
     space = ModelSpace.of(volume.data, volume.affine, model)
     lr = space.to_model(volume.data)
     result = super_resolve(lr, model, space.axes(out_shape), tile=tile, device=device, precision=precision,
@@ -241,8 +248,12 @@ def upsample(
             result *= float(gain)
             result += base
         floor = space.intensity(0.0) if low >= 0 else None
+        if with_residual:
+            width = space.window[1] - space.window[0]
+            residual = space.from_model_axes((lr - degrade_volume(result, lr.shape, operator)) * np.float32(width))
         data = space.from_model(project(result, lr, operator, floor))
-    return Volume(data, affine, volume.header)
+    result = Volume(data, affine, volume.header)
+    return (result, residual) if with_residual else result
 
 
 def _request(volume, model, scale, voxel_size, consistency: str, slice_thickness, slice_profile: str):

@@ -15,7 +15,7 @@ import warnings
 from contextlib import contextmanager
 
 from arssr import __version__
-from arssr.cli import bundle, compress, evaluate, info, train, upsample
+from arssr.cli import bundle, compress, evaluate, info, report, train, upsample
 from arssr.cli.options import Parser, UsageError
 
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="arssr", description="Arbitrary-scale super-resolution of 3D medical volumes.")
     parser.add_argument("--version", action="version", version=f"arssr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (upsample, train, evaluate, compress, bundle, info):
+    for command in (upsample, train, evaluate, compress, bundle, info, report):
         command.add_parser(sub)
     return parser
 

@@ -1,0 +1,538 @@
+"""Visual reports of ``arssr upsample`` runs: one self-contained HTML page per output, and a cohort index.
+
+A page shows orthogonal slices through the centre of the output and through
+the brightest region of the input (for thick slices, the planes that contain
+the slice axis), each as the input (nearest neighbour), its cubic B-spline
+interpolation and the output, with a slider between the last two; the output
+minus the cubic interpolation and the consistency residual before the
+projection (``arssr.inference.upsample(with_residual=True)``) on symmetric
+colour scales; the facts of the run (its sidecar record) and flags for what
+needs a look: warnings (an input outside the model card's range among them)
+and a dropped self-adaptation. Images are embedded as PNG, the script is
+plain JavaScript: the page opens offline. The facts are embedded as JSON too,
+so :func:`write_index` rebuilds the index from the pages (and sidecars) present.
+
+Images need matplotlib (its colour maps) and Pillow (which matplotlib
+requires): ``pip install 'arssr[report]'``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import re
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from arssr import __version__, geometry
+from arssr.errors import InputError, OutputExistsError
+from arssr.files import atomic_file, refuse_existing
+from arssr.volume import Volume
+
+INDEX_NAME = "index.html"
+#: ``id`` of the JSON facts embedded in a page, and of the table of an index.
+FACTS_ID = "arssr-report"
+INDEX_ID = "arssr-index"
+#: Longest physical side of the volume on the page, in CSS pixels; thumbnails' longest side in pixels.
+DISPLAY_PX = 300
+THUMBNAIL_PX = 96
+#: Percentiles of the input's intensities that span the grey scale, and of the magnitudes that span a colour scale.
+GREY_PERCENTILES = (0.5, 99.5)
+COLOUR_PERCENTILE = 99.5
+#: Edge (input voxels) of the box average whose maximum is the brightest region.
+BRIGHT_BOX = 5
+#: Symmetric colour map of differences and residuals.
+COLOUR_MAP = "RdBu_r"
+#: RAS axis fixed by each plane, and its name.
+PLANES = {0: "sagittal", 1: "coronal", 2: "axial"}
+_FACTS_PATTERN = re.compile(rf'<script type="application/json" id="{FACTS_ID}">(.*?)</script>', re.S)
+
+
+def require_imaging() -> None:
+    """``InputError`` with the install command unless matplotlib and Pillow can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+        import PIL  # noqa: F401
+    except ImportError as err:
+        raise InputError(f"a report needs matplotlib ({err}); install it with: pip install 'arssr[report]'") from None
+
+
+@contextmanager
+def kept_warnings() -> Iterator[list[str]]:
+    """The messages of the warnings shown inside the block, in order and once each; they are still shown."""
+    messages: list[str] = []
+    with warnings.catch_warnings():  # restores ``showwarning`` afterwards; entering it resets "once" registries
+        shown = warnings.showwarning
+
+        def keep(message, category, filename, lineno, file=None, line=None):
+            if str(message) not in messages:
+                messages.append(str(message))
+            shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = keep
+        yield messages
+
+
+def peak_memory_mib() -> float | None:
+    """Peak resident memory of this process so far, in MiB (``None`` where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
+# ---------------------------------------------------------------------------
+# Facts and flags
+# ---------------------------------------------------------------------------
+
+def run_facts(source: Volume, result: Volume, record: dict, card: dict) -> dict:
+    """The sidecar ``record`` with what the page shows besides: the input's geometry, the per-axis scale and the
+    model card."""
+    return {
+        **record,
+        "input_shape": list(source.shape),
+        "input_spacing_mm": [round(s, 6) for s in source.spacing],
+        "scale": [round(m / n, 4) for n, m in zip(source.shape, result.shape)],
+        "model_card": dict(card),
+    }
+
+
+def flags(facts: dict) -> list[str]:
+    """What needs a look: each warning of the run (inputs outside the model card's range among them), and a
+    self-adaptation that was dropped."""
+    out = [f"warning: {message}" for message in facts.get("warnings") or []]
+    adapt = facts.get("adapt")
+    if adapt and not adapt.get("kept"):
+        out.append(f"adaptation dropped: held-out PSNR {adapt['before']:.2f} -> {adapt['after']:.2f} dB "
+                   "did not improve, so the default model was used")
+    return out
+
+
+def _number(value, digits: int = 3) -> str:
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
+def _triple(values, unit: str = "", separator: str = " x ") -> str:
+    return separator.join(_number(v, 4) for v in values) + unit
+
+
+def fact_rows(facts: dict) -> list[tuple[str, str, str]]:
+    """``(key, label, text)`` of each fact the page lists, in order."""
+    card = facts.get("model_card") or {}
+    card_text = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in card.items()) or "no card"
+    adapt = facts.get("adapt")
+    if adapt:
+        verdict = "kept" if adapt["kept"] else "dropped (the default model was used)"
+        adapt_text = (f"held-out PSNR {adapt['before']:.2f} -> {adapt['after']:.2f} dB, {verdict}; "
+                      f"{adapt['steps']} steps, {_number(adapt['seconds'], 1)} s")
+    else:
+        adapt_text = "not used"
+    thickness = facts.get("slice_thickness")
+    if thickness is None:
+        slice_text = "none (no thick slices declared)"
+    else:
+        thick = "as spaced" if thickness == "spacing" else f"{_number(thickness)} mm"
+        slice_text = f"{thick} slices, {facts.get('slice_profile')} profile"
+    gain = facts.get("detail_gain")
+    gain_text = gain if isinstance(gain, str) else _number(float(gain))
+    gain_text += " (fitted on the input)" if facts.get("detail_gain_fitted") else " (given or fixed)"
+    memory = facts.get("peak_memory_mib")
+    rows = [
+        ("input", "Input", f"{facts.get('input')}"),
+        ("input_geometry", "Input grid",
+         f"{_triple(facts['input_shape'])} voxels of {_triple(facts['input_spacing_mm'], ' mm')}"
+         if "input_shape" in facts else "not recorded"),
+        ("output", "Output", f"{facts.get('output')}"),
+        ("output_geometry", "Output grid",
+         f"{_triple(facts['output_shape'])} voxels of {_triple(facts['spacing_mm'], ' mm')}"),
+        ("scale", "Scale", _triple(facts["scale"], separator=", ") if "scale" in facts else "not recorded"),
+        ("weights", "Model", f"{facts.get('weights')} (sha256 {str(facts.get('weights_sha256'))[:12]})"),
+        ("model_card", "Model card", card_text),
+        ("slice_model", "Slice model", slice_text),
+        ("consistency", "Consistency operator", f"{facts.get('consistency')}"),
+        ("detail_gain", "Detail gain", gain_text),
+        ("adapt", "Self-adaptation", adapt_text),
+        ("warnings", "Warnings", "; ".join(facts.get("warnings") or []) or "none"),
+        ("seconds", "Time", f"{_number(facts.get('seconds'), 1)} s"),
+        ("peak_memory_mib", "Peak memory", "not recorded" if memory is None else f"{_number(memory, 0)} MiB"),
+        ("device", "Device", f"{facts.get('device')}, {facts.get('precision')}, tile {facts.get('tile') or 'auto'}"),
+        ("arssr_version", "arssr", f"{facts.get('arssr_version')}: arssr {' '.join(facts.get('arguments') or [])}"),
+    ]
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------
+
+def _png(pixels: np.ndarray, palette: np.ndarray | None = None) -> str:
+    """A data URI of ``pixels`` (2D uint8) as a greyscale PNG, or as a palette PNG with ``palette`` (256 x 3)."""
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(pixels), mode="L")
+    if palette is not None:
+        image = image.convert("P")
+        image.putpalette(palette.astype(np.uint8).ravel().tolist())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _palette() -> np.ndarray:
+    from matplotlib import colormaps
+
+    return np.rint(colormaps[COLOUR_MAP](np.linspace(0, 1, 256))[:, :3] * 255)
+
+
+def _grey(plane: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    low, high = window
+    return np.rint(np.clip((plane - low) / max(high - low, 1e-12), 0, 1) * 255).astype(np.uint8)
+
+
+def _signed(plane: np.ndarray, limit: float) -> np.ndarray:
+    """``[-limit, limit]`` -> palette indices 0-255 (0 at the middle)."""
+    return np.rint(np.clip(plane / limit, -1, 1) * 127.5 + 127.5).astype(np.uint8)
+
+
+def nearest_indices(n: int, m: int) -> np.ndarray:
+    """The input voxel nearest to each of ``m`` output voxels on an axis of ``n`` (``arssr.geometry``'s grid)."""
+    return np.minimum(((np.arange(m) + 0.5) * n / m).astype(np.intp), n - 1)
+
+
+def cubic_plane(data: np.ndarray, out_shape: Sequence[int], axis: int, index: int) -> np.ndarray:
+    """Plane ``index`` along ``axis`` of the cubic B-spline interpolation of ``data`` to ``out_shape``
+    (``arssr.degrade.resample(..., "cubic")``), computed for that plane only."""
+    from arssr.degrade import resampling_matrix
+
+    matrices = [resampling_matrix("cubic", n, m).numpy() for n, m in zip(data.shape, out_shape)]
+    plane = np.tensordot(np.asarray(data, dtype=np.float64), matrices[axis][index], axes=([axis], [0]))
+    rows, columns = (matrices[a] for a in range(3) if a != axis)
+    return (rows @ plane @ columns.T).astype(np.float32)
+
+
+def _brightest(data: np.ndarray) -> tuple[int, int, int]:
+    """The voxel at the centre of the brightest ``BRIGHT_BOX``-voxel box of ``data``."""
+    from scipy import ndimage
+
+    smooth = ndimage.uniform_filter(np.asarray(data, dtype=np.float32), BRIGHT_BOX, mode="nearest")
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(smooth)), smooth.shape))
+
+
+def slice_axis_of(facts: dict, spacing: Sequence[float]) -> int | None:
+    """The RAS axis of the input's thick slices (its coarsest), when the run declared a slice thickness."""
+    return int(np.argmax(spacing)) if facts.get("slice_thickness") is not None else None
+
+
+def render_images(source: Volume, result: Volume, residual: np.ndarray | None, facts: dict) -> dict:
+    """The page's pictures: per place (centre, brightest) and plane, the input, cubic, output, difference and
+    residual images as data URIs, with the display size, the colour scales and a thumbnail."""
+    orientation = geometry.ras_orientation(result.affine)
+    lr = np.asarray(geometry.to_ras_order(source.data, geometry.ras_orientation(source.affine)), dtype=np.float32)
+    out = geometry.to_ras_order(result.data, orientation)
+    res = None if residual is None else geometry.to_ras_order(residual, geometry.ras_orientation(source.affine))
+    spacing = geometry.to_ras_axes(result.spacing, orientation)
+    lr_spacing = geometry.to_ras_axes(source.spacing, geometry.ras_orientation(source.affine))
+    nearest = [nearest_indices(n, m) for n, m in zip(lr.shape, out.shape)]
+    extent = [m * s for m, s in zip(out.shape, spacing)]
+    per_mm = DISPLAY_PX / max(extent)
+    thick = slice_axis_of(facts, lr_spacing)
+    planes = [a for a in PLANES if thick is None or a != thick]
+    bright = _brightest(lr)
+    places = {
+        "centre": tuple(m // 2 for m in out.shape),
+        "brightest": tuple(min(m - 1, int((i + 0.5) * m / n)) for i, n, m in zip(bright, lr.shape, out.shape)),
+    }
+    window = tuple(float(v) for v in np.percentile(lr, GREY_PERCENTILES))
+    cut = {}
+    for place, point in places.items():
+        for axis in planes:
+            cubic = cubic_plane(lr, out.shape, axis, point[axis])
+            output = np.take(out, point[axis], axis=axis)
+            cut[place, axis] = {
+                "input": np.take(lr, nearest[axis][point[axis]], axis=axis),
+                "cubic": cubic, "output": output, "difference": output - cubic,
+                "residual": None if res is None else np.take(res, nearest[axis][point[axis]], axis=axis),
+            }
+    limits = {
+        kind: float(np.percentile(np.abs(np.concatenate([c[kind].ravel() for c in cut.values()])), COLOUR_PERCENTILE))
+        for kind in ("difference", "residual") if res is not None or kind == "difference"
+    }
+    limits = {kind: (limit if limit > 0 else 1.0) for kind, limit in limits.items()}
+    palette = _palette()
+    images = {}
+    for (place, axis), c in cut.items():
+        columns, rows = (a for a in range(3) if a != axis)
+        size = (round(extent[columns] * per_mm), round(extent[rows] * per_mm))
+        entry = {"size": size, "point": places[place], "input_index": int(nearest[axis][places[place][axis]])}
+        for kind in ("input", "cubic", "output"):
+            entry[kind] = _png(_grey(_picture_2d(c[kind]), window))
+        entry["difference"] = _png(_signed(_picture_2d(c["difference"]), limits["difference"]), palette)
+        entry["residual"] = None if c["residual"] is None else _png(
+            _signed(_picture_2d(c["residual"]), limits["residual"]), palette)
+        images[place, axis] = entry
+    first = cut["centre", planes[-1]]["output"]
+    return {"planes": planes, "slice_axis": thick, "places": places, "images": images, "limits": limits,
+            "window": window, "colour_bar": _png(np.tile(np.arange(256, dtype=np.uint8), (8, 1)), palette),
+            "thumbnail": _thumbnail(_grey(_picture_2d(first), window), extent, planes[-1]),
+            "lr_spacing": lr_spacing, "spacing": spacing}
+
+
+def _picture_2d(plane: np.ndarray) -> np.ndarray:
+    """A plane (first remaining axis across, second up) as an image: rows from the top, superior or anterior up."""
+    return np.ascontiguousarray(np.asarray(plane).T[::-1])
+
+
+def _thumbnail(pixels: np.ndarray, extent: Sequence[float], axis: int) -> str:
+    from PIL import Image
+
+    columns, rows = (extent[a] for a in range(3) if a != axis)
+    scale = THUMBNAIL_PX / max(columns, rows)
+    size = (max(1, round(columns * scale)), max(1, round(rows * scale)))
+    small = np.asarray(Image.fromarray(pixels, mode="L").resize(size, Image.LANCZOS))
+    return _png(small)
+
+
+# ---------------------------------------------------------------------------
+# Pages
+# ---------------------------------------------------------------------------
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em;background:#fff;color:#111}
+h1{font-size:1.4em;margin:0 0 .4em}h2{font-size:1.1em;margin:1.4em 0 .4em}
+.flags{background:#fdecea;border:2px solid #c62828;padding:.6em 1em .6em 2em;margin:.6em 0}
+.flags li{color:#8e0000;font-weight:600}.ok{background:#e8f5e9;border:2px solid #2e7d32;padding:.6em 1em}
+table.planes{border-collapse:collapse}table.planes td,table.planes th{padding:3px;vertical-align:top;text-align:center}
+table.planes th{font-weight:600;font-size:.85em}.plane{text-align:right;white-space:nowrap}
+img{background:#000;display:block}img.voxels{image-rendering:pixelated}
+.compare{position:relative}.compare img{position:absolute;left:0;top:0}
+.compare input{position:absolute;left:0;width:100%;margin:0}
+.scale{display:flex;align-items:center;gap:.5em;font-size:.85em;margin:.3em 0}.scale img{width:200px;height:10px}
+table.facts{border-collapse:collapse;margin-top:.4em}table.facts th,table.facts td{border:1px solid #ccc;
+padding:3px 8px;text-align:left;vertical-align:top;font-size:.9em}table.facts th{background:#f3f3f3}
+table.index{border-collapse:collapse}table.index td,table.index th{border:1px solid #ccc;padding:4px 8px;
+vertical-align:middle;text-align:left}tr.flagged{background:#fdecea}
+"""
+
+#: The slider between the cubic interpolation and the output: the output covers the cubic image up to the slider.
+_SCRIPT = """
+document.querySelectorAll('.compare').forEach(function (box) {
+  var under = new Image(), over = new Image(), slider = document.createElement('input');
+  under.src = document.getElementById(box.dataset.under).src;
+  over.src = document.getElementById(box.dataset.over).src;
+  [under, over].forEach(function (image) { image.width = box.dataset.width; image.height = box.dataset.height; });
+  slider.type = 'range'; slider.min = 0; slider.max = 100; slider.value = 50;
+  slider.style.top = box.dataset.height + 'px';
+  slider.title = 'left of the line: the output; right: the cubic interpolation';
+  function wipe() { over.style.clipPath = 'inset(0 ' + (100 - slider.value) + '% 0 0)'; }
+  slider.addEventListener('input', wipe);
+  box.append(under, over, slider);
+  wipe();
+});
+"""
+
+_AXIS_NAMES = ("x (left-right)", "y (posterior-anterior)", "z (inferior-superior)")
+
+
+def _escape(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _embedded_json(value: dict) -> str:
+    """JSON that is safe inside a ``<script>`` element."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _image(uri: str, width: int, height: int, ident: str = "", voxels: bool = False, alt: str = "") -> str:
+    attributes = f' id="{ident}"' if ident else ""
+    attributes += ' class="voxels"' if voxels else ""
+    return f'<img src="{uri}" width="{width}" height="{height}" alt="{_escape(alt)}"{attributes}>'
+
+
+def _scale_bar(pictures: dict, kind: str, label: str) -> str:
+    limit = pictures["limits"][kind]
+    return (f'<div class="scale">{label}: <span>{-limit:.4g}</span><img src="{pictures["colour_bar"]}" alt="colour '
+            f'scale"><span>+{limit:.4g}</span> (intensity units; blue below, red above)</div>')
+
+
+def render_page(facts: dict, pictures: dict) -> str:
+    """The HTML of one run's page from its :func:`run_facts` and :func:`render_images`."""
+    name = Path(str(facts.get("output"))).name
+    run_flags = flags(facts)
+    embedded = {**facts, "flags": run_flags, "thumbnail": pictures["thumbnail"]}
+    parts = [
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+        f'<meta name="generator" content="arssr {_escape(__version__)}">',
+        f"<title>arssr report: {_escape(name)}</title><style>{_STYLE}</style>",
+        f'<script type="application/json" id="{FACTS_ID}">{_embedded_json(embedded)}</script>',
+        f"</head><body><h1>arssr upsample: {_escape(name)}</h1>",
+    ]
+    if run_flags:
+        items = "".join(f'<li class="flag">{_escape(flag)}</li>' for flag in run_flags)
+        parts.append(f'<section id="flags"><ul class="flags">{items}</ul></section>')
+    else:
+        parts.append('<section id="flags"><p class="ok">No flags: no warnings, and the model was not '
+                     "self-adapted or kept its adaptation.</p></section>")
+    parts.append('<section id="slices">')
+    if pictures["slice_axis"] is not None:
+        parts.append(f"<p>Thick slices along {_AXIS_NAMES[pictures['slice_axis']]}: the planes that contain the "
+                     "slice axis.</p>")
+    residual = pictures["images"][next(iter(pictures["images"]))]["residual"] is not None
+    headings = ["", "Input (nearest)", "Cubic", "Output", "Output | cubic (slider)", "Output - cubic"]
+    headings += ["Residual before projection"] if residual else []
+    titles = {"centre": "Through the centre", "brightest": "Through the brightest region"}
+    for place, point in pictures["places"].items():
+        parts.append(f"<h2>{titles[place]} (output voxel {', '.join(map(str, point))}, RAS axes)</h2>")
+        parts.append('<table class="planes"><tr>' + "".join(f"<th>{h}</th>" for h in headings) + "</tr>")
+        for axis in pictures["planes"]:
+            entry = pictures["images"][place, axis]
+            width, height = entry["size"]
+            ident = f"{place}-{PLANES[axis]}"
+            cells = [
+                f'<th class="plane">{PLANES[axis]}<br>{"xyz"[axis]} = {point[axis]}<br>'
+                f'(input {entry["input_index"]})</th>',
+                _image(entry["input"], width, height, voxels=True, alt=f"input {PLANES[axis]}"),
+                _image(entry["cubic"], width, height, f"{ident}-cubic", alt=f"cubic {PLANES[axis]}"),
+                _image(entry["output"], width, height, f"{ident}-output", alt=f"output {PLANES[axis]}"),
+                f'<div class="compare" data-under="{ident}-cubic" data-over="{ident}-output" data-width="{width}" '
+                f'data-height="{height}" style="width:{width}px;height:{height + 24}px"><noscript>needs JavaScript'
+                "</noscript></div>",
+                _image(entry["difference"], width, height, alt=f"output minus cubic {PLANES[axis]}"),
+            ]
+            if residual:
+                cells.append(_image(entry["residual"], width, height, voxels=True, alt=f"residual {PLANES[axis]}"))
+            parts.append("<tr>" + "".join(f"<td>{cell}</td>" if i else cell for i, cell in enumerate(cells)) + "</tr>")
+        parts.append("</table>")
+    parts.append(_scale_bar(pictures, "difference", "Output - cubic"))
+    if residual:
+        parts.append(_scale_bar(pictures, "residual", "Residual (input minus the degraded output before the "
+                                "consistency projection: where the network disagreed with the input)"))
+    else:
+        parts.append("<p>No residual: the run used no consistency projection (--consistency none).</p>")
+    parts.append(f"<p>Grey scale: {pictures['window'][0]:.4g} to {pictures['window'][1]:.4g} (the input's "
+                 f"{GREY_PERCENTILES[0]:g}th to {GREY_PERCENTILES[1]:g}th percentiles); the subject's left is on "
+                 "the left.</p></section>")
+    rows = "".join(f'<tr data-fact="{key}"><th>{_escape(label)}</th><td>{_escape(text)}</td></tr>'
+                   for key, label, text in fact_rows(facts))
+    parts.append(f'<section id="facts"><h2>Facts of the run</h2><table class="facts">{rows}</table></section>')
+    parts.append(f"<script>{_SCRIPT}</script></body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(path: str | os.PathLike, source: Volume, result: Volume, residual: np.ndarray | None,
+                 record: dict, card: dict, overwrite: bool = False) -> Path:
+    """Write the page of one run (``source`` upsampled to ``result``, its sidecar ``record`` and its model's
+    ``card``) to ``path``, whole or not at all; an existing file is replaced only with ``overwrite``."""
+    path = Path(path)
+    refuse_existing([path], overwrite)
+    require_imaging()
+    facts = run_facts(source, result, record, card)
+    page = render_page(facts, render_images(source, result, residual, facts))
+    with atomic_file(path) as handle:
+        handle.write(page.encode("utf-8"))
+    return path
+
+
+# ---------------------------------------------------------------------------
+# The cohort index
+# ---------------------------------------------------------------------------
+
+def page_facts(path: str | os.PathLike) -> dict | None:
+    """The facts embedded in a report page, or ``None`` if ``path`` is not one."""
+    with open(path, "rb") as handle:
+        text = handle.read().decode("utf-8", errors="replace")
+    match = _FACTS_PATTERN.search(text)
+    if match is None:
+        return None
+    try:
+        return json.loads(match.group(1))
+    except ValueError:
+        return None
+
+
+def _sidecar_facts(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and {"arssr_version", "output", "output_shape"} <= record.keys() else None
+
+
+def index_entries(folder: str | os.PathLike) -> list[tuple[str | None, dict]]:
+    """``(page name, facts)`` of each report page in ``folder``, and ``(None, record)`` of each sidecar there
+    whose output has no page, sorted by output name."""
+    folder = Path(folder)
+    entries = []
+    for path in sorted(folder.glob("*.html")):
+        if path.name != INDEX_NAME and not path.name.startswith("."):
+            facts = page_facts(path)
+            if facts is not None:
+                entries.append((path.name, facts))
+    paged = {str(facts.get("output")) for _, facts in entries}
+    for path in sorted(folder.glob("*.json")):
+        record = None if path.name.startswith(".") else _sidecar_facts(path)
+        if record is not None and str(record["output"]) not in paged:
+            entries.append((None, record))
+    return sorted(entries, key=lambda entry: (Path(str(entry[1]["output"])).name, entry[0] or ""))
+
+
+def render_index(entries: list[tuple[str | None, dict]], title: str) -> str:
+    """The HTML of a cohort index: one row per entry of :func:`index_entries`."""
+    flagged = sum(bool(flags(facts)) for _, facts in entries)
+    rows = []
+    for page, facts in entries:
+        run_flags = flags(facts)
+        name = _escape(Path(str(facts["output"])).name)
+        link = (lambda text: f'<a href="{_escape(page)}">{text}</a>') if page else (lambda text: text)
+        thumbnail = link(f'<img src="{facts["thumbnail"]}" alt="{name}">') if facts.get("thumbnail") else "no page"
+        flag_cells = ("<ul>" + "".join(f"<li>{_escape(flag)}</li>" for flag in run_flags) + "</ul>"
+                      if run_flags else "none")
+        memory = facts.get("peak_memory_mib")
+        rows.append(
+            f'<tr class="{"flagged" if run_flags else "clean"}"><td>{thumbnail}</td><td>{link(name)}</td>'
+            f"<td>{flag_cells}</td><td>{_number(facts.get('seconds'), 1)} s</td>"
+            f"<td>{'-' if memory is None else _number(memory, 0) + ' MiB'}</td></tr>")
+    return "\n".join([
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+        f'<meta name="generator" content="arssr {_escape(__version__)}">',
+        f"<title>arssr reports: {_escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>arssr reports: {_escape(title)}</h1><p>{len(entries)} files, {flagged} flagged.</p>",
+        f'<table class="index" id="{INDEX_ID}"><tr><th>Output centre</th><th>File</th><th>Flags</th><th>Time</th>'
+        "<th>Peak memory</th></tr>",
+        *rows,
+        "</table></body></html>\n",
+    ])
+
+
+def _is_index(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return f'id="{INDEX_ID}"'.encode() in handle.read()
+    except OSError:
+        return False
+
+
+def write_index(folder: str | os.PathLike, overwrite: bool = False) -> tuple[Path, int]:
+    """Rebuild ``folder``'s ``index.html`` from the pages and sidecars present -> ``(path, rows)``.
+
+    An earlier index is replaced; any other file of that name only with ``overwrite``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    entries = index_entries(folder)
+    if not entries:
+        raise InputError(f"{folder}: no arssr report pages or sidecars here")
+    path = folder / INDEX_NAME
+    if path.exists() and not overwrite and not _is_index(path):
+        raise OutputExistsError(f"{path}: exists and is not an arssr index (use --overwrite to replace it)")
+    with atomic_file(path) as handle:
+        handle.write(render_index(entries, folder.resolve().name).encode("utf-8"))
+    return path, len(entries)

@@ -1,4 +1,5 @@
-"""``arssr report``: rebuild the cohort index of a folder of report pages (and sidecars)."""
+"""``arssr report``: rebuild the cohort index of a folder of report pages (and sidecars); and the report options of
+``arssr upsample`` (``--report``, ``--report-dir``)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,70 @@ def add_parser(sub) -> None:
     report.add_argument("folder", metavar="FOLDER", help="a folder of report pages or sidecars")
     report.add_argument("--overwrite", action="store_true", help="replace an index.html that arssr did not write")
     report.set_defaults(func=run)
+
+
+def add_upsample_options(parser) -> None:
+    """``--report`` and ``--report-dir`` of ``arssr upsample``."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--report", metavar="FILE.html", help=(
+        "write a self-contained HTML page of the run (one input): slices of the input, its cubic interpolation "
+        "and the output, their difference, the consistency residual, the run's facts and flags (needs matplotlib)"))
+    group.add_argument("--report-dir", metavar="DIR", help=(
+        "write one such page per output, DIR/<output name>.html, and DIR/index.html of every page in DIR"))
+
+
+def plan_pages(args: argparse.Namespace, todo: list[tuple[Path, Path]], batch: bool,
+               protected: list[Path]) -> dict[Path, Path]:
+    """Each output's report page, checked before any work like the other outputs: not an input, an output or a
+    sidecar (``protected``), named ``.html``, and existing only with ``--overwrite`` (or ``--skip-existing`` when
+    its volume is missing); ``{}`` without a report option."""
+    from arssr.cli.options import stem
+    from arssr.files import check_output
+    from arssr.report import INDEX_NAME, require_imaging
+
+    if args.report and batch:
+        raise UsageError("--report FILE.html takes one input; use --report-dir for several")
+    if args.report:
+        pages = {target: Path(args.report) for _, target in todo}
+    elif args.report_dir:
+        pages = {target: Path(args.report_dir) / f"{stem(target)}.html" for _, target in todo}
+        if len(set(pages.values())) != len(pages):
+            raise UsageError("two outputs of the same name would write the same report page; use distinct names")
+    else:
+        return {}
+    for target, page in pages.items():
+        if page.suffix.lower() != ".html":
+            raise UsageError(f"{page}: a report must end in .html")
+        if args.report_dir and page.name == INDEX_NAME:
+            raise UsageError(f"{target}: its report page would be the folder's {INDEX_NAME}; rename the output")
+        if page.resolve() in {p.resolve() for p in protected}:
+            raise UsageError(f"{page}: the report would replace an input or an output; choose another name")
+        if not target.exists():  # as its sidecar: pages of existing outputs are skipped, replaced or refused later
+            check_output(page, args.overwrite or args.skip_existing, protected)
+    require_imaging()
+    return pages
+
+
+def write_page(page: Path, source, result, residual, record: dict, card: dict, overwrite: bool) -> bool:
+    """Write one run's page after its volume is safe; a failure is one ``error:`` line (the volume stays)."""
+    from arssr.report import write_report
+
+    try:
+        write_report(page, source, result, residual, record, card, overwrite)
+    except Exception as err:  # the volume is written: no error of the report may end the batch or lose it
+        print(f"error: {page}: report not written ({err}); {record['output']} is written", file=sys.stderr)
+        return False
+    return True
+
+
+def rebuild_index(folder: str) -> bool:
+    """``upsample --report-dir``'s index of the pages present (each shard rebuilds it); a failure is one line."""
+    from arssr.report import write_index
+
+    try:
+        write_index(folder)
+    except Exception as err:  # as for pages: the volumes are written
+        print(f"error: {folder}: report index not written ({err}); rebuild it with arssr report {folder}",
+              file=sys.stderr)
+        return False
+    return True

@@ -14,6 +14,7 @@ from arssr.cli.options import (
     SUFFIXES, UsageError, check_nifti_output, gain_option, output_path, positive_float, positive_int, read_list,
     scale_option, shard_option, stem, thickness_option, usage_errors, voxel_size_option,
 )
+from arssr.cli.report import add_upsample_options, plan_pages, rebuild_index, write_page
 from arssr.protocol import (
     CONSISTENCY_OPERATORS, CUBIC_GAIN, DEFAULT_CONSISTENCY, DEFAULT_GAIN, OUTPUT_DTYPES, SLICE_PROFILES,
 )
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from arssr.gain import fits_gain
     from arssr.inference import example_volume_path, fitted_gain, upsample
     from arssr.models import default_model_path, file_sha256, load_model, save_model
+    from arssr.report import kept_warnings, peak_memory_mib
     from arssr.shard import current_shard, shard_device
     from arssr.volume import load_volume, save_volume
 
@@ -108,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             check_output(target, args.overwrite)  # a dangling link is replaced as a file would be
             if not args.no_sidecar:  # a sidecar without its volume is replaced only when asked (or resuming)
                 check_output(_sidecar_path(target), args.overwrite or args.skip_existing)
+    pages = plan_pages(args, todo, batch, [*inputs, weights, *outputs, *map(_sidecar_path, outputs)])
     adapting = args.adapt is not None or args.adapt_steps is not None
     if args.save_adapted:
         if not adapting or len(inputs) != 1:
@@ -130,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.weights)
     weights_sha = file_sha256(weights)
     progress = not args.quiet and sys.stderr.isatty()
-    failed, skipped, done = [], 0, 0
+    failed, skipped, done, unreported = [], 0, 0, 0
     for source, target in todo:
         if target.exists() and args.skip_existing:
             skipped += 1
@@ -138,25 +141,28 @@ def run(args: argparse.Namespace) -> int:
         try:
             refuse_existing([target], args.overwrite, "use --overwrite to replace it or --skip-existing")
             start = time.perf_counter()
-            volume, used, adapted = load_volume(source), model, None
-            if adapting:
-                used, adapted = adapt_to(volume, model, args.scale, args.voxel_size, adapt_options, device, progress,
-                                         slice_thickness, slice_profile or "boxcar")
-                if not args.quiet:
-                    verdict = "kept" if adapted.kept else "dropped: the default model stays"
-                    print(f"{source}: adapted in {adapted.steps} steps ({adapted.seconds:.0f} s), held-out PSNR "
-                          f"{adapted.before:.2f} -> {adapted.after:.2f} dB, {verdict}", file=sys.stderr)
-                if args.save_adapted:
-                    save_model(used, args.save_adapted, adapted_to=str(source), **used.card)
-            gain = args.detail_gain
-            if gain == "auto" and args.consistency != "none":
-                gain = fitted_gain(volume, used, args.scale, args.voxel_size, args.consistency, slice_thickness,
-                                   slice_profile or "boxcar", device)
-            result = upsample(
-                volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
-                device=device, precision=args.precision, progress=progress, consistency=args.consistency,
-                gain=gain, slice_thickness=slice_thickness, slice_profile=slice_profile or "boxcar",
-            )
+            with kept_warnings() as caught:  # for the sidecar and the report, shown as well
+                volume, used, adapted = load_volume(source), model, None
+                if adapting:
+                    used, adapted = adapt_to(volume, model, args.scale, args.voxel_size, adapt_options, device,
+                                             progress, slice_thickness, slice_profile or "boxcar")
+                    if not args.quiet:
+                        verdict = "kept" if adapted.kept else "dropped: the default model stays"
+                        print(f"{source}: adapted in {adapted.steps} steps ({adapted.seconds:.0f} s), held-out "
+                              f"PSNR {adapted.before:.2f} -> {adapted.after:.2f} dB, {verdict}", file=sys.stderr)
+                    if args.save_adapted:
+                        save_model(used, args.save_adapted, adapted_to=str(source), **used.card)
+                gain = args.detail_gain
+                if gain == "auto" and args.consistency != "none":
+                    gain = fitted_gain(volume, used, args.scale, args.voxel_size, args.consistency,
+                                       slice_thickness, slice_profile or "boxcar", device)
+                result = upsample(
+                    volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
+                    device=device, precision=args.precision, progress=progress, consistency=args.consistency,
+                    gain=gain, slice_thickness=slice_thickness, slice_profile=slice_profile or "boxcar",
+                    with_residual=target in pages,
+                )
+            result, residual = result if target in pages else (result, None)
             save_volume(result, target, overwrite=args.overwrite, dtype=args.dtype)
         except ArssrError as err:
             failed.append(source)
@@ -164,24 +170,30 @@ def run(args: argparse.Namespace) -> int:
             continue
         done += 1
         elapsed = time.perf_counter() - start
+        record = {
+            "arssr_version": __version__, "input": str(source), "output": str(target),
+            "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
+            "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
+            "precision": args.precision, "consistency": args.consistency, "detail_gain": gain,
+            "detail_gain_fitted": fitting_gain,
+            "slice_thickness": slice_thickness, "slice_profile": slice_profile,
+            "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
+            "warnings": caught, "peak_memory_mib": peak_memory_mib(), "arguments": sys.argv[1:],
+        }
         if not args.no_sidecar:
-            _write_sidecar(target, {
-                "arssr_version": __version__, "input": str(source), "output": str(target),
-                "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
-                "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
-                "precision": args.precision, "consistency": args.consistency, "detail_gain": gain,
-                "detail_gain_fitted": fitting_gain,
-                "slice_thickness": slice_thickness, "slice_profile": slice_profile,
-                "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
-                "arguments": sys.argv[1:],
-            })
+            _write_sidecar(target, record)
+        if target in pages and not write_page(pages[target], volume, result, residual, record, used.card,
+                                              args.overwrite or args.skip_existing):
+            unreported += 1
         if not args.quiet:
             shape = "x".join(map(str, result.shape))
             print(f"{target}  ({shape}, {elapsed:.1f} s)", file=sys.stderr)
     if batch or shard:
         print(f"{f'shard {shard}: ' if shard else ''}{done} written, {skipped} skipped, {len(failed)} failed",
               file=sys.stderr)
-    return 1 if failed else 0
+    if args.report_dir and not rebuild_index(args.report_dir):
+        unreported += 1
+    return 1 if failed or unreported else 0
 
 
 def add_parser(sub) -> None:
@@ -229,6 +241,7 @@ def add_parser(sub) -> None:
     up.add_argument("--shard", type=shard_option, metavar="I/N", help=(
         "process only files I, I+N, I+2N, ... of the batch (0 <= I < N; e.g. a job array's task index); under "
         "torchrun the files are split over the ranks as well"))
+    add_upsample_options(up)
     up.add_argument("--no-sidecar", action="store_true", help="do not write the JSON provenance file beside outputs")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-file lines")
     up.set_defaults(func=run)

@@ -24,7 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from arssr import __version__
-from arssr.files import atomic_file, refuse_existing
+from arssr.errors import OutputError
+from arssr.files import refuse_existing
+from arssr.output_folder import atomic_folder
 from arssr.protocol import DEFAULT_CONSISTENCY
 
 #: Metadata schema that ``python -m monai.bundle verify_metadata`` downloads unless ``--filepath`` names a copy.
@@ -174,7 +176,9 @@ def export_bundle(folder: str | os.PathLike, weights: str | os.PathLike | None =
                   overwrite: bool = False) -> Path:
     """Write the MONAI bundle of ``weights`` (default: the shipped model) to ``folder``; returns ``folder``.
 
-    An existing bundle file in ``folder`` is replaced only with ``overwrite``.
+    An existing bundle file in ``folder`` is replaced only with ``overwrite``. The files are written into a
+    temporary folder beside ``folder`` and moved into place once all are complete (``arssr.output_folder``):
+    an error or a full disk leaves nothing behind.
     """
     from arssr.models import default_model_path
     from arssr.models.checkpoint import load_model, read_metadata
@@ -183,6 +187,8 @@ def export_bundle(folder: str | os.PathLike, weights: str | os.PathLike | None =
     weights = Path(weights) if weights is not None else default_model_path()
     load_model(weights)  # a bundle only of weights that load
     meta = read_metadata(weights)
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise OutputError(f"{folder}: is a file; the bundle needs a folder")
     refuse_existing([folder / name for name in FILES], overwrite, "use --overwrite to replace the bundle")
     contents = {
         "configs/metadata.json": json.dumps(_metadata(weights, meta), indent=4) + "\n",
@@ -190,7 +196,8 @@ def export_bundle(folder: str | os.PathLike, weights: str | os.PathLike | None =
         "models/model.safetensors": weights.read_bytes(),
         "docs/README.md": _readme(weights),
     }
-    for name, content in contents.items():
-        with atomic_file(folder / name) as handle:
-            handle.write(content if isinstance(content, bytes) else content.encode())
+    with atomic_folder(folder) as staging:
+        for name, content in contents.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     return folder

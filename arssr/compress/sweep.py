@@ -21,7 +21,9 @@ import torch
 
 from arssr.compress.api import compress_volume
 from arssr.compress.config import CompressionConfig
+from arssr.errors import InputError, OutputError
 from arssr.files import atomic_file, refuse_existing
+from arssr.output_folder import atomic_folder
 from arssr.volume import Volume
 
 COLUMNS = ("scale", "width", "depth", "siren_params", "bytes", "bpp", "compression_ratio", "paper_cr", "psnr", "ssim",
@@ -31,6 +33,14 @@ COLUMNS = ("scale", "width", "depth", "siren_params", "bytes", "bpp", "compressi
 def score(record: dict) -> float:
     """The paper's eq. 7 at one point: ``1/PSNR + 1 - |SSIM| + (1 - CR)``."""
     return 1 / record["psnr"] + 1 - abs(record["ssim"]) + record["bytes"] / record["raw_bytes"]
+
+
+def sweep_configs(base: CompressionConfig, scales: list[float], widths: list[int]) -> list[CompressionConfig]:
+    """``base`` at every (scale, width), each checked (``InputError`` for a value that cannot work), before any
+    fitting."""
+    if not scales or not widths:
+        raise InputError("a sweep needs at least one scale and one width")
+    return [replace(base, scale=scale, width=width) for scale in scales for width in widths]
 
 
 def sweep(
@@ -45,14 +55,12 @@ def sweep(
 ) -> list[dict]:
     """One record per (scale, width): rate, quality, score (lowest = the trade-off point, flagged ``best``)."""
     records = []
-    for scale in scales:
-        for width in widths:
-            config = replace(base, scale=scale, width=width)
-            _, report = compress_volume(volume, config, sr_model, time_budget=time_budget, device=device,
-                                        progress=progress)
-            record = {**report, "scale": scale, "width": width, "depth": config.depth}
-            record["score"] = score(record)
-            records.append(record)
+    for config in sweep_configs(base, scales, widths):
+        _, report = compress_volume(volume, config, sr_model, time_budget=time_budget, device=device,
+                                    progress=progress)
+        record = {**report, "scale": config.scale, "width": config.width, "depth": config.depth}
+        record["score"] = score(record)
+        records.append(record)
     best = min(records, key=lambda r: r["score"])
     for record in records:
         record["best"] = record is best
@@ -100,13 +108,25 @@ def plot(records: list[dict], path: Path) -> None:
         fig.savefig(handle, format="png")
 
 
+def report_paths(folder: Path) -> list[Path]:
+    """The files :func:`write_report` writes in ``folder``."""
+    return [folder / "sweep.csv", folder / "sweep.md", folder / "sweep.png"]
+
+
+def check_report_folder(folder: Path, overwrite: bool = False) -> None:
+    """Refuse a report folder before any work: a file in its place, or report files there without ``overwrite``."""
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise OutputError(f"{folder}: is a file; --sweep takes a folder")
+    refuse_existing(report_paths(folder), overwrite)
+
+
 def write_report(records: list[dict], folder: Path, overwrite: bool = False) -> list[Path]:
-    """``sweep.csv``, ``sweep.md`` and ``sweep.png`` in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / "sweep.csv", folder / "sweep.md", folder / "sweep.png"]
-    refuse_existing(paths, overwrite)
-    for path, text in zip(paths, (table_csv(records), table_markdown(records))):
-        with atomic_file(path) as handle:
-            handle.write(text.encode())
-    plot(records, paths[2])
-    return paths
+    """``sweep.csv``, ``sweep.md`` and ``sweep.png`` in ``folder``, written whole or not at all
+    (``arssr.output_folder``)."""
+    check_report_folder(folder, overwrite)
+    with atomic_folder(folder) as staging:
+        csv_path, markdown_path, plot_path = report_paths(staging)
+        for path, text in ((csv_path, table_csv(records)), (markdown_path, table_markdown(records))):
+            path.write_text(text)
+        plot(records, plot_path)
+    return report_paths(folder)

@@ -9,6 +9,10 @@ from arssr.errors import InputError, OutputExistsError
 
 META = {"shape": [3, 4, 5], "affine": [0.5, 0, 0, -1.25, 0, 1, 0, 2, 0, 0, 3, 0.1], "dtype": "int16"}
 PAYLOAD = bytes(range(40))
+#: Metadata that a reader accepts (``read_container`` checks it): a 3 x 4 x 5 int16 volume coded at scale 1.
+FILE_META = {**META, "codes": [1, 1], "range": [-3.0, 7.0], "window": [-3.0, 7.0], "scale": 1.0, "method": "kspace",
+             "lr_shape": [3, 4, 5], "decoder": None, "siren": {"width": 2, "depth": 1, "w0": 30.0}, "quant": "int8",
+             "codec": "none"}
 BLOB = pack(META, PAYLOAD)
 
 
@@ -77,8 +81,8 @@ def test_version_3_marks_files_whose_lr_is_not_a_siren():
 
 def test_files_are_written_whole_and_not_overwritten(tmp_path):
     path = tmp_path / "a.arssr"
-    assert write_container(path, META, PAYLOAD) == len(BLOB) == path.stat().st_size
-    assert read_container(path) == (META, PAYLOAD)
+    assert write_container(path, FILE_META, PAYLOAD) == len(pack(FILE_META, PAYLOAD)) == path.stat().st_size
+    assert read_container(path) == (FILE_META, PAYLOAD)
     with pytest.raises(OutputExistsError, match="exists"):
         write_container(path, META, b"")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.arssr"]

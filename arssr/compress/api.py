@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from arssr.compress.auto import compress_auto
 from arssr.compress.codec import decode
 from arssr.compress.config import CompressionConfig, make_config
 from arssr.compress.search import compress_with_codec
-from arssr.device import resolve_device
+from arssr.device import free_memory_bytes, resolve_device
 from arssr.errors import InputError
 from arssr.files import refuse_existing
 from arssr.volume import Volume, load_volume, save_volume
@@ -40,10 +41,22 @@ def compress_volume(
     if low == high:
         raise InputError(f"the volume is constant ({low:g} everywhere): nothing to compress")
     device = resolve_device(device)
+    _check_fit_memory(config, math.prod(volume.shape), device)
     if auto:  # the LR codec and scale chosen by trial
         return compress_auto(volume, config, sr_model, target_bpp, target_psnr, time_budget, device, progress)
     return compress_with_codec(volume, config, sr_model, target_bpp, target_psnr, time_budget, device, progress,
                                search_scale)
+
+
+def _check_fit_memory(config: CompressionConfig, voxels: int, device: torch.device) -> None:
+    """``InputError`` before any fitting if the SIREN's fit would need more memory than ``device`` has free."""
+    if config.lr_codec != "siren":
+        return
+    need, free = config.fit_bytes(voxels), free_memory_bytes(device)
+    if need > free:
+        raise InputError(f"fitting a SIREN of width {config.width} and depth {config.depth} needs about "
+                         f"{need / 2**30:.3g} GiB of memory, only {free / 2**30:.3g} GiB is free; "
+                         "use a smaller width or depth")
 
 
 def compress(
@@ -82,7 +95,10 @@ def decompress(
     if output is not None:
         refuse_existing([output], overwrite)
     meta, payload = container.read_container(source)
-    volume = decode(meta, payload, sr_model, device, progress)
+    try:
+        volume = decode(meta, payload, sr_model, device, progress)
+    except InputError as err:  # what the file holds cannot be decoded: name the file
+        raise InputError(f"{source}: {err}") from None
     if output is not None:
         save_volume(volume, output, overwrite=overwrite, dtype=dtype)
     return volume

@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from arssr.compress import decoding, quantize
+from arssr.compress import decoding, metadata, quantize
 from arssr.compress.config import FINETUNE, CompressionConfig, lr_grid_shape
 from arssr.compress.container import lr_codec_of
 from arssr.compress.decoding import BACKGROUND_KEY, GAIN_KEY, WEIGHTS_KEY
@@ -170,6 +170,8 @@ def decode(
     """The volume that ``(meta, payload)`` describe; the SR model at ``sr_model`` must be the recorded one."""
     from arssr.device import resolve_device
 
+    metadata.check_metadata(meta)
+    metadata.check_memory(meta)
     device = resolve_device(device)
     lr, model = _lr_and_model(meta, payload, sr_model, device)
     return restore(meta, lr, model, device, progress)
@@ -209,8 +211,8 @@ def _siren_lr(meta: dict, payload: bytes, model, device: torch.device) -> np.nda
     with malformed_metadata():
         siren = Siren(**meta["siren"])
         tuned = _finetuned_parameters(meta.get("finetune"), model)
-        raw = quantize.entropy_decode(meta["codec"], payload)
         shapes = [t.shape for t in siren.state_dict().values()] + [p.shape for p in tuned]
+        raw = quantize.entropy_decode(meta["codec"], payload, quantize.stream_bytes(shapes, meta["quant"]))
         tensors = quantize.unpack_tensors(raw, shapes, meta["quant"])
         lr_shape = tuple(meta["lr_shape"])
     count = len(siren.state_dict())
@@ -243,29 +245,14 @@ def _super_resolved(meta: dict, lr: np.ndarray, model, device: torch.device, pro
 
 def _consistency_rule(meta: dict, model) -> tuple[str, float | None, list[float] | None, float | None, list | None]:
     """``(operator, floor, band weights or None, detail gain or None, background [gain, low, high] or None)`` of
-    a file, checked."""
-    from arssr.consistency import MAX_WEIGHT, check_operator
-
+    a file, checked (``arssr.compress.metadata.consistency_rule``)."""
+    try:
+        operator, weights, gain, background = metadata.consistency_rule(meta)
+    except InputError as err:
+        raise InputError(f"malformed .arssr metadata: {err}") from None
     with malformed_metadata():
-        operator = meta.get("consistency", "none")
-        check_operator(operator)
         floor = model_space(meta, model).intensity(0.0) if float(meta["range"][0]) >= 0 else None
-        weights = meta.get(WEIGHTS_KEY)
-        if weights is not None:
-            weights = [float(w) for w in weights]
-            if len(weights) != 2 or not all(abs(w) <= MAX_WEIGHT for w in weights) or operator == "none":
-                raise ValueError(f"consistency weights {meta[WEIGHTS_KEY]!r} with consistency {operator!r}")
-        gain = meta.get(GAIN_KEY)
-        if gain is not None and (weights is None or not 0 <= float(gain) <= MAX_WEIGHT):
-            raise ValueError(f"detail gain {gain!r} (it needs consistency weights and lies in [0, {MAX_WEIGHT}])")
-        background = meta.get(BACKGROUND_KEY)
-        if background is not None:
-            background = [float(v) for v in background]
-            if (gain is None or len(background) != 3 or not 0 <= background[0] <= MAX_WEIGHT
-                    or not all(abs(w) <= MAX_WEIGHT for w in background[1:])):
-                raise ValueError(f"background decoding {meta[BACKGROUND_KEY]!r} (it needs a detail gain; "
-                                 f"[gain in [0, {MAX_WEIGHT}], two weights of magnitude at most {MAX_WEIGHT}])")
-    return operator, floor, weights, None if gain is None else float(gain), background
+    return operator, floor, weights, gain, background
 
 
 def _as_volume(meta: dict, data: np.ndarray, model) -> Volume:

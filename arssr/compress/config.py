@@ -18,6 +18,12 @@ LOSSES = ("l1", "mse")
 FINETUNE = ("none", "bias")
 #: What codes the LR volume: a SIREN (``arssr.compress.codec``) or SPERR (``arssr.compress.lr_codec``).
 LR_CODECS = ("siren", "sperr")
+#: Largest SIREN: neurons per layer and sine layers (a compressed volume's network is far smaller; a reader
+#: refuses files beyond these, ``arssr.compress.metadata``).
+MAX_WIDTH = 4096
+MAX_DEPTH = 32
+#: float32 values per coordinate, neuron and layer that a fitting step holds (pre-activation, sine, gradients).
+FIT_ACTIVATIONS = 4
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,21 @@ class CompressionConfig:
         if self.finetune_block < 2:
             raise InputError(f"finetune_block must be at least 2 LR voxels, got {self.finetune_block}")
         quantize.check_mode(self.quant)
-        with torch.random.fork_rng(devices=[]):  # validates the network's arguments; its random init is discarded
-            Siren(self.width, self.depth, self.w0)
+        for name, value, high in (("width", self.width, MAX_WIDTH), ("depth", self.depth, MAX_DEPTH)):
+            if isinstance(value, int) and not isinstance(value, bool) and value > high:
+                raise InputError(f"SIREN {name} {value} is above the largest, {high}")
+        try:
+            with torch.device("meta"):  # validates the network's arguments without allocating its weights
+                Siren(self.width, self.depth, self.w0)
+        except ValueError as err:
+            raise InputError(f"SIREN: {err}") from None
+
+    def fit_bytes(self, lr_voxels: int) -> int:
+        """Memory that fitting this SIREN to ``lr_voxels`` coordinates needs, about: its parameters with their
+        gradients and Adam's two moments, and :data:`FIT_ACTIVATIONS` float32 values per coordinate of a step,
+        neuron and layer."""
+        params = Siren.parameter_count(self.width, self.depth)
+        return 4 * (4 * params + FIT_ACTIVATIONS * min(self.batch, lr_voxels) * self.width * self.depth)
 
 
 #: The settings of the two compression papers the README's Compression section names by year.

@@ -22,7 +22,8 @@ Layout (little-endian)::
 decompresses anything, so a truncated, corrupted or foreign file is an
 ``InputError`` and never garbage. A CRC-32 detects every error burst of up to
 32 bits, so every single-byte change is caught; it is no protection against
-deliberate tampering.
+deliberate tampering, so the metadata is then checked as hostile input
+(``arssr.compress.metadata``).
 """
 
 from __future__ import annotations
@@ -97,7 +98,16 @@ def write_container(path: str | os.PathLike, meta: dict, payload: bytes, overwri
 
 
 def read_container(path: str | os.PathLike) -> tuple[dict, bytes]:
+    """``(meta, payload)`` of an ``.arssr`` file, its frame, checksum and metadata checked
+    (``arssr.compress.metadata``: a crafted file is refused before anything is decoded)."""
+    from arssr.compress.metadata import check_metadata
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    return unpack(path.read_bytes(), str(path))
+    meta, payload = unpack(path.read_bytes(), str(path))
+    try:
+        check_metadata(meta)
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
+    return meta, payload

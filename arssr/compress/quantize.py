@@ -78,10 +78,15 @@ def pack_tensors(tensors: list[torch.Tensor], mode: str) -> bytes:
     return b"".join(parts)
 
 
+def stream_bytes(shapes: list[tuple[int, ...]], mode: str) -> int:
+    """Length of the raw stream of tensors of ``shapes`` quantised by ``mode``."""
+    return sum(tensor_overhead(mode) + value_bytes(mode) * int(np.prod(shape)) for shape in shapes)
+
+
 def unpack_tensors(raw: bytes, shapes: list[tuple[int, ...]], mode: str) -> list[torch.Tensor]:
     """Inverse of :func:`pack_tensors` given the tensors' shapes; a stream of the wrong length is an ``InputError``."""
     size, extra = value_bytes(mode), tensor_overhead(mode)
-    need = sum(extra + size * int(np.prod(shape)) for shape in shapes)
+    need = stream_bytes(shapes, mode)
     if len(raw) != need:
         raise InputError(f"weights payload has {len(raw)} bytes, the network needs {need}")
     out, offset = [], 0
@@ -110,14 +115,19 @@ def entropy_encode(raw: bytes) -> tuple[str, bytes]:
     return min(candidates, key=lambda item: len(item[1]))
 
 
-def entropy_decode(codec: str, coded: bytes) -> bytes:
+def entropy_decode(codec: str, coded: bytes, limit: int | None = None) -> bytes:
+    """The raw stream of ``coded``; with ``limit``, decoding stops one byte past it (a stream that expands
+    beyond what the network needs is refused without being held whole)."""
     import zstandard
 
     try:
         if codec == "zstd":
-            return zstandard.ZstdDecompressor().decompress(coded)
+            if limit is None:
+                return zstandard.ZstdDecompressor().decompress(coded)
+            with zstandard.ZstdDecompressor().stream_reader(coded) as reader:
+                return reader.read(limit + 1)
         if codec == "lzma":
-            return lzma.decompress(coded, **_LZMA)
+            return lzma.LZMADecompressor(**_LZMA).decompress(coded, -1 if limit is None else limit + 1)
     except (zstandard.ZstdError, lzma.LZMAError) as err:
         raise InputError(f"weights payload cannot be decoded ({codec}: {err})") from None
     if codec == "none":

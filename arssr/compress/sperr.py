@@ -13,6 +13,8 @@ from arssr.errors import InputError
 BPP_STEPS = 20
 #: Highest SPERR bpp tried (float32 LR values).
 MAX_BPP = 32.0
+#: Byte offset of the dimensions in a SPERR stream's header (after its version and flags bytes).
+_SHAPE_AT = 2
 
 
 def sperr_encode(lr: np.ndarray, bpp: float) -> bytes:
@@ -45,6 +47,14 @@ def fit_stream(lr: np.ndarray, meta: dict, budget: int) -> bytes:
     return best
 
 
+def stream_shape(stream: bytes) -> tuple[int, ...]:
+    """The array shape a SPERR stream's header gives (C order; SPERR stores the fastest axis first, as uint32s
+    from byte 2), or ``()`` for a stream too short to hold one."""
+    if len(stream) < _SHAPE_AT + 12:
+        return ()
+    return tuple(int(n) for n in reversed(np.frombuffer(stream, "<u4", 3, _SHAPE_AT)))
+
+
 def decode_lr(meta: dict, payload: bytes) -> np.ndarray:
     """The normalised LR volume of a file whose LR codec is not the SIREN (checked against the metadata)."""
     import imagecodecs
@@ -54,6 +64,8 @@ def decode_lr(meta: dict, payload: bytes) -> np.ndarray:
         raise InputError(f"unknown LR codec {codec!r} in the file; known: sperr, siren")
     try:
         lr_shape = tuple(int(n) for n in meta["lr_shape"])
+        if stream_shape(payload) != lr_shape:  # checked before SPERR allocates what its header asks for
+            raise ValueError(f"its header gives shape {stream_shape(payload)}, the file's LR shape is {lr_shape}")
         lr = imagecodecs.sperr_decode(payload)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:  # RuntimeError: imagecodecs.SperrError
         raise InputError(f"unreadable SPERR stream in the .arssr file ({type(err).__name__}: {err})") from None

@@ -77,7 +77,8 @@ def check_scale(scale: Sequence[float]) -> None:
 
 def check_output_shape(shape: Sequence[int]) -> None:
     if any(m > MAX_NIFTI_DIM for m in shape):
-        raise InputError(f"output shape {tuple(shape)} exceeds the NIfTI limit of {MAX_NIFTI_DIM} voxels per axis")
+        shown = ", ".join(f"{m}" if m <= MAX_NIFTI_DIM else f"{m:.3g}" for m in shape)
+        raise InputError(f"output shape ({shown}) exceeds the NIfTI limit of {MAX_NIFTI_DIM} voxels per axis")
 
 
 def source_coordinates(n: int, m: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 
 from arssr.errors import InputError
-from arssr.files import atomic_file, check_output
+from arssr.files import atomic_file, check_input_file, check_output
 from arssr.protocol import OUTPUT_DTYPES
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -79,17 +79,14 @@ def check_array(data: np.ndarray, what: str) -> None:
 
 def load_volume(path: str | os.PathLike) -> Volume:
     """Read a 3D NIfTI file (a 4D one with a single frame is taken as 3D)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not a NIfTI file")
+    path = check_input_file(path)
     if not is_nifti_path(path):
         raise InputError(f"{path}: not a NIfTI file (expected .nii or .nii.gz)")
     try:
         image = nib.load(str(path))
         if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
             raise InputError(f"{path}: not a NIfTI image")
+        _check_header(path, image)
         shape = image.shape
         if len(shape) == 4 and shape[3] == 1:
             image = image.slicer[..., 0]
@@ -100,12 +97,50 @@ def load_volume(path: str | os.PathLike) -> Volume:
         raise
     except Exception as err:  # nibabel raises many types for broken files
         raise InputError(f"{path}: cannot read as NIfTI ({type(err).__name__}: {err})") from None
+    header = image.header.copy()
+    affine = _in_mm(path, image.affine, header)
     try:
-        volume = Volume(data, image.affine, image.header.copy())
+        volume = Volume(data, affine, header)
     except InputError as err:
         raise InputError(f"{path}: {err}") from None
     _warn_if_forms_disagree(path, image.header, volume.shape)
     return volume
+
+
+#: Millimetres per unit of the NIfTI spatial units that are not mm (``xyzt_units``), as ITK reads them.
+MM_PER_UNIT = {"meter": 1000.0, "micron": 0.001}
+
+
+def _check_header(path: Path, image: nib.Nifti1Image) -> None:
+    """What nibabel reads without complaint but cannot be a real-valued volume placed in space."""
+    header = image.header
+    dtype = header.get_data_dtype()
+    if dtype.fields is not None or np.issubdtype(dtype, np.complexfloating):
+        kind = "complex" if np.issubdtype(dtype, np.complexfloating) else "RGB or structured"
+        raise InputError(f"{path}: {kind} voxels ({dtype}); arssr takes real intensities (save the magnitude, e.g. "
+                         "numpy.abs, as a real volume)")
+    single_file = header["magic"].item() in (b"n+1", b"n+2")
+    offset = int(getattr(image.dataobj, "offset", header.sizeof_hdr + 4))
+    if single_file and offset < header.sizeof_hdr + 4:
+        raise InputError(f"{path}: vox_offset {offset} lies inside the header (a single-file NIfTI "
+                         f"stores voxels from byte {header.sizeof_hdr + 4}); the header would be read as voxels")
+
+
+def _in_mm(path: Path, affine: np.ndarray, header: nib.Nifti1Header) -> np.ndarray:
+    """``affine`` in mm: one warning and a rescale when the header's spatial unit is metres or microns.
+
+    nibabel ignores the unit; ITK (hence ANTs) scales to mm as done here. The
+    header is then marked as mm, so the output says what its affine means.
+    """
+    unit, time_unit = header.get_xyzt_units()
+    if unit not in MM_PER_UNIT:
+        return affine
+    scaled = affine.copy()
+    scaled[:3] *= MM_PER_UNIT[unit]
+    header.set_xyzt_units("mm", time_unit)
+    warnings.warn(f"{path}: spatial unit is {unit}; the voxel size is converted to mm "
+                  f"({', '.join(f'{s:g}' for s in np.linalg.norm(scaled[:3, :3], axis=0))} mm)", stacklevel=3)
+    return scaled
 
 
 def _warn_if_forms_disagree(path: Path, header: nib.Nifti1Header, shape: tuple[int, int, int]) -> None:
@@ -141,10 +176,21 @@ def _output_header(volume: Volume, dtype: np.dtype) -> nib.Nifti1Header:
     return header
 
 
-def _cast(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def _cast(data: np.ndarray, dtype: np.dtype, path: Path) -> np.ndarray:
+    """``data`` as ``dtype``; one warning with the count of voxels clipped to an integer type's range."""
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        return np.clip(np.rint(data), info.min, info.max).astype(dtype)
+        rounded = np.rint(data)
+        outside = int(np.count_nonzero((rounded < info.min) | (rounded > info.max)))
+        if outside:
+            warnings.warn(f"{path}: {outside} voxels outside the {dtype} range [{info.min}, {info.max}] were clipped "
+                          "(use --dtype float32 to keep them)", stacklevel=3)
+        return np.clip(rounded, info.min, info.max).astype(dtype)
+    if np.issubdtype(dtype, np.floating) and dtype.itemsize < data.dtype.itemsize:
+        outside = int(np.count_nonzero(np.abs(data) > np.finfo(dtype).max))
+        if outside:
+            warnings.warn(f"{path}: {outside} voxels beyond the {dtype} range became infinite "
+                          "(use --dtype float32 to keep them)", stacklevel=3)
     return data.astype(dtype)
 
 
@@ -161,7 +207,7 @@ def save_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False
         raise InputError(f"unknown output dtype {dtype!r}; known: {', '.join(OUTPUT_DTYPES)}")
     check_output(path, overwrite)
     out_dtype = np.dtype(volume.input_dtype if dtype == "input" else dtype)
-    image = nib.Nifti1Image(_cast(volume.data, out_dtype), volume.affine, _output_header(volume, out_dtype))
+    image = nib.Nifti1Image(_cast(volume.data, out_dtype, path), volume.affine, _output_header(volume, out_dtype))
     with atomic_file(path) as handle:
         if str(path).lower().endswith(".gz"):
             with gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=1) as stream:

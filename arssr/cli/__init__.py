@@ -47,6 +47,8 @@ class _WarningLines(logging.Handler):
 @contextmanager
 def _warning_lines(loggers: tuple[str, ...] = ("nibabel.global",)):
     """Python warnings and the ``loggers``' records shown as ``warning:`` lines inside the block, then restored."""
+    import nibabel  # noqa: F401  (it adds its own stderr handler to "nibabel.global" when first imported)
+
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
     saved = []

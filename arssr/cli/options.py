@@ -44,16 +44,21 @@ def _option(check):
     return convert
 
 
+#: The largest whole number an option takes (C's int, which torch and the file formats use).
+LARGEST_WHOLE = 2**31 - 1
+
+
 def _positive(text: str, kind: type, what: str):
-    """``text`` as a finite ``kind`` above 0, else an ``InputError`` saying ``what`` was expected."""
+    """``text`` as a finite ``kind`` above 0 (a whole one below 2^31), else an ``InputError``."""
     from arssr.errors import InputError
 
     try:
         value = kind(text)
     except ValueError:
         value = kind(0)
-    if not 0 < value < float("inf"):
-        raise InputError(f"expected a positive {what}, got {text!r}")
+    largest = LARGEST_WHOLE if kind is int else float("inf")
+    if not 0 < value < largest:
+        raise InputError(f"expected a positive {what}{' below 2^31' if kind is int else ''}, got {text[:24]!r}")
     return value
 
 
@@ -94,6 +99,20 @@ def read_list(path: Path) -> str:
     if "\0" in text:
         raise UsageError(f"{path}: not a text list of paths (it holds bytes that are not UTF-8 text)")
     return text
+
+
+@_option
+def seed_option(text: str) -> int:
+    """A random seed: a whole number from 0 to 2^31 - 1."""
+    from arssr.errors import InputError
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= LARGEST_WHOLE:
+        raise InputError(f"expected a seed from 0 to 2^31 - 1, got {text[:24]!r}")
+    return value
 
 
 @_option

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from arssr.cli.options import output_path, positive_int, usage_errors
+from arssr.cli.options import output_path, positive_int, seed_option, usage_errors
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
     tr.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     tr.add_argument("--amp", choices=["fp32", "bf16", "fp16", "none"],
                     help="mixed precision, as upsample's --precision (none: fp32)")
-    tr.add_argument("--seed", type=int, help="random seed")
+    tr.add_argument("--seed", type=seed_option, help="random seed")
     tr.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower on GPUs)")
     tr.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     tr.set_defaults(func=run)

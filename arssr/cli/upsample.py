@@ -12,7 +12,7 @@ from pathlib import Path
 from arssr import __version__
 from arssr.cli.options import (
     SUFFIXES, UsageError, check_nifti_output, gain_option, output_path, positive_float, positive_int, read_list,
-    scale_option, shard_option, stem, thickness_option, usage_errors, voxel_size_option,
+    scale_option, seed_option, shard_option, stem, thickness_option, usage_errors, voxel_size_option,
 )
 from arssr.cli.report import add_upsample_options, plan_pages, rebuild_index, write_page
 from arssr.protocol import (
@@ -23,7 +23,7 @@ from arssr.protocol import (
 def expand_inputs(items: list[str]) -> tuple[list[Path], bool]:
     """Files, one folder, or one ``.txt`` list of paths -> ``(paths, is_batch)``. Mixing kinds is a usage error."""
     paths = [Path(item) for item in items]
-    folders = [p for p in paths if p.is_dir()]
+    folders = [p for p in paths if os.path.isdir(p)]
     lists = [p for p in paths if p.suffix.lower() == ".txt"]
     if (folders or lists) and len(paths) > 1:
         raise UsageError("give one folder, one .txt list, or any number of files, not a mix")
@@ -46,7 +46,7 @@ def plan_outputs(inputs: list[Path], batch: bool, output: str | None, output_dir
     """One output path per input: ``-o FILE`` for one input, else ``DIR/<stem><suffix>.nii.gz``."""
     if output is not None and output_dir is not None:
         raise UsageError("give -o/--output or --output-dir, not both")
-    if output and not batch and not Path(output).is_dir():
+    if output and not batch and not os.path.isdir(output):
         return [Path(output)]
     if output and batch and Path(output).name.lower().endswith(SUFFIXES):
         raise UsageError(f"-o {output} names one file, but there are {len(inputs)} inputs; give a folder "
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     for _, target in todo:
         check_nifti_output(target)
         refuse_inputs([target, _sidecar_path(target)], [*inputs, weights])
-        if not target.exists():  # an existing one is skipped, replaced or reported in the loop below
+        if not os.path.exists(target):  # an existing one is skipped, replaced or reported in the loop below
             check_output(target, args.overwrite)  # a dangling link is replaced as a file would be
             if not args.no_sidecar:  # a sidecar without its volume is replaced only when asked (or resuming)
                 check_output(_sidecar_path(target), args.overwrite or args.skip_existing)
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.quiet and sys.stderr.isatty()
     failed, skipped, done, unreported = [], 0, 0, 0
     for source, target in todo:
-        if target.exists() and args.skip_existing:
+        if os.path.exists(target) and args.skip_existing:
             skipped += 1
             continue
         try:
@@ -229,7 +229,7 @@ def add_parser(sub) -> None:
         "check that serves thick slices; on isotropic inputs it has kept copies that were worse (README)"))
     up.add_argument("--adapt-steps", type=positive_int, metavar="N", help="most self-adaptation steps")
     up.add_argument("--save-adapted", type=output_path, metavar="FILE", help="write the adapted weights (.safetensors)")
-    up.add_argument("--seed", type=int, default=0, help="seed of self-adaptation (default: 0)")
+    up.add_argument("--seed", type=seed_option, default=0, help="seed of self-adaptation (default: 0)")
     up.add_argument("--tile", type=positive_int, help="LR tile edge in voxels (default: chosen from free memory)")
     up.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     up.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast precision")

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -228,7 +229,7 @@ def run_evaluation(
     from arssr.metrics import MetricUnavailable, load_lpips
 
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
+    if os.path.exists(out) and not os.path.isdir(out):
         raise OutputError(f"{out}: is a file; -o/--output-dir takes a folder for the results")
     inputs = [*gt, *(lr or ()), *(atlas or ()), *_method_files(methods)]
     for name in RESULT_FILES:

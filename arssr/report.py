@@ -41,7 +41,7 @@ INDEX_NAME = "index.html"
 FACTS_ID = "arssr-report"
 INDEX_ID = "arssr-index"
 #: Longest physical side of the volume on the page, in CSS pixels; thumbnails' longest side in pixels.
-DISPLAY_PX = 300
+DISPLAY_PX = 200
 THUMBNAIL_PX = 96
 #: Percentiles of the input's intensities that span the grey scale, and of the magnitudes that span a colour scale.
 GREY_PERCENTILES = (0.5, 99.5)
@@ -52,6 +52,9 @@ BRIGHT_BOX = 5
 COLOUR_MAP = "RdBu_r"
 #: RAS axis fixed by each plane, and its name.
 PLANES = {0: "sagittal", 1: "coronal", 2: "axial"}
+#: The model card's ranges (``arssr.models.card``) as the page names them, and their units.
+CARD_RANGES = {"input_spacing_mm": ("input voxel size", " mm"), "scale_range": ("scale", ""),
+               "thick_scale_range": ("thick-slice scale", ""), "inplane_scale_range": ("in-plane scale", "")}
 _FACTS_PATTERN = re.compile(rf'<script type="application/json" id="{FACTS_ID}">(.*?)</script>', re.S)
 
 
@@ -117,7 +120,11 @@ def flags(facts: dict) -> list[str]:
 
 
 def _number(value, digits: int = 3) -> str:
-    return f"{value:.{digits}f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+    """A float with at most ``digits`` decimals and no trailing zeros; anything else as it is."""
+    if not isinstance(value, float):
+        return str(value)
+    text = f"{value:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _triple(values, unit: str = "", separator: str = " x ") -> str:
@@ -127,7 +134,9 @@ def _triple(values, unit: str = "", separator: str = " x ") -> str:
 def fact_rows(facts: dict) -> list[tuple[str, str, str]]:
     """``(key, label, text)`` of each fact the page lists, in order."""
     card = facts.get("model_card") or {}
-    card_text = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in card.items()) or "no card"
+    ranges = [f"{label} {card[key].replace(',', '-')}{unit}" for key, (label, unit) in CARD_RANGES.items() if key in card]
+    others = [f"{key.replace('_', ' ')} {value}" for key, value in sorted(card.items()) if key not in CARD_RANGES]
+    card_text = ", ".join(ranges + others) or "no card"
     adapt = facts.get("adapt")
     if adapt:
         verdict = "kept" if adapt["kept"] else "dropped (the default model was used)"
@@ -358,8 +367,17 @@ def _image(uri: str, width: int, height: int, ident: str = "", voxels: bool = Fa
 
 def _scale_bar(pictures: dict, kind: str, label: str) -> str:
     limit = pictures["limits"][kind]
-    return (f'<div class="scale">{label}: <span>{-limit:.4g}</span><img src="{pictures["colour_bar"]}" alt="colour '
-            f'scale"><span>+{limit:.4g}</span> (intensity units; blue below, red above)</div>')
+    return (f'<div class="scale" id="scale-{kind}"><b>{label}</b> <span>{-limit:.4g}</span><img '
+            f'src="{pictures["colour_bar"]}" alt="colour scale"><span>+{limit:.4g}</span></div>')
+
+
+def summary(facts: dict) -> str:
+    """One line: the scale, the model, the consistency operator, the detail gain and the time."""
+    gain = facts.get("detail_gain")
+    scale = ", ".join(_number(float(k)) for k in facts["scale"])
+    return (f"x{scale} with {Path(str(facts.get('weights'))).name}, consistency {facts.get('consistency')}, "
+            f"detail gain {gain if isinstance(gain, str) else _number(float(gain))}, "
+            f"{_number(facts.get('seconds'), 1)} s")
 
 
 def render_page(facts: dict, pictures: dict) -> str:
@@ -373,6 +391,7 @@ def render_page(facts: dict, pictures: dict) -> str:
         f"<title>arssr report: {_escape(name)}</title><style>{_STYLE}</style>",
         f'<script type="application/json" id="{FACTS_ID}">{_embedded_json(embedded)}</script>',
         f"</head><body><h1>arssr upsample: {_escape(name)}</h1>",
+        f'<p class="summary">{_escape(summary(facts))}</p>',
     ]
     if run_flags:
         items = "".join(f'<li class="flag">{_escape(flag)}</li>' for flag in run_flags)
@@ -386,7 +405,7 @@ def render_page(facts: dict, pictures: dict) -> str:
                      "slice axis.</p>")
     residual = pictures["images"][next(iter(pictures["images"]))]["residual"] is not None
     headings = ["", "Input (nearest)", "Cubic", "Output", "Output | cubic (slider)", "Output - cubic"]
-    headings += ["Residual before projection"] if residual else []
+    headings += ["Residual"] if residual else []
     titles = {"centre": "Through the centre", "brightest": "Through the brightest region"}
     for place, point in pictures["places"].items():
         parts.append(f"<h2>{titles[place]} (output voxel {', '.join(map(str, point))}, RAS axes)</h2>")
@@ -398,25 +417,27 @@ def render_page(facts: dict, pictures: dict) -> str:
             cells = [
                 f'<th class="plane">{PLANES[axis]}<br>{"xyz"[axis]} = {point[axis]}<br>'
                 f'(input {entry["input_index"]})</th>',
-                _image(entry["input"], width, height, voxels=True, alt=f"input {PLANES[axis]}"),
+                _image(entry["input"], width, height, f"{ident}-input", voxels=True, alt=f"input {PLANES[axis]}"),
                 _image(entry["cubic"], width, height, f"{ident}-cubic", alt=f"cubic {PLANES[axis]}"),
                 _image(entry["output"], width, height, f"{ident}-output", alt=f"output {PLANES[axis]}"),
                 f'<div class="compare" data-under="{ident}-cubic" data-over="{ident}-output" data-width="{width}" '
                 f'data-height="{height}" style="width:{width}px;height:{height + 24}px"><noscript>needs JavaScript'
                 "</noscript></div>",
-                _image(entry["difference"], width, height, alt=f"output minus cubic {PLANES[axis]}"),
+                _image(entry["difference"], width, height, f"{ident}-difference", alt=f"output - cubic {PLANES[axis]}"),
             ]
             if residual:
-                cells.append(_image(entry["residual"], width, height, voxels=True, alt=f"residual {PLANES[axis]}"))
+                cells.append(_image(entry["residual"], width, height, f"{ident}-residual", voxels=True,
+                                    alt=f"residual {PLANES[axis]}"))
             parts.append("<tr>" + "".join(f"<td>{cell}</td>" if i else cell for i, cell in enumerate(cells)) + "</tr>")
         parts.append("</table>")
     parts.append(_scale_bar(pictures, "difference", "Output - cubic"))
     if residual:
-        parts.append(_scale_bar(pictures, "residual", "Residual (input minus the degraded output before the "
-                                "consistency projection: where the network disagreed with the input)"))
-    else:
-        parts.append("<p>No residual: the run used no consistency projection (--consistency none).</p>")
-    parts.append(f"<p>Grey scale: {pictures['window'][0]:.4g} to {pictures['window'][1]:.4g} (the input's "
+        parts.append(_scale_bar(pictures, "residual", "Residual"))
+    parts.append(f"<p>Intensity units, blue below zero, red above. The residual is the input minus the degradation "
+                 f"of the output before the consistency projection ({_escape(facts.get('consistency'))}), on the "
+                 "input's grid: where the network disagreed with the input; the projection removes it. "
+                 if residual else "<p>No residual: the run used no consistency projection (--consistency none). ")
+    parts.append(f"Grey scale: {pictures['window'][0]:.4g} to {pictures['window'][1]:.4g} (the input's "
                  f"{GREY_PERCENTILES[0]:g}th to {GREY_PERCENTILES[1]:g}th percentiles); the subject's left is on "
                  "the left.</p></section>")
     rows = "".join(f'<tr data-fact="{key}"><th>{_escape(label)}</th><td>{_escape(text)}</td></tr>'

@@ -41,6 +41,8 @@ setup(
         "test": ["pytest>=7", "nilearn>=0.10", "matplotlib>=3.5", "scikit-learn>=1.0", "hypothesis>=6"],
         "train": ["nilearn>=0.10"],
         "bench": ["matplotlib>=3.5"],
+        # `arssr upsample --report`: colour maps, and Pillow (a matplotlib requirement) for the PNGs.
+        "report": ["matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["arssr=arssr.cli:main"]},
 )

@@ -65,6 +65,22 @@ def slice_axis(spacing: Sequence[float], in_shape: Sequence[int], out_shape: Seq
     return axis
 
 
+#: Default thick-slice detection: one axis more than this many times coarser than each of the other two.
+THICK_SLICE_RATIO = 1.5
+
+
+def thick_slice_axis(spacing: Sequence[float], factors: Sequence[float]) -> int | None:
+    """The slice axis of an input that is taken as 2D multi-slice unless told otherwise, or ``None``.
+
+    That is an axis more than :data:`THICK_SLICE_RATIO` times coarser than
+    each of the other two, and the only one upsampled (scale 1 elsewhere).
+    """
+    axis = int(np.argmax(spacing))
+    others = [d for d in range(3) if d != axis]
+    coarse = all(spacing[axis] > THICK_SLICE_RATIO * spacing[d] for d in others)
+    return axis if coarse and factors[axis] > 1 and all(factors[d] == 1 for d in others) else None
+
+
 def slice_consistency(
     consistency: str,
     spacing: Sequence[float],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -141,6 +142,27 @@ def _in_mm(path: Path, affine: np.ndarray, header: nib.Nifti1Header) -> np.ndarr
     warnings.warn(f"{path}: spatial unit is {unit}; the voxel size is converted to mm "
                   f"({', '.join(f'{s:g}' for s in np.linalg.norm(scaled[:3, :3], axis=0))} mm)", stacklevel=3)
     return scaled
+
+
+def bids_slice_thickness(path: str | os.PathLike) -> float | None:
+    """``SliceThickness`` (mm) of the BIDS JSON sidecar beside the NIfTI file ``path``, if there is one.
+
+    A sidecar that cannot be read or holds no positive number there gives
+    ``None``, with a warning when it is not valid JSON.
+    """
+    path = Path(path)
+    suffix = next((s for s in (".nii.gz", ".nii") if path.name.lower().endswith(s)), None)
+    sidecar = path.with_name(path.name[: -len(suffix)] + ".json") if suffix else None
+    if sidecar is None or not sidecar.is_file():
+        return None
+    try:
+        value = json.loads(sidecar.read_text()).get("SliceThickness")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as err:
+        warnings.warn(f"{sidecar}: not a readable JSON sidecar ({type(err).__name__}); its SliceThickness is not used",
+                      stacklevel=2)
+        return None
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if is_number and 0 < value < float("inf") else None
 
 
 def _warn_if_forms_disagree(path: Path, header: nib.Nifti1Header, shape: tuple[int, int, int]) -> None:

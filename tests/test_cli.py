@@ -246,3 +246,49 @@ def test_an_existing_sidecar_is_not_replaced_unasked(tmp_path, capsys, oblique_n
                        "--overwrite", "-q")
     assert code == 0, err
     assert json.loads((tmp_path / "sr.json").read_text())["output"] == str(out)
+
+
+def _mni_thick(mni_t1, folder, thickness_mm=None):
+    """The MNI152 T1 averaged over 4 mm boxcar slices along its third axis (1 x 1 x 4 mm), with a BIDS sidecar
+    giving ``thickness_mm`` when it is set."""
+    hr = mni_t1.data[60:90, 70:96, 60:120]
+    lr = hr.reshape(30, 26, 15, 4).mean(axis=3)
+    nib.save(nib.Nifti1Image(lr, mni_t1.affine @ np.diag([1.0, 1.0, 4.0, 1.0])), folder / "thick.nii.gz")
+    if thickness_mm is not None:
+        (folder / "thick.json").write_text(json.dumps({"SliceThickness": thickness_mm, "RepetitionTime": 0.5}))
+    return folder / "thick.nii.gz"
+
+
+@pytest.mark.parametrize("sidecar_mm, same_as, origin, line", [
+    (None, "spacing", "spacing", "slices 4 mm thick (as spaced)"),
+    (3.0, "3", "sidecar", "slices 3 mm thick (SliceThickness of its JSON sidecar)"),
+])
+def test_thick_slices_are_detected_by_default_on_real_anatomy(tmp_path, capsys, mni_t1, tiny_weights, sidecar_mm,
+                                                              same_as, origin, line):
+    source = _mni_thick(mni_t1, tmp_path, sidecar_mm)
+    common = ["--scale", "1,1,4", "--weights", tiny_weights, "--threads", "1"]
+    code, _, err = run(capsys, "upsample", source, "-o", tmp_path / "default.nii.gz", *common)
+    assert code == 0, err
+    assert err.splitlines()[0] == (f"{source}: 2D multi-slice along axis 2, {line}; --slice-thickness none treats "
+                                   "it as a 3D volume")
+    sidecar = json.loads((tmp_path / "default.json").read_text())
+    assert sidecar["slice_thickness_from"] == origin and sidecar["slice_profile"] == "boxcar"
+    assert run(capsys, "upsample", source, "-o", tmp_path / "asked.nii.gz", "--slice-thickness", same_as, "-q",
+               *common)[0] == 0
+    assert run(capsys, "upsample", source, "-o", tmp_path / "3d.nii.gz", "--slice-thickness", "none", *common)[2] \
+        .startswith(f"{tmp_path / '3d.nii.gz'}  (")
+    default, asked, volume_3d = (np.asarray(nib.load(tmp_path / f"{name}.nii.gz").dataobj)
+                                 for name in ("default", "asked", "3d"))
+    assert np.array_equal(default, asked) and not np.allclose(default, volume_3d, atol=1e-3)
+    assert json.loads((tmp_path / "3d.json").read_text())["slice_thickness"] is None
+
+
+def test_thick_slices_are_not_assumed_where_the_rule_does_not_hold(tmp_path, capsys, mni_t1, tiny_weights):
+    source = _mni_thick(mni_t1, tmp_path)
+    for i, argv in enumerate([["--scale", "2,2,4"], ["--scale", "2"], ["--scale", "1,1,4", "--consistency", "none"],
+                              ["--scale", "1,1,4", "-q"]]):
+        code, _, err = run(capsys, "upsample", source, "-o", tmp_path / f"o{i}.nii.gz", "--weights", tiny_weights,
+                           "--threads", "1", *argv)
+        assert code == 0 and "2D multi-slice" not in err, err
+    assert [json.loads((tmp_path / f"o{i}.json").read_text())["slice_thickness"] for i in range(4)] == [
+        None, None, None, "spacing"]

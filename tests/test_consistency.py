@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from arssr import geometry
-from arssr.consistency import (CONSISTENCY_OPERATORS, correction_bands, degrade_volume, fit_band_weights, project,
+from arssr.consistency import (CONSISTENCY_OPERATORS, thick_slice_axis, correction_bands, degrade_volume, fit_band_weights, project,
                                projection_bands, slice_consistency, weighted_projection)
 from arssr.degrade import SliceModel, axis_matrix, degrade, resample, resampling_matrix
 from arssr.errors import InputError
@@ -433,3 +433,19 @@ def test_fitted_band_weights_recover_known_weights_and_are_least_squares(mni_cro
     assert best < error((1, 1))
     for step in itertools.product((-0.05, 0, 0.05), repeat=2):
         assert best <= error((fitted[0] + step[0], fitted[1] + step[1])) * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("spacing, factors, axis", [
+    ((1.0, 1.0, 4.0), (1, 1, 4), 2),
+    ((0.78, 0.78, 6.5), (1, 1, 8.33), 2),
+    ((5.0, 0.9, 0.9), (5, 1, 1), 0),
+    ((1.0, 1.0, 1.5), (1, 1, 1.5), None),  # 1.5x coarser is not more than 1.5x
+    ((1.0, 1.0, 1.51), (1, 1, 1.5), 2),
+    ((1.0, 2.0, 4.0), (1, 1, 4), 2),  # more than 1.5x coarser than each of the others
+    ((1.0, 3.0, 4.0), (1, 1, 4), None),
+    ((1.0, 1.0, 4.0), (2, 2, 4), None),  # in-plane upsampled too
+    ((1.0, 1.0, 4.0), (1, 2, 1), None),  # the coarse axis is not the one upsampled
+    ((1.0, 1.0, 4.0), (1, 1, 1), None),
+])
+def test_thick_slice_axis_follows_the_default_rule(spacing, factors, axis):
+    assert thick_slice_axis(spacing, factors) == axis

@@ -139,8 +139,8 @@ def gain_option(text: str) -> float | str:
 
 @_option
 def thickness_option(text: str) -> float | str:
-    """A slice thickness in mm, or ``spacing``."""
-    return "spacing" if text == "spacing" else positive_float(text)
+    """A slice thickness in mm, ``spacing``, or ``none`` (not 2D multi-slice, whatever the voxels look like)."""
+    return text if text in ("spacing", "none") else positive_float(text)
 
 
 @_option

@@ -121,12 +121,12 @@ def run(args: argparse.Namespace) -> int:
 
         operator = args.consistency if args.consistency != "none" else DEFAULT_CONSISTENCY
         adapt_options = AdaptOptions(seconds=args.adapt, steps=args.adapt_steps, operator=operator, seed=args.seed)
-    slice_thickness = args.slice_thickness or ("spacing" if args.slice_profile else None)
-    slice_profile = None if slice_thickness is None else args.slice_profile or "boxcar"
-    if slice_thickness is not None and args.consistency == "none":
+    asked_thickness = args.slice_thickness or ("spacing" if args.slice_profile else None)
+    if asked_thickness not in (None, "none") and args.consistency == "none":
         raise UsageError("--slice-thickness and --slice-profile set the consistency projection; "
                          "they cannot go with --consistency none")
-    fitting_gain = args.detail_gain == "auto" and fits_gain(args.consistency, slice_thickness)
+    if asked_thickness == "none" and args.slice_profile:
+        raise UsageError("--slice-profile describes slices; it cannot go with --slice-thickness none")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(shard_device(args.device, shard))
@@ -143,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             with kept_warnings() as caught:  # for the sidecar and the report, shown as well
                 volume, used, adapted = load_volume(source), model, None
+                slice_thickness, thickness_from = _slices(volume, source, asked_thickness, args)
+                slice_profile = None if slice_thickness is None else args.slice_profile or "boxcar"
                 if adapting:
                     used, adapted = adapt_to(volume, model, args.scale, args.voxel_size, adapt_options, device,
                                              progress, slice_thickness, slice_profile or "boxcar")
@@ -175,8 +177,8 @@ def run(args: argparse.Namespace) -> int:
             "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
             "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
             "precision": args.precision, "consistency": args.consistency, "detail_gain": gain,
-            "detail_gain_fitted": fitting_gain,
-            "slice_thickness": slice_thickness, "slice_profile": slice_profile,
+            "detail_gain_fitted": args.detail_gain == "auto" and fits_gain(args.consistency, slice_thickness),
+            "slice_thickness": slice_thickness, "slice_thickness_from": thickness_from, "slice_profile": slice_profile,
             "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
             "warnings": caught, "peak_memory_mib": peak_memory_mib(), "arguments": sys.argv[1:],
         }
@@ -194,6 +196,31 @@ def run(args: argparse.Namespace) -> int:
     if args.report_dir and not rebuild_index(args.report_dir):
         unreported += 1
     return 1 if failed or unreported else 0
+
+
+def _slices(volume, source: Path, asked: float | str | None, args: argparse.Namespace):
+    """``(slice thickness, where it came from)`` for one input: the option, else 2D multi-slice detected (with
+    the thickness of a BIDS sidecar, else the spacing, and one line saying so), else ``(None, None)``."""
+    from arssr.consistency import thick_slice_axis
+    from arssr.inference import resolve_scale
+    from arssr.volume import bids_slice_thickness
+
+    if asked is not None:
+        return (None, None) if asked == "none" else (asked, "option")
+    if args.consistency == "none":
+        return None, None
+    axis = thick_slice_axis(volume.spacing, resolve_scale(volume, args.scale, args.voxel_size))
+    if axis is None:
+        return None, None
+    thickness, origin = bids_slice_thickness(source), "sidecar"
+    if thickness is None:
+        thickness, origin = "spacing", "spacing"
+    if not args.quiet:
+        size = volume.spacing[axis] if thickness == "spacing" else thickness
+        print(f"{source}: 2D multi-slice along axis {axis}, slices {size:g} mm thick "
+              f"({'SliceThickness of its JSON sidecar' if origin == 'sidecar' else 'as spaced'}); "
+              "--slice-thickness none treats it as a 3D volume", file=sys.stderr)
+    return thickness, origin
 
 
 def add_parser(sub) -> None:
@@ -219,7 +246,9 @@ def add_parser(sub) -> None:
         f"(default: {DEFAULT_GAIN})"))
     up.add_argument("--slice-thickness", type=thickness_option, metavar="MM", help=(
         "the input is 2D multi-slice with slices this thick along its coarsest axis (less than the spacing: gaps), "
-        "or 'spacing'; the consistency projection uses this slice model there (default: not used)"))
+        "or 'spacing'; the consistency projection uses this slice model there. Default: when one axis is more than "
+        "1.5x coarser than the others and the only one upsampled, the SliceThickness of a BIDS JSON sidecar beside "
+        "the input, else 'spacing' (one line says so); 'none' treats such an input as a 3D volume"))
     up.add_argument("--slice-profile", choices=SLICE_PROFILES, help=(
         "slice profile of --slice-thickness: boxcar or gaussian (FWHM = thickness); alone, it implies "
         "--slice-thickness spacing (default: boxcar)"))

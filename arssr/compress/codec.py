@@ -156,6 +156,8 @@ def malformed_metadata() -> Iterator[None]:
     """Metadata that a file cannot be decoded with (a missing key, a wrong type or value): one ``InputError``."""
     try:
         yield
+    except InputError:  # says what is wrong already
+        raise
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"malformed .arssr metadata ({type(err).__name__}: {err})") from None
 

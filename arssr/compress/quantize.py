@@ -127,7 +127,11 @@ def entropy_decode(codec: str, coded: bytes, limit: int | None = None) -> bytes:
             with zstandard.ZstdDecompressor().stream_reader(coded) as reader:
                 return reader.read(limit + 1)
         if codec == "lzma":
-            return lzma.LZMADecompressor(**_LZMA).decompress(coded, -1 if limit is None else limit + 1)
+            decompressor = lzma.LZMADecompressor(**_LZMA)
+            raw = decompressor.decompress(coded, -1 if limit is None else limit + 1)
+            if not decompressor.eof and (limit is None or len(raw) <= limit):
+                raise lzma.LZMAError("the stream ends early")
+            return raw
     except (zstandard.ZstdError, lzma.LZMAError) as err:
         raise InputError(f"weights payload cannot be decoded ({codec}: {err})") from None
     if codec == "none":

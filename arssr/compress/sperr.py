@@ -62,13 +62,14 @@ def decode_lr(meta: dict, payload: bytes) -> np.ndarray:
     codec = lr_codec_of(meta)
     if codec != "sperr":
         raise InputError(f"unknown LR codec {codec!r} in the file; known: sperr, siren")
+    header = stream_shape(payload)
     try:
         lr_shape = tuple(int(n) for n in meta["lr_shape"])
-        if stream_shape(payload) != lr_shape:  # checked before SPERR allocates what its header asks for
-            raise ValueError(f"its header gives shape {stream_shape(payload)}, the file's LR shape is {lr_shape}")
-        lr = imagecodecs.sperr_decode(payload)
+        # a header that disagrees is refused before SPERR allocates what it asks for
+        lr = None if header and header != lr_shape else imagecodecs.sperr_decode(payload)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:  # RuntimeError: imagecodecs.SperrError
         raise InputError(f"unreadable SPERR stream in the .arssr file ({type(err).__name__}: {err})") from None
-    if lr.ndim != 3 or lr.shape != lr_shape:
-        raise InputError(f"the SPERR stream decodes to shape {lr.shape}, the file's LR shape is {lr_shape}")
+    if lr is None or lr.ndim != 3 or lr.shape != lr_shape:
+        shown = header if lr is None else lr.shape
+        raise InputError(f"the SPERR stream decodes to shape {shown}, the file's LR shape is {lr_shape}")
     return np.ascontiguousarray(lr, dtype=np.float32)

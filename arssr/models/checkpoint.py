@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+from contextlib import nullcontext
 from importlib import resources
 from pathlib import Path
 
@@ -34,6 +35,9 @@ FORMAT_VERSION = 1
 #: Name of the default model in the package's ``pretrained/`` folder.
 DEFAULT_MODEL = "arssr_rdn_v9.safetensors"
 TORCH_SUFFIXES = (".pt", ".pth", ".pkl")
+#: Largest size or count that a model file's arguments may give (the shipped model's largest is 128): a file
+#: asking for more is refused before any network is built.
+MAX_MODEL_ARGUMENT = 4096
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -60,7 +64,8 @@ def save_model(model: ArSSR, path: str | os.PathLike, half: bool = False, **meta
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The metadata of an arssr safetensors file; raises ``ModelFileError`` on anything else."""
+    """The metadata of an arssr safetensors file, its model record checked (:func:`model_config`); raises
+    ``ModelFileError`` on anything else."""
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
@@ -68,15 +73,42 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise ModelFileError(f"{path}: not a readable safetensors file ({err})") from None
     if meta.get("format") != FORMAT or "model" not in meta:
         raise ModelFileError(f"{path}: safetensors file without arssr model metadata")
-    if int(meta.get("format_version", "0")) > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: weights format version {meta['format_version']} is newer than this arssr reads ({FORMAT_VERSION})"
-        )
+    version = meta.get("format_version", "0")
+    if not version.isdigit():
+        raise ModelFileError(f"{path}: weights format version {version[:20]!r} is not a whole number")
+    if int(version) > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: weights format version {version} is newer than this arssr reads ({FORMAT_VERSION})")
+    model_config(meta, path)
     return meta
 
 
+def model_config(meta: dict[str, str], path: str | os.PathLike) -> dict:
+    """The ``{"name", "args"}`` record of a weights file's metadata, checked as hostile input: valid JSON, an
+    arssr model, every size or count within :data:`MAX_MODEL_ARGUMENT`; ``ModelFileError`` otherwise."""
+    try:
+        config = json.loads(meta["model"])
+    except ValueError as err:
+        raise ModelFileError(f"{path}: model metadata is not valid JSON ({err})") from None
+    if not (isinstance(config, dict) and isinstance(config.get("args"), dict)):
+        raise ModelFileError(f"{path}: model metadata must be an object with a name and args")
+    if config.get("name") != "arssr":
+        raise ModelFileError(f"{path}: unknown model {str(config.get('name'))[:40]!r}")
+    args = config["args"]
+    encoder_args = args.get("encoder_args") or {}
+    if not isinstance(encoder_args, dict):
+        raise ModelFileError(f"{path}: model encoder_args must be an object")
+    for key, value in [*args.items(), *encoder_args.items()]:
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_MODEL_ARGUMENT:
+            raise ModelFileError(f"{path}: model argument {key} = {str(value)[:20]} is above the largest, "
+                                 f"{MAX_MODEL_ARGUMENT}")
+    return config
+
+
 def load_model(path: str | os.PathLike | None = None) -> ArSSR:
-    """Rebuild a model from a weights file (default: the shipped model), in eval mode on the CPU."""
+    """Rebuild a model from a weights file (default: the shipped model), in eval mode on the CPU.
+
+    The architecture the file describes is checked against its tensors' shapes before any weights are
+    allocated, and weights that are NaN or infinite are refused."""
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
         if path == default_model_path():
@@ -89,17 +121,43 @@ def load_model(path: str | os.PathLike | None = None) -> ArSSR:
         model, state = _official_model(path)
     else:
         meta = read_metadata(path)
-        config = json.loads(meta["model"])
-        if config.get("name") != "arssr":
-            raise ModelFileError(f"{path}: unknown model {config.get('name')!r}")
-        try:
-            model = ArSSR(**config["args"])
-        except (TypeError, ValueError) as err:
-            raise ModelFileError(f"{path}: model arguments do not build a model ({err})") from None
+        args = model_config(meta, path)["args"]
+        _check_shapes(_built(args, path, torch.device("meta")), path)
+        model = _built(args, path)
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
         model.card = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model")}
+    _check_finite(state, path)
     _load_strict(model, state, path)
     return model.eval()
+
+
+def _built(args: dict, path: Path, device: torch.device | None = None) -> ArSSR:
+    """The network ``args`` describe (on the ``meta`` device: its shapes only, nothing allocated)."""
+    try:
+        with torch.device(device) if device is not None else nullcontext():
+            return ArSSR(**args)
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{path}: model arguments do not build a model ({err})") from None
+
+
+def _check_shapes(model: ArSSR, path: Path) -> None:
+    """``ModelFileError`` unless the safetensors file at ``path`` holds exactly ``model``'s tensors, by shape."""
+    with safe_open(str(path), framework="pt") as handle:
+        stored = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    wanted = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    if stored != wanted:
+        missing, unexpected = sorted(set(wanted) - set(stored)), sorted(set(stored) - set(wanted))
+        differ = [key for key in sorted(set(wanted) & set(stored)) if wanted[key] != stored[key]]
+        detail = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}" if unexpected else
+                  f"{differ[0]} is {stored[differ[0]]} in the file, {wanted[differ[0]]} in the model")
+        raise ModelFileError(f"{path}: weights do not match the model ({detail})")
+
+
+def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        more = f" and {len(bad) - 1} more tensors" if len(bad) > 1 else ""
+        raise ModelFileError(f"{path}: weights hold NaN or infinite values (in {bad[0]}{more})")
 
 
 def _load_strict(model: ArSSR, state: dict[str, torch.Tensor], path: Path) -> None:

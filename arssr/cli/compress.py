@@ -76,13 +76,16 @@ def _check_lr_codec_options(args: argparse.Namespace, config) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     from arssr.compress import make_config
-    from arssr.compress.sweep import sweep, write_report
+    from arssr.compress.sweep import check_report_folder, sweep, sweep_configs, write_report
     from arssr.volume import load_volume
 
-    device, progress = _setup(args)
-    base = make_config(args.preset, method=args.method, depth=args.depth, steps=args.steps, quant=args.quant)
     scales = parse_numbers(args.sweep_scales, "--sweep-scales")
     widths = parse_numbers(args.sweep_widths, "--sweep-widths", int)
+    with usage_errors():
+        base = make_config(args.preset, method=args.method, depth=args.depth, steps=args.steps, quant=args.quant)
+        sweep_configs(base, scales, widths)
+    check_report_folder(Path(args.sweep), args.overwrite)
+    device, progress = _setup(args)
     records = sweep(load_volume(args.input), base, scales, widths, sr_model=args.decoder_weights,
                     time_budget=args.time_budget, device=device, progress=progress)
     for path in write_report(records, Path(args.sweep), overwrite=args.overwrite):
@@ -125,8 +128,10 @@ def add_parser(sub) -> None:
     target.add_argument("--target-psnr", type=positive_float, help="PSNR in dB to reach with the smallest SIREN tried")
     co.add_argument("--scale", type=float, help="downsampling factor (1 = SIREN on the full grid, no SR model)")
     co.add_argument("--method", choices=["kspace", "lanczos"], help="downsampling")
-    co.add_argument("--width", type=int, help="SIREN neurons per layer")
-    co.add_argument("--depth", type=int, help="SIREN sine layers")
+    co.add_argument("--width", type=int, help="SIREN neurons per layer (at most 4096; fitting needs about "
+                                             "16 bytes x width x depth x min(262144, voxels), refused beyond the "
+                                             "free memory)")
+    co.add_argument("--depth", type=int, help="SIREN sine layers (at most 32)")
     co.add_argument("--steps", type=int, help="most optimisation steps")
     co.add_argument("--quant", help="weights: fp32, fp16 or int2 .. int8 (per-tensor)")
     co.add_argument("--time-budget", type=positive_float, help="seconds of fitting at most (per fit)")

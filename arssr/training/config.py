@@ -217,6 +217,9 @@ def load_config(
             loaded = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
             raise InputError(f"{path}: cannot read the config ({err})") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: cannot read the config (not a YAML text file: it holds bytes that are not "
+                             "UTF-8 text)") from None
         if not isinstance(loaded, dict):
             raise InputError(f"{path}: the config must be a mapping of keys to values")
         config = updated(config, loaded)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -11,11 +12,36 @@ import numpy as np
 import torch
 
 from arssr.files import atomic_file, check_output
-from arssr.training.config import TrainConfig, load_config
+from arssr.training.config import ModelConfig, TrainConfig, load_config
 
 CHECKPOINT = "checkpoint.pt"
 #: Files a run writes into its folder (besides TensorBoard's events).
 RUN_FILES = ("config.yaml", "split.json", CHECKPOINT, "last.safetensors", "best.safetensors")
+#: What every resume checkpoint holds (``Trainer.save``), and of what type.
+CHECKPOINT_KEYS = {"model": dict, "optimizer": dict, "scheduler": dict, "scaler": dict, "step": int,
+                   "best_psnr": float, "config": dict, "rng": dict, "generator": torch.Tensor, "pool": dict}
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A resume checkpoint's state, read with ``torch.load(weights_only=True)`` (never full pickle) and checked
+    to hold what a run resumes from; ``ModelFileError`` naming the file for anything else."""
+    from arssr.errors import ModelFileError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for foreign or unsafe files
+        raise ModelFileError(f"{path}: not a checkpoint of arssr train (torch.load with weights_only cannot read "
+                             f"it: {type(err).__name__})") from None
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{path}: not a checkpoint of arssr train (it holds a {type(state).__name__})")
+    for key, kind in CHECKPOINT_KEYS.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise ModelFileError(f"{path}: not a checkpoint of arssr train ({key!r} missing or not "
+                                 f"{kind.__name__})")
+    model = state["config"].get("model")  # the architecture it was trained with
+    if not isinstance(model, dict) or not set(model) <= {spec.name for spec in fields(ModelConfig)}:
+        raise ModelFileError(f"{path}: not a checkpoint of arssr train (its config records no arssr model)")
+    return state
 
 
 def rng_states(device: torch.device) -> dict:
@@ -55,7 +81,7 @@ def cli_config(
     checkpoint = Path(out) / CHECKPOINT if resume == "auto" and out else Path(resume) if resume else None
     base = None
     if path is None and checkpoint is not None and checkpoint.is_file():
-        base = torch.load(checkpoint, map_location="cpu", weights_only=True).get("config")
+        base = read_checkpoint(checkpoint)["config"]
     config = load_config(path, overrides, base)
     check_run_folder(config, path)
     return config

@@ -36,7 +36,7 @@ from arssr.inference import PRECISIONS, super_resolve
 from arssr.models import ArSSR, load_model, save_model
 from arssr.training import datasets
 from arssr.training.config import ModelConfig, TrainConfig, check_config, crop_options, pair_options
-from arssr.training.run_folder import CHECKPOINT, atomic_save, rng_states, set_rng_states
+from arssr.training.run_folder import CHECKPOINT, atomic_save, read_checkpoint, rng_states, set_rng_states
 
 #: Steps per epoch with endless synthetic data, unless ``steps_per_epoch`` says otherwise.
 SYNTHETIC_EPOCH = 100
@@ -72,7 +72,7 @@ class Trainer:
         self.device = self._device()
         checkpoint = self._checkpoint_path(resume)
         initial = self._initial_model()
-        state = _read_checkpoint(checkpoint) if checkpoint is not None else None
+        state = read_checkpoint(checkpoint) if checkpoint is not None else None
         if state is not None and initial is None:  # a resumed run keeps its checkpoint's architecture
             self.config = replace(self.config, model=ModelConfig(**copy.deepcopy(state["config"]["model"])))
         self._seed()
@@ -311,16 +311,6 @@ class Trainer:
         set_rng_states(state["rng"])
         self.generator.set_state(state["generator"])
         self.pool.load_state_dict(state["pool"])
-
-
-def _read_checkpoint(path: Path) -> dict:
-    """A resume checkpoint's state (read once: its architecture and then every state of the run)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state["config"]["model"]  # every resume checkpoint records the architecture it was trained with
-    except (RuntimeError, KeyError, TypeError, OSError) as err:
-        raise InputError(f"{path}: not a checkpoint of this model ({str(err).splitlines()[0][:200]})") from None
-    return state
 
 
 def _mid_slice(volume: np.ndarray) -> np.ndarray:

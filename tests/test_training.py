@@ -18,6 +18,8 @@ from arssr.training.config import ModelConfig
 from arssr.cli import main
 from arssr.errors import InputError
 from arssr.models import ArSSR, load_model
+from arssr.models.checkpoint import read_metadata
+from arssr.training.trainer import lr_factor
 from test_datasets import write_subjects
 
 RECIPES = Path(__file__).resolve().parents[1] / "train"
@@ -64,7 +66,8 @@ def test_paper_recipe_and_defaults():
     assert config.sampling.crop == 40 and config.sampling.lr_size == 10
     assert (config.sampling.scale_min, config.sampling.scale_max) == (2.0, 4.0)
     assert config.degradation.methods == {"cubic": 1.0} and config.model.encoder == "rdn"
-    assert asdict(config.optim) == {"lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "decay_every": 200, "decay": 0.5}
+    assert asdict(config.optim) == {"lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "schedule": "step",
+                                    "warmup_steps": 0, "decay_every": 200, "decay": 0.5}
     assert {f.name for f in fields(ModelConfig)} == set(inspect.signature(ArSSR).parameters)
     synthetic = training.load_config(RECIPES / "mni_synthetic.yaml", ["out=runs/y", "model.decoder_width=64"])
     assert synthetic.data == "mni-synthetic" and len(synthetic.degradation.methods) == 4
@@ -104,6 +107,11 @@ def test_precision_is_spelt_as_upsample_spells_it():
     ("sampling.thick_profiles=[box]", "thick_profiles a non-empty list of boxcar, gaussian"),
     ("sampling.thick_share=0.5", "lr_size times their largest within crop"),
     ("sampling.thick_scale=[2, 1]", r"sampling.thick_scale must be a number >= 0 or a range"),
+    ("optim.schedule=linear", "optim.schedule must be one of step, cosine"),
+    ("optim.warmup_steps=-5", "warmup_steps >= 0"),
+    ("export_steps=[100, 0]", "export_steps must be a list of positive step numbers"),
+    ("export_steps=100", "'export_steps' must be of type list, got 100"),
+    ("max_seconds=-1", "max_seconds must be positive or null"),
 ])
 def test_config_errors_name_the_key(override, message):
     with pytest.raises(InputError, match=message):
@@ -227,6 +235,51 @@ def test_resume_continues_bit_for_bit(data, tmp_path):
     a, b = load_file(straight / "last.safetensors"), load_file(resumed / "last.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert torch.load(resumed / "checkpoint.pt", weights_only=True)["step"] == 6
+
+
+@pytest.mark.parametrize("schedule, warmup", [("step", 0), ("step", 3), ("cosine", 0), ("cosine", 4)])
+def test_learning_rate_schedules(schedule, warmup):
+    total, decay_steps = 20, 6
+    factor = lr_factor(schedule, warmup, total, decay_steps, 0.5)
+    # StepLR and a cosine formula written out, times the warm-up ramp
+    reference = torch.optim.lr_scheduler.StepLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0),
+                                                decay_steps, gamma=0.5)
+    for step in range(total + 1):
+        ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        expected = ramp * (reference.get_last_lr()[0] if schedule == "step"
+                           else (1 + np.cos(np.pi * step / total)) / 2)
+        assert factor(step) == pytest.approx(expected, abs=1e-12), step
+        reference.optimizer.step()
+        reference.step()
+    assert lr_factor("cosine", 0, total, decay_steps, 0.5)(total) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_cosine_run_keeps_weights_at_export_steps_with_their_training_time(data, tmp_path):
+    out = training.train(tiny_config(data, tmp_path / "cosine", "steps=6", "export_steps=[2, 5]",
+                                     "optim.schedule=cosine", "optim.warmup_steps=2", "optim.lr=1e-3"))
+    cards = {step: read_metadata(out / f"step_{step:06d}.safetensors") for step in (2, 5)}
+    assert sorted(p.name for p in out.glob("step_*")) == ["step_000002.safetensors", "step_000005.safetensors"]
+    assert [cards[k]["step"] for k in (2, 5)] == ["2", "5"]
+    assert 0 < float(cards[2]["cpu_seconds"]) < float(cards[5]["cpu_seconds"])
+    assert 0 < float(cards[2]["train_seconds"]) < float(cards[5]["train_seconds"])
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert float(read_metadata(out / "last.safetensors")["cpu_seconds"]) == pytest.approx(state["seconds"]["cpu"],
+                                                                                           abs=0.05)
+    # the learning rate of the next step, logged at steps 5 and 6: 1e-3 (1 + cos(pi s / 6)) / 2, 0 at the end
+    assert scalars(out)["lr"] == pytest.approx([1e-3 * (1 + np.cos(np.pi * 5 / 6)) / 2, 0.0], rel=1e-5, abs=1e-12)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    kept = load_file(out / "step_000005.safetensors")
+    assert kept.keys() == load_file(out / "last.safetensors").keys()
+
+
+def test_max_seconds_stops_and_saves_and_a_resume_keeps_the_time(data, tmp_path):
+    out = training.train(tiny_config(data, tmp_path / "capped", "steps=8", "max_seconds=1.0e-9"))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 1 and state["seconds"]["wall"] > 0
+    resumed = training.train(tiny_config(data, out, "steps=3"), resume="auto")
+    after = torch.load(resumed / "checkpoint.pt", weights_only=True)
+    assert after["step"] == 3 and after["seconds"]["wall"] > state["seconds"]["wall"]
+    assert after["seconds"]["cpu"] > state["seconds"]["cpu"]
 
 
 def test_cli_trains_resumes_and_reports_config_errors(data, tmp_path, capsys):

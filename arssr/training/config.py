@@ -30,6 +30,8 @@ from arssr.training import datasets
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 #: Earlier spellings of a precision: ``none`` is ``fp32``, as in ``arssr upsample --precision``.
 PRECISION_ALIASES = {"none": "fp32"}
+#: Learning-rate schedules of :class:`OptimConfig`.
+SCHEDULES = ("step", "cosine")
 #: Field metadata of a value taken as it is: a free mapping (replaced whole), or a number or range.
 FREE = {"free": True}
 
@@ -90,11 +92,14 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam, with the learning rate multiplied by ``decay`` every ``decay_every`` epochs."""
+    """Adam. ``schedule``: ``step`` multiplies the learning rate by ``decay`` every ``decay_every`` epochs;
+    ``cosine`` anneals it to 0 over the run's steps. Either starts with ``warmup_steps`` of linear warm-up."""
 
     lr: float = 1.0e-4
     betas: list = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1.0e-8
+    schedule: str = "step"
+    warmup_steps: int = 0
     decay_every: int = 200
     decay: float = 0.5
 
@@ -130,6 +135,8 @@ class TrainConfig:
     log_every: int = 50
     val_every: int = 2000
     checkpoint_every: int = 2000
+    export_steps: list = field(default_factory=list)  # steps whose weights are kept as step_NNNNNN.safetensors
+    max_seconds: float | None = None  # stop (and save) after this many seconds of training, summed over resumes
     model: ModelConfig = field(default_factory=ModelConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
@@ -277,7 +284,13 @@ def check_config(config: TrainConfig | dict) -> TrainConfig:
             (d.noise is not None or noise_std[1] == 0, "degradation.noise_std needs degradation.noise"),
             (v.volumes >= 0 and all(k >= 1 for k in v.scales), "val: volumes >= 0 and scales >= 1"),
             (v.method is None or v.method in DEGRADATIONS, f"val.method must be null or one of {methods}"),
-            (optim.lr > 0 and optim.decay_every > 0, "optim: lr and decay_every must be positive"),
+            (optim.lr > 0 and optim.decay_every > 0 and optim.warmup_steps >= 0,
+             "optim: lr and decay_every must be positive, warmup_steps >= 0"),
+            (optim.schedule in SCHEDULES, f"optim.schedule must be one of {', '.join(SCHEDULES)}"),
+            (isinstance(config.export_steps, list) and all(isinstance(k, int) and not isinstance(k, bool) and k > 0
+                                                           for k in config.export_steps),
+             "export_steps must be a list of positive step numbers"),
+            (config.max_seconds is None or config.max_seconds > 0, "max_seconds must be positive or null"),
             (len(ratios) == 3 and min(ratios) >= 0 and ratios[0] > 0, "split.ratios: train, val, test (train > 0)"),
         ]
     except TypeError as err:

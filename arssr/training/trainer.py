@@ -21,6 +21,7 @@ import math
 import os
 import random
 import sys
+import time
 from dataclasses import asdict, replace
 from datetime import timedelta
 from pathlib import Path
@@ -45,6 +46,18 @@ SYNTHETIC_EPOCH = 100
 def _derived_seed(seed: int) -> int:
     """A seed for the example draws, independent of the one that initialised the model."""
     return int(np.random.SeedSequence([seed, 4]).generate_state(1)[0])
+
+
+def lr_factor(schedule: str, warmup: int, total: int, decay_steps: int, decay: float):
+    """The learning rate's factor at each step: a linear warm-up over ``warmup`` steps, then ``step`` (times
+    ``decay`` every ``decay_steps`` steps) or ``cosine`` (from 1 to 0 at step ``total``)."""
+    def factor(step: int) -> float:
+        ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        if schedule == "cosine":
+            return ramp * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        return ramp * decay ** (step // decay_steps)
+
+    return factor
 
 
 def start_alive(model: torch.nn.Module) -> None:
@@ -92,8 +105,9 @@ class Trainer:
         self.steps_per_epoch = config.steps_per_epoch or (SYNTHETIC_EPOCH if train_subjects is None else math.ceil(
             len(train_subjects) * sampling.crops_per_volume / config.batch_size))
         self.total = config.steps or config.epochs * self.steps_per_epoch
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, optim.decay_every * self.steps_per_epoch, gamma=optim.decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_factor(optim.schedule, optim.warmup_steps, self.total,
+                                      optim.decay_every * self.steps_per_epoch, optim.decay))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
         self.pairs, crops = pair_options(config), crop_options(config)
         jobs = datasets.CropJobs(train_subjects, crops, config.seed, self.module.normalization,
@@ -102,6 +116,7 @@ class Trainer:
                                       sampling.num_workers)
         self.generator = torch.Generator().manual_seed(_derived_seed(config.seed))
         self.step, self.best = 0, -math.inf
+        self.seconds = {"cpu": 0.0, "wall": 0.0}  # training time of the run so far, over all resumes
         if state is not None:
             self._load(state, checkpoint)
         val = config.val
@@ -215,9 +230,17 @@ class Trainer:
                    disable=not (self.rank == 0 and sys.stderr.isatty()))
         running = torch.zeros(2, dtype=torch.float64, device=self.device)
         validated = saved = False
+        exports = set(config.export_steps)
+        clock = (time.process_time(), time.perf_counter())
         while self.step < self.total:
+            if config.max_seconds is not None and self.seconds["wall"] >= config.max_seconds:
+                break
             running += torch.stack([self.train_step().double(), torch.ones((), device=self.device)])
             self.step += 1
+            now = (time.process_time(), time.perf_counter())
+            self.seconds["cpu"] += now[0] - clock[0]
+            self.seconds["wall"] += now[1] - clock[1]
+            clock = now
             bar.update()
             if self.step % config.log_every == 0 or self.step == self.total:
                 loss = self._log_train(running)
@@ -225,6 +248,9 @@ class Trainer:
                 running.zero_()
             validated = self.step % config.val_every == 0 and self.validate()
             saved = self.step % config.checkpoint_every == 0 and self.save()
+            if self.step in exports and self.rank == 0:
+                save_model(self.module, self.out / f"step_{self.step:06d}.safetensors", **self._card())
+            clock = (time.process_time(), time.perf_counter())  # validation and files are not training time
         bar.close()
         if not validated:
             self.validate()
@@ -293,10 +319,16 @@ class Trainer:
             "epoch": self.step // self.steps_per_epoch, "step": self.step, "best_psnr": self.best,
             "config": self.config.as_dict(), "arssr_version": __version__, "rng": rng_states(self.device),
             "generator": self.generator.get_state(), "pool": self.pool.state_dict(),
+            "seconds": dict(self.seconds),
         }
         atomic_save(state, self.out / CHECKPOINT)
-        save_model(self.module, self.out / "last.safetensors", step=str(self.step))
+        save_model(self.module, self.out / "last.safetensors", **self._card())
         return True
+
+    def _card(self) -> dict[str, str]:
+        """The step and the training time so far (CPU seconds of this process, wall seconds), for a weights file."""
+        return {"step": str(self.step), "cpu_seconds": f"{self.seconds['cpu']:.3f}",
+                "train_seconds": f"{self.seconds['wall']:.3f}"}
 
     def _load(self, state: dict, path: Path) -> None:
         try:
@@ -304,10 +336,11 @@ class Trainer:
         except (RuntimeError, KeyError) as err:
             raise InputError(f"{path}: not a checkpoint of this model ({str(err).splitlines()[0][:200]})") from None
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.load_state_dict({"lr_lambdas": [None], **state["scheduler"]})  # also a StepLR's state
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.best = int(state["step"]), float(state["best_psnr"])
+        self.seconds = dict(state.get("seconds", self.seconds))  # older checkpoints hold no times
         set_rng_states(state["rng"])
         self.generator.set_state(state["generator"])
         self.pool.load_state_dict(state["pool"])

@@ -159,6 +159,15 @@ def test_thick_slice_protocol_writes_tables_per_slice_axis(tmp_path, capsys, mni
     table = (out / "results.md").read_text()
     assert "## LR by gaussian slices along axis 2" in table and "| PSNR (dB) | 3 mm | 4 mm |" in table
     assert list(csv.DictReader((out / "results.csv").open()))[0]["slice_thickness"] == "3.0"
+    # the staircase measure of each output, against an independent call on the same output
+    from arssr.evaluation.methods import baseline
+    from arssr.metrics import brain_mask, slice_steps
+    from arssr.simulate import ThickSlices, simulate_thick_slices
+
+    truth = load_volume(gt)
+    cubic = baseline("cubic")(simulate_thick_slices(truth, ThickSlices(3.0, 2, "gaussian")), truth.shape).data
+    assert records[0]["steps"] == pytest.approx(slice_steps(cubic, 2, brain_mask(truth.data)), rel=1e-9)
+    assert "| Slice steps in the mask" in table and "Slice steps of the ground truth in its mask: " in table
 
 
 def test_thick_slices_with_gaps(tmp_path, capsys, mni_files):

@@ -32,6 +32,7 @@ TABLES = (
     ("lpips", "LPIPS (lower is better)", "{:.4f}"),
     ("psi", "PSI (no reference, higher is sharper)", "{:.4f}"),
     ("dice", "Dice, mean over classes", "{:.4f}"),
+    ("steps", "Slice steps in the mask (thick slices; 1 is smooth, the ground truth's in the notes)", "{:.2f}"),
 )
 
 
@@ -100,7 +101,7 @@ def csv_text(records: list[Record]) -> str:
     """One row per record; Dice classes become ``dice_<class>`` columns; missing values are empty."""
     classes = list(dict.fromkeys(c for r in records for c in r.dice))
     columns = ["method", "scale", "degradation", "subject", "psnr", "psnr_mask", "ssim", "lpips", "psi",
-               *(f"dice_{c}" for c in classes), "seconds", "slice_axis", "slice_thickness", "slice_gap"]
+               *(f"dice_{c}" for c in classes), "seconds", "slice_axis", "slice_thickness", "slice_gap", "steps"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -261,6 +262,12 @@ def run_evaluation(
             scorer.classes = REGIONS if any(s.atlas is not None for s in subjects) else TISSUES
             notes.append("Dice: ANTs Atropos (k-means, 3 classes, inside the ground truth's brain mask) on the GT "
                          "and on each result" + ("; deep GM and cerebellum from the atlas" if atlas else ""))
+    if slices:
+        from arssr.metrics import slice_steps
+
+        notes.append("Slice steps of the ground truth in its mask: " + ", ".join(
+            f"{s.name} axis {axis} {slice_steps(s.gt.data, axis, s.mask):.2f}" for s in subjects
+            for axis in dict.fromkeys(thick.axis for thick in slices)))
     for note in notes:
         if "unavailable" in note:
             warnings.warn(note, stacklevel=2)

@@ -12,7 +12,7 @@ import numpy as np
 from arssr import geometry
 from arssr.errors import InputError
 from arssr.evaluation.methods import Method
-from arssr.metrics import brain_mask, dice, psnr, ssim
+from arssr.metrics import brain_mask, dice, psnr, slice_steps, ssim
 from arssr.protocol import DEFAULT_DEGRADATIONS, DEFAULT_SCALES
 from arssr.simulate import ThickSlices, simulate_lr, simulate_thick_slices
 from arssr.volume import Volume
@@ -60,6 +60,7 @@ class Record:
     slice_axis: int | None = None
     slice_thickness: float | None = None
     slice_gap: float | None = None
+    steps: float | None = None
 
     def as_dict(self) -> dict:
         def clean(value):
@@ -147,6 +148,7 @@ def evaluate(
                     slice_axis=None if thick is None else thick.axis,
                     slice_thickness=None if thick is None else thick.thickness,
                     slice_gap=None if thick is None else thick.gap,
+                    steps=None if thick is None else slice_steps(estimate, thick.axis, subject.mask),
                 )
                 records.append(record)
                 outputs[name] = estimate

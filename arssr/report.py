@@ -327,7 +327,7 @@ img{background:#000;display:block}img.voxels{image-rendering:pixelated}
 table.facts{border-collapse:collapse;margin-top:.4em}table.facts th,table.facts td{border:1px solid #ccc;
 padding:3px 8px;text-align:left;vertical-align:top;font-size:.9em}table.facts th{background:#f3f3f3}
 table.index{border-collapse:collapse}table.index td,table.index th{border:1px solid #ccc;padding:4px 8px;
-vertical-align:middle;text-align:left}tr.flagged{background:#fdecea}
+vertical-align:middle;text-align:left}tr.flagged{background:#fdecea}td.number{white-space:nowrap}
 """
 
 #: The slider between the cubic interpolation and the output: the output covers the cubic image up to the slider.
@@ -517,14 +517,16 @@ def render_index(entries: list[tuple[str | None, dict]], title: str) -> str:
                       if run_flags else "none")
         memory = facts.get("peak_memory_mib")
         rows.append(
-            f'<tr class="{"flagged" if run_flags else "clean"}"><td>{thumbnail}</td><td>{link(name)}</td>'
-            f"<td>{flag_cells}</td><td>{_number(facts.get('seconds'), 1)} s</td>"
-            f"<td>{'-' if memory is None else _number(memory, 0) + ' MiB'}</td></tr>")
+            f'<tr class="{"flagged" if run_flags else "clean"}"><td>{thumbnail}</td><td>{link(name)}<br>'
+            f'<small>from {_escape(Path(str(facts.get("input"))).name)}</small></td><td>{flag_cells}</td>'
+            f'<td class="number">{_number(facts.get("seconds"), 1)} s</td>'
+            f'<td class="number">{"-" if memory is None else _number(memory, 0) + " MiB"}</td></tr>')
     return "\n".join([
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         f'<meta name="generator" content="arssr {_escape(__version__)}">',
         f"<title>arssr reports: {_escape(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>arssr reports: {_escape(title)}</h1><p>{len(entries)} files, {flagged} flagged.</p>",
+        f"<h1>arssr reports: {_escape(title)}</h1><p>{len(entries)} file{'s' * (len(entries) != 1)}, "
+        f"{flagged} flagged.</p>",
         f'<table class="index" id="{INDEX_ID}"><tr><th>Output centre</th><th>File</th><th>Flags</th><th>Time</th>'
         "<th>Peak memory</th></tr>",
         *rows,

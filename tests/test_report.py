@@ -22,8 +22,8 @@ from arssr.degrade import degrade
 from arssr.inference import empty_background, example_volume_path, super_resolve, upsample
 from arssr.models import save_model
 from arssr.models.space import ModelSpace
-from arssr.report import flags, write_index
-from arssr.volume import Volume, save_volume
+from arssr.report import flags, write_index, write_report
+from arssr.volume import Volume, load_volume, save_volume
 from conftest import make_tiny_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -168,6 +168,27 @@ def test_a_run_inside_the_card_has_no_flags_and_a_dropped_adaptation_is_flagged(
     assert flags(dropped) == ["adaptation dropped: held-out PSNR 30.00 -> 29.50 dB did not improve, so the default "
                               "model was used"]
     assert flags({**dropped, "adapt": {**dropped["adapt"], "after": 31.0, "kept": True}}) == []
+
+
+def test_adaptation_scores_are_on_the_page_and_a_dropped_one_is_flagged(tmp_path, capsys, carded_weights):
+    code, err = cli(capsys, "upsample", "--example", "--scale", "1.5,1,1", "--weights", carded_weights, "-o",
+                    tmp_path / "sr.nii.gz", "--report", tmp_path / "sr.html", "--adapt-steps", "3", "--threads", "1")
+    assert code == 0, err
+    sidecar = json.loads((tmp_path / "sr.json").read_text())
+    adapt = sidecar["adapt"]
+    page = Page((tmp_path / "sr.html").read_text())
+    verdict = "kept" if adapt["kept"] else "dropped (the default model was used)"
+    assert page.facts["adapt"] == (f"held-out PSNR {adapt['before']:.2f} -> {adapt['after']:.2f} dB, {verdict}; "
+                                   f"3 steps, {adapt['seconds']:.1f} s".replace(".0 s", " s"))
+    assert any(flag.startswith("adaptation dropped") for flag in page.flags) == (not adapt["kept"])
+    dropped = {**sidecar, "adapt": {**adapt, "after": adapt["before"] - 0.5, "kept": False}}
+    write_report(tmp_path / "dropped.html", load_volume(example_volume_path()), load_volume(tmp_path / "sr.nii.gz"),
+                 None, dropped, {})
+    page = Page((tmp_path / "dropped.html").read_text())
+    assert page.flags[-1] == (f"adaptation dropped: held-out PSNR {adapt['before']:.2f} -> "
+                              f"{adapt['before'] - 0.5:.2f} dB did not improve, so the default model was used")
+    assert page.facts["adapt"].startswith(f"held-out PSNR {adapt['before']:.2f} -> {adapt['before'] - 0.5:.2f} dB, "
+                                          "dropped (the default model was used)")
 
 
 def test_slices_show_the_input_its_cubic_interpolation_and_the_output(example_run):

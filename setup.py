@@ -13,6 +13,8 @@ setup(
     description="Arbitrary-scale super-resolution of 3D medical volumes with implicit neural representations",
     long_description=Path("README.md").read_text(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE", "NOTICE"],
     python_requires=">=3.10",
     packages=["arssr", "arssr.cli", "arssr.compress", "arssr.evaluation", "arssr.models", "arssr.training", "arssr.data", "arssr.pretrained"],
     package_dir={"arssr.pretrained": "pretrained"},

@@ -6,7 +6,7 @@ axes are resampled. Degradations only downsample: per axis ``1 <= m <= n``
 also offers ``nearest`` and ``linear``. Give ``out_shape`` or ``scale``
 (``m = round(n * scale)`` as :func:`arssr.geometry.output_shape`).
 
-Grid (the README's Geometry section): LR voxel ``j`` sits at HR voxel coordinate
+Grid (docs/explanation/geometry.md): LR voxel ``j`` sits at HR voxel coordinate
 ``(j + 0.5) * n / m - 0.5`` on every axis, for every model.
 
 Every model is linear and separable: an ``(m, n)`` matrix per axis (built in

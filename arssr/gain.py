@@ -21,7 +21,7 @@ from arssr.protocol import CUBIC_GAIN
 #: Largest detail gain that ``gain="auto"`` chooses.
 MAX_GAIN = 2.0
 #: Largest scale by which the detail gain's self-example degrades the input: at the input's own x3.2 the fit
-#: overshot on the macaque (gain 0.84 where 0.25 was best; 1.5 gave 0.41, README).
+#: overshot on the macaque (gain 0.84 where 0.25 was best; 1.5 gave 0.41, docs/history.md).
 GAIN_SELF_SCALE = 1.5
 #: The interpolation that a detail gain of 0 gives for each consistency operator: the operator's own, but
 #: cubic B-splines for a Gaussian blur (its matrix is no interpolation) and along thick slices.

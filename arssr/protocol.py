@@ -14,16 +14,16 @@ SLICE_CONSISTENCY = "slice"
 
 #: Consistency projections of an SR output (``arssr.consistency``): the degradations, or ``none``.
 CONSISTENCY_OPERATORS = ("kspace", "cubic", "lanczos", "gaussian", "none")
-#: k-space truncation, because that is what an MR acquisition at lower resolution is; measured in the README.
+#: k-space truncation, because that is what an MR acquisition at lower resolution is; measured in docs/history.md.
 DEFAULT_CONSISTENCY = "kspace"
 
 #: Scale of the network's detail over the consistent minimum-norm volume; ``auto`` fits it on the input
-#: (measured in the README: above a gain of 1 inside the brain on Colin27 and the macaque template).
+#: (measured in docs/history.md: above a gain of 1 inside the brain on Colin27 and the macaque template).
 DEFAULT_GAIN = "auto"
 #: What ``gain="auto"`` gives with ``cubic`` consistency (no thick slices), instead of a fit. Point sampling without
 #: an anti-alias filter folds the input's spectrum, and self-examples sampled once more fitted gains of 0.66-1.13
 #: where 0.25-0.5 was best (``arssr_rdn_v9``, cubic LR, macaque and Colin27, x2-x4; Lanczos and k-space LR fit
-#: well); 0.25 had the best mean on the macaque (README).
+#: well); 0.25 had the best mean on the macaque (docs/history.md).
 CUBIC_GAIN = 0.25
 #: Slice profiles of a thick-slice input (``arssr.degrade.SliceModel``) and the slice axes ``evaluate`` simulates.
 SLICE_PROFILES = ("boxcar", "gaussian")

@@ -9,17 +9,20 @@ tissue, with deep grey matter and cerebellum from the AAL atlas drawn on
 this brain. Table 2's protocol (x2, 3, 4 on a second dataset) is the same
 command with ``--scales 2,3,4`` on other ground truths.
 
-Get the data with ``../shared/get-eval-data.sh`` (or ``apt-get install mricron-data``).
+Get the data with ``eval/get_data.sh templates`` (or ``apt-get install mricron-data``); the templates are looked
+for in ``$TEMPLATES``, else under ``$ARSSR_DATA`` (default ``~/.cache/arssr``) where that script puts them.
 Usage: python eval/reproduce_tables.py [--out eval/results/colin27] [any `arssr evaluate` option]
 Writes OUT/results.{csv,json,md} and OUT/figures/.
 """
 
+import os
 import sys
 from pathlib import Path
 
 from arssr.cli import main
 
-TEMPLATES = Path.home() / ".cache/arssr/mricron/usr/share/mricron/templates"
+TEMPLATES = Path(os.environ.get("TEMPLATES") or Path(os.environ.get("ARSSR_DATA") or Path.home() / ".cache/arssr")
+                 / "mricron/usr/share/mricron/templates")
 
 
 def arguments(argv: list[str]) -> list[str]:
@@ -32,7 +35,7 @@ def arguments(argv: list[str]) -> list[str]:
         del argv[index:index + 2]
     if "--gt" not in argv:
         if not (TEMPLATES / "ch2bet.nii.gz").exists():
-            sys.exit(f"Colin27 not found in {TEMPLATES}: run ../shared/get-eval-data.sh {TEMPLATES.parents[3]}")
+            sys.exit(f"Colin27 not found in {TEMPLATES}: run eval/get_data.sh templates (see docs/data.md)")
         argv = ["--gt", str(TEMPLATES / "ch2bet.nii.gz"), "--atlas", str(TEMPLATES / "aal.nii.gz"), *argv]
     return ["evaluate", *argv, "-o", out]
 

@@ -218,7 +218,7 @@ def test_real_anatomy_with_the_shipped_model(mni_crop):
 
 
 def test_finetuned_sr_model_travels_in_the_file_and_lowers_the_error(mni_crop):
-    """Real anatomy, a shipped model (arssr_rdn_v2): the end-to-end phase (README section Compression) on top of the very same SIREN fit."""
+    """Real anatomy, a shipped model (arssr_rdn_v2): the end-to-end phase (docs/usage/compress.md) on top of the very same SIREN fit."""
     from arssr.models import default_model_path
 
     v2 = default_model_path().parent / "arssr_rdn_v2.safetensors"

@@ -1,4 +1,4 @@
-"""Degradation models against independent scipy/numpy references, on the grid of the README's Geometry section."""
+"""Degradation models against independent scipy/numpy references, on the grid of docs/explanation/geometry.md."""
 
 from pathlib import Path
 
@@ -30,7 +30,7 @@ def blobs(shape, sigma=6.0, seed=0):
 
 
 def lr_grid(in_shape, out_shape):
-    """Coordinates, in the ``in_shape`` grid, of the ``out_shape`` voxels (the README's Geometry section)."""
+    """Coordinates, in the ``in_shape`` grid, of the ``out_shape`` voxels (docs/explanation/geometry.md)."""
     return np.meshgrid(*[source_coordinates(n, m) for n, m in zip(in_shape, out_shape)], indexing="ij")
 
 
@@ -268,7 +268,7 @@ def test_invalid_options():
 
 
 def hr_grid(lr_shape, hr_shape):
-    """LR voxel coordinates of every HR voxel (the inverse direction of the README's Geometry section)."""
+    """LR voxel coordinates of every HR voxel (the inverse direction of docs/explanation/geometry.md)."""
     return np.meshgrid(*[source_coordinates(m, n) for m, n in zip(lr_shape, hr_shape)], indexing="ij")
 
 

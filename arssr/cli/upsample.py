@@ -255,7 +255,7 @@ def add_parser(sub) -> None:
     up.add_argument("--adapt", type=positive_float, metavar="SECONDS", help=(
         "first fine-tune a copy of the model on the input itself for this long (self-adaptation; with "
         "--slice-thickness, on its in-plane detail); it is kept only if a held-out slab of the input improves, a "
-        "check that serves thick slices; on isotropic inputs it has kept copies that were worse (README)"))
+        "check that serves thick slices; on isotropic inputs it has kept copies that were worse (docs/usage/upsample.md)"))
     up.add_argument("--adapt-steps", type=positive_int, metavar="N", help="most self-adaptation steps")
     up.add_argument("--save-adapted", type=output_path, metavar="FILE", help="write the adapted weights (.safetensors)")
     up.add_argument("--seed", type=seed_option, default=0, help="seed of self-adaptation (default: 0)")

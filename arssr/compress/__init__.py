@@ -2,7 +2,7 @@
 
 Decoding evaluates the SIREN on the LR grid, then the SR model (any arssr
 model file; default the shipped one) brings it back to the original grid
-(the README's Geometry section), intensities and dtype. The SR model is not
+(docs/explanation/geometry.md), intensities and dtype. The SR model is not
 in the file: its name and sha256 are, and decoding refuses any other model.
 The SR result is made consistent with the decoded LR by a detail gain and
 band weights that the encoder fits against the original, separately inside
@@ -16,7 +16,7 @@ window travels in the file, and decoded values are clipped to the original
 stored with a scale slope).
 
 With ``finetune="bias"`` (the end-to-end mode of the paper behind the
-``paper-2025`` preset, README section Compression, cut to what a file can
+``paper-2025`` preset, docs/usage/compress.md, cut to what a file can
 carry), the SIREN and the SR model's biases are then trained together
 against the HR volume; the bias changes are quantised like the SIREN's
 weights and go into the payload, so they count in the file's size. The file

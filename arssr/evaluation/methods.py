@@ -2,7 +2,7 @@
 
 A method is a callable ``(lr: Volume, hr_shape) -> Volume`` that upsamples
 an LR volume of ``m = round(n / k)`` voxels by ``n / m`` per axis, onto the
-ground truth's own grid (the README's Geometry section), so no method is
+ground truth's own grid (docs/explanation/geometry.md), so no method is
 compared on a shifted grid. On thick-slice cases it is called with a third
 argument, the acquisition (:class:`arssr.simulate.ThickSlices`) that made
 ``lr``, for the methods that model it (``+dc:slice``). :func:`method` builds

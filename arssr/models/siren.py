@@ -1,8 +1,8 @@
 """SIREN: a coordinate MLP with sine activations (Sitzmann et al. 2020), the compressor's volume representation.
 
 ``depth`` sine layers of ``width`` neurons, then one linear output layer, as
-the paper behind the ``paper-2025`` compression preset (README section
-Compression) counts them ("3 layers x 70 neurons" has 10,291 parameters). Every
+the paper behind the ``paper-2025`` compression preset (docs/usage/compress.md)
+counts them ("3 layers x 70 neurons" has 10,291 parameters). Every
 sine layer computes ``sin(w0 * (W x + b))``. Initialisation: the first layer
 ``U(-1/in, 1/in)``, the others ``U(-sqrt(6/in)/w0, +sqrt(6/in)/w0)`` (weights and biases).
 """

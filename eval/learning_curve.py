@@ -36,7 +36,7 @@ RECIPES = sorted((REPO / "train").glob("curve_*.yaml"))
 V9 = REPO / "pretrained/arssr_rdn_v9.safetensors"
 HEAD = "ds000031_sub-01_T1w.nii.gz"
 #: ds000031 (192 x 256 x 256, LAS, 0.9 x 0.94 x 0.94 mm): the study's recipes train on x >= TRAIN_FROM only;
-#: the scored crop lies in x < 56 (7 voxels, 6 mm, from the training part at least).
+#: the scored crop lies in x < 56, 16 voxels (14 mm) from the training part.
 TRAIN_FROM = 72
 #: The scored crops (voxel index ranges per axis) of the held-out slab and of the macaque (168 x 206 x 128).
 HEAD_CROP = ((8, 56), (64, 176), (120, 232))

@@ -125,8 +125,11 @@ def run(args: argparse.Namespace) -> int:
     if asked_thickness not in (None, "none") and args.consistency == "none":
         raise UsageError("--slice-thickness and --slice-profile set the consistency projection; "
                          "they cannot go with --consistency none")
-    if asked_thickness == "none" and args.slice_profile:
-        raise UsageError("--slice-profile describes slices; it cannot go with --slice-thickness none")
+    if asked_thickness == "none" and (args.slice_profile or args.equalize_slices):
+        raise UsageError("--slice-profile and --equalize-slices are for slices; they cannot go with "
+                         "--slice-thickness none")
+    if args.equalize_slices and args.consistency == "none":
+        raise UsageError("--equalize-slices works on 2D multi-slice inputs, which --consistency none does not take")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(shard_device(args.device, shard))
@@ -145,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
                 volume, used, adapted = load_volume(source), model, None
                 slice_thickness, thickness_from = _slices(volume, source, asked_thickness, args)
                 slice_profile = None if slice_thickness is None else args.slice_profile or "boxcar"
+                volume, alternation = _equalized(volume, source, slice_thickness, args)
                 if adapting:
                     used, adapted = adapt_to(volume, model, args.scale, args.voxel_size, adapt_options, device,
                                              progress, slice_thickness, slice_profile or "boxcar")
@@ -179,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
             "precision": args.precision, "consistency": args.consistency, "detail_gain": gain,
             "detail_gain_fitted": args.detail_gain == "auto" and fits_gain(args.consistency, slice_thickness),
             "slice_thickness": slice_thickness, "slice_thickness_from": thickness_from, "slice_profile": slice_profile,
+            "slice_intensity": alternation,
             "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
             "warnings": caught, "peak_memory_mib": peak_memory_mib(), "arguments": sys.argv[1:],
         }
@@ -223,6 +228,30 @@ def _slices(volume, source: Path, asked: float | str | None, args: argparse.Name
     return thickness, origin
 
 
+def _equalized(volume, source: Path, slice_thickness, args: argparse.Namespace):
+    """With ``--equalize-slices``: the volume with its even and odd slices at one brightness where they
+    alternate (one line says what was found), and what was found for the sidecar; else ``(volume, None)``."""
+    from arssr.consistency import slice_axis
+    from arssr.geometry import output_shape
+    from arssr.inference import resolve_scale
+    from arssr.errors import InputError
+    from arssr.slice_intensity import equalize_slices
+
+    if not args.equalize_slices:
+        return volume, None
+    if slice_thickness is None:
+        raise InputError(f"{source}: --equalize-slices works on 2D multi-slice inputs; this one is taken as 3D "
+                         "(give --slice-thickness)")
+    axis = slice_axis(volume.spacing, volume.shape,
+                      output_shape(volume.shape, resolve_scale(volume, args.scale, args.voxel_size)))
+    equalized, found = equalize_slices(volume, axis)
+    if not args.quiet:
+        print(f"{source}: {found}{'; equalized' if found.alternates else '; left as it is'}", file=sys.stderr)
+    record = {"axis": axis, "even_over_odd": round(found.ratio, 5), "spread": round(found.spread, 5),
+              "equalized": found.alternates}
+    return (equalized if found.alternates else volume), record
+
+
 def add_parser(sub) -> None:
     """The ``upsample`` command's options."""
     up = sub.add_parser("upsample", help="super-resolve NIfTI volumes", description=(
@@ -252,6 +281,9 @@ def add_parser(sub) -> None:
     up.add_argument("--slice-profile", choices=SLICE_PROFILES, help=(
         "slice profile of --slice-thickness: boxcar or gaussian (FWHM = thickness); alone, it implies "
         "--slice-thickness spacing (default: boxcar)"))
+    up.add_argument("--equalize-slices", action="store_true", help=(
+        "2D multi-slice inputs: where the even and odd slices differ in brightness (interleaved acquisitions; "
+        "'arssr info' measures it), bring them to one before SR (default: off)"))
     up.add_argument("--adapt", type=positive_float, metavar="SECONDS", help=(
         "first fine-tune a copy of the model on the input itself for this long (self-adaptation; with "
         "--slice-thickness, on its in-plane detail); it is kept only if a held-out slab of the input improves, a "

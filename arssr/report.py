@@ -43,6 +43,8 @@ INDEX_ID = "arssr-index"
 #: Longest physical side of the volume on the page, in CSS pixels; thumbnails' longest side in pixels.
 DISPLAY_PX = 200
 THUMBNAIL_PX = 96
+#: Longest side of an embedded image in pixels: larger planes are averaged down, so a page stays small at any scale.
+MAX_IMAGE_PX = 512
 #: Percentiles of the input's intensities that span the grey scale, and of the magnitudes that span a colour scale.
 GREY_PERCENTILES = (0.5, 99.5)
 COLOUR_PERCENTILE = 99.5
@@ -171,7 +173,8 @@ def fact_rows(facts: dict) -> list[tuple[str, str, str]]:
         ("adapt", "Self-adaptation", adapt_text),
         ("warnings", "Warnings", "; ".join(facts.get("warnings") or []) or "none"),
         ("seconds", "Time", f"{_number(facts.get('seconds'), 1)} s"),
-        ("peak_memory_mib", "Peak memory", "not recorded" if memory is None else f"{_number(memory, 0)} MiB"),
+        ("peak_memory_mib", "Peak memory", "not recorded" if memory is None
+         else f"{_number(memory, 0)} MiB (resident, the process's peak up to this file)"),
         ("device", "Device", f"{facts.get('device')}, {facts.get('precision')}, tile {facts.get('tile') or 'auto'}"),
         ("arssr_version", "arssr", f"{facts.get('arssr_version')}: arssr {' '.join(facts.get('arguments') or [])}"),
     ]
@@ -222,7 +225,7 @@ def cubic_plane(data: np.ndarray, out_shape: Sequence[int], axis: int, index: in
     from arssr.degrade import resampling_matrix
 
     matrices = [resampling_matrix("cubic", n, m).numpy() for n, m in zip(data.shape, out_shape)]
-    plane = np.tensordot(np.asarray(data, dtype=np.float64), matrices[axis][index], axes=([axis], [0]))
+    plane = np.tensordot(data, matrices[axis][index].astype(data.dtype), axes=([axis], [0]))
     rows, columns = (matrices[a] for a in range(3) if a != axis)
     return (rows @ plane @ columns.T).astype(np.float32)
 
@@ -295,8 +298,16 @@ def render_images(source: Volume, result: Volume, residual: np.ndarray | None, f
 
 
 def _picture_2d(plane: np.ndarray) -> np.ndarray:
-    """A plane (first remaining axis across, second up) as an image: rows from the top, superior or anterior up."""
-    return np.ascontiguousarray(np.asarray(plane).T[::-1])
+    """A plane (first remaining axis across, second up) as an image: rows from the top, superior or anterior up;
+    averaged down (box filter) to at most :data:`MAX_IMAGE_PX` pixels a side."""
+    from PIL import Image
+
+    picture = np.ascontiguousarray(np.asarray(plane, dtype=np.float32).T[::-1])
+    if max(picture.shape) <= MAX_IMAGE_PX:
+        return picture
+    factor = MAX_IMAGE_PX / max(picture.shape)
+    size = (max(1, round(picture.shape[1] * factor)), max(1, round(picture.shape[0] * factor)))  # width, height
+    return np.asarray(Image.fromarray(picture, mode="F").resize(size, Image.BOX))
 
 
 def _thumbnail(pixels: np.ndarray, extent: Sequence[float], axis: int) -> str:

@@ -127,7 +127,7 @@ METADATA_CASES = [
     ("affine-singular", "siren.arssr", {"affine": [1.0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]}, "affine is singular"),
     ("affine-zero", "siren.arssr", {"affine": [0.0] * 12}, "affine is singular"),
     ("codes-one", "siren.arssr", {"codes": [1]}, "codes must be a list of 2 NIfTI xform codes"),
-    ("codes-out-of-range", "siren.arssr", {"codes": [9, 1]}, "codes must be a whole number in [0, 4], got 9"),
+    ("codes-out-of-range", "siren.arssr", {"codes": [9, 1]}, "codes must be a whole number in [0, 5], got 9"),
     ("codes-text", "siren.arssr", {"codes": ["a", 1]}, "codes must be a whole number"),
     ("dtype-complex", "siren.arssr", {"dtype": "complex64"}, "dtype 'complex64' is not a NIfTI integer or float"),
     ("dtype-bogus", "siren.arssr", {"dtype": "bogus"}, "dtype 'bogus' is not"),

@@ -18,8 +18,6 @@ from arssr.errors import InputError
 #: Keys every file has (``arssr.compress.codec``), and those only a SIREN LR has.
 REQUIRED = ("shape", "affine", "codes", "dtype", "range", "window", "scale", "method", "lr_shape", "decoder")
 SIREN_REQUIRED = ("siren", "quant", "codec")
-#: NIfTI's qform and sform codes.
-XFORM_CODES = range(0, 5)
 #: Output data types a decoded volume may have.
 DTYPE_KINDS = "iuf"
 #: float32 arrays of the HR grid that decoding holds at once, at most (the SR result, the LR's interpolation, two
@@ -70,6 +68,8 @@ def check_metadata(meta: dict) -> None:
 
 
 def _check(meta) -> None:
+    import nibabel as nib
+
     from arssr.compress.config import LR_CODECS, MAX_DEPTH, MAX_WIDTH
     from arssr.degrade import DEGRADATIONS
     from arssr.geometry import MAX_NIFTI_DIM
@@ -95,8 +95,9 @@ def _check(meta) -> None:
     codes = meta["codes"]
     if not isinstance(codes, list) or len(codes) != 2:
         raise InputError(f"codes must be a list of 2 NIfTI xform codes, got {_shown(codes)}")
+    known = sorted(set(nib.nifti1.xform_codes.value_set()))
     for code in codes:
-        _integer(code, "codes", XFORM_CODES.start, XFORM_CODES.stop - 1)
+        _integer(code, "codes", known[0], known[-1])
     _check_dtype(meta["dtype"])
     low, high = _numbers(meta["range"], 2, "range")
     if low > high:

@@ -13,7 +13,7 @@ import torch
 
 from arssr.compress import container, quantize
 from arssr.compress.codec import decode_fitted
-from arssr.compress.config import CompressionConfig
+from arssr.compress.config import MAX_WIDTH, CompressionConfig
 from arssr.errors import InputError
 from arssr.models.siren import Siren
 from arssr.volume import Volume
@@ -67,7 +67,7 @@ def width_for_budget(volume: Volume, config: CompressionConfig, budget_bytes: fl
     if extra:
         meta = {**meta, "finetune": {"mode": config.finetune, "params": sum(t.numel() for t in extra)}}
     best = 0
-    for width in range(1, 4097):
+    for width in range(1, MAX_WIDTH + 1):
         trial = {**meta, "siren": {**meta["siren"], "width": width}}
         weights = size * Siren.parameter_count(width, config.depth) + per_tensor * 2 * (config.depth + 1) + fixed
         if len(container.pack(trial, b"")) + weights + 16 > budget_bytes:  # 16: metadata digits and codec name

@@ -27,14 +27,16 @@ import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
-from arssr import __version__, geometry
+from arssr import __version__
 from arssr.errors import InputError, OutputExistsError
 from arssr.files import atomic_file, refuse_existing
-from arssr.volume import Volume
+
+if TYPE_CHECKING:  # the index needs neither, nor torch, which they import: `arssr report` starts fast
+    from arssr.volume import Volume
 
 INDEX_NAME = "index.html"
 #: ``id`` of the JSON facts embedded in a page, and of the table of an index.
@@ -136,7 +138,8 @@ def _triple(values, unit: str = "", separator: str = " x ") -> str:
 def fact_rows(facts: dict) -> list[tuple[str, str, str]]:
     """``(key, label, text)`` of each fact the page lists, in order."""
     card = facts.get("model_card") or {}
-    ranges = [f"{label} {card[key].replace(',', '-')}{unit}" for key, (label, unit) in CARD_RANGES.items() if key in card]
+    ranges = [f"{label} {card[key].replace(',', '-')}{unit}"
+              for key, (label, unit) in CARD_RANGES.items() if key in card]
     others = [f"{key.replace('_', ' ')} {value}" for key, value in sorted(card.items()) if key not in CARD_RANGES]
     card_text = ", ".join(ranges + others) or "no card"
     adapt = facts.get("adapt")
@@ -246,6 +249,8 @@ def slice_axis_of(facts: dict, spacing: Sequence[float]) -> int | None:
 def render_images(source: Volume, result: Volume, residual: np.ndarray | None, facts: dict) -> dict:
     """The page's pictures: per place (centre, brightest) and plane, the input, cubic, output, difference and
     residual images as data URIs, with the display size, the colour scales and a thumbnail."""
+    from arssr import geometry
+
     orientation = geometry.ras_orientation(result.affine)
     lr = np.asarray(geometry.to_ras_order(source.data, geometry.ras_orientation(source.affine)), dtype=np.float32)
     out = geometry.to_ras_order(result.data, orientation)
@@ -282,8 +287,8 @@ def render_images(source: Volume, result: Volume, residual: np.ndarray | None, f
     images = {}
     for (place, axis), c in cut.items():
         columns, rows = (a for a in range(3) if a != axis)
-        size = (round(extent[columns] * per_mm), round(extent[rows] * per_mm))
-        entry = {"size": size, "point": places[place], "input_index": int(nearest[axis][places[place][axis]])}
+        size = (max(1, round(extent[columns] * per_mm)), max(1, round(extent[rows] * per_mm)))
+        entry = {"size": size, "input_index": int(nearest[axis][places[place][axis]])}
         for kind in ("input", "cubic", "output"):
             entry[kind] = _png(_grey(_picture_2d(c[kind]), window))
         entry["difference"] = _png(_signed(_picture_2d(c["difference"]), limits["difference"]), palette)
@@ -293,8 +298,7 @@ def render_images(source: Volume, result: Volume, residual: np.ndarray | None, f
     first = cut["centre", planes[-1]]["output"]
     return {"planes": planes, "slice_axis": thick, "places": places, "images": images, "limits": limits,
             "window": window, "colour_bar": _png(np.tile(np.arange(256, dtype=np.uint8), (8, 1)), palette),
-            "thumbnail": _thumbnail(_grey(_picture_2d(first), window), extent, planes[-1]),
-            "lr_spacing": lr_spacing, "spacing": spacing}
+            "thumbnail": _thumbnail(_grey(_picture_2d(first), window), extent, planes[-1])}
 
 
 def _picture_2d(plane: np.ndarray) -> np.ndarray:
@@ -499,7 +503,7 @@ def _sidecar_facts(path: Path) -> dict | None:
 
 def index_entries(folder: str | os.PathLike) -> list[tuple[str | None, dict]]:
     """``(page name, facts)`` of each report page in ``folder``, and ``(None, record)`` of each sidecar there
-    whose output has no page, sorted by output name."""
+    whose output has no page: the flagged ones first, each group by output name."""
     folder = Path(folder)
     entries = []
     for path in sorted(folder.glob("*.html")):
@@ -512,7 +516,8 @@ def index_entries(folder: str | os.PathLike) -> list[tuple[str | None, dict]]:
         record = None if path.name.startswith(".") else _sidecar_facts(path)
         if record is not None and str(record["output"]) not in paged:
             entries.append((None, record))
-    return sorted(entries, key=lambda entry: (Path(str(entry[1]["output"])).name, entry[0] or ""))
+    return sorted(entries, key=lambda entry: (not flags(entry[1]), Path(str(entry[1]["output"])).name,
+                                              entry[0] or ""))
 
 
 def render_index(entries: list[tuple[str | None, dict]], title: str) -> str:

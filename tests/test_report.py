@@ -262,11 +262,20 @@ def test_report_dir_index_and_its_rebuild(tmp_path, capsys, carded_weights, mni_
     assert code == 0 and f"{reports / 'index.html'}  (2 files)" in err
     index = Page((reports / "index.html").read_text())
     assert index.links == ["a_sr.html", "a_sr.html"] and index.rows == ["flagged", "clean"]
+    a = json.loads((tmp_path / "out" / "a_sr.json").read_text())
+    volumes = load_volume(inputs / "a.nii.gz"), load_volume(tmp_path / "out" / "a_sr.nii.gz")
+    write_report(reports / "a_sr.html", *volumes, None, {**a, "warnings": []}, {}, overwrite=True)
+    write_report(reports / "c_sr.html", *volumes, None, {**a, "output": "c_sr.nii.gz", "warnings": ["w"]}, {})
+    write_index(reports)
+    index = Page((reports / "index.html").read_text())  # flagged first, then by name
+    assert index.links == ["c_sr.html", "c_sr.html", "a_sr.html", "a_sr.html"]
+    assert index.rows == ["flagged", "clean", "clean"]
     (reports / "index.html").write_text("<p>someone's own page</p>")
     code, err = cli(capsys, "report", reports)
     assert code == 1 and "is not an arssr index (use --overwrite" in err
     assert (reports / "index.html").read_text() == "<p>someone's own page</p>"
-    assert cli(capsys, "report", reports, "--overwrite")[0] == 0 and len(Page((reports / "index.html").read_text()).rows) == 2
+    assert cli(capsys, "report", reports, "--overwrite")[0] == 0
+    assert len(Page((reports / "index.html").read_text()).rows) == 3
     code, err = cli(capsys, "report", tmp_path / "in")
     assert code == 1 and "no arssr report pages or sidecars here" in err
 
@@ -369,7 +378,8 @@ def test_report_goes_with_the_other_upsample_options(tmp_path, capsys, carded_we
     image = nib.load(tmp_path / "sr.nii")
     assert image.get_data_dtype() == np.int16 and image.shape == (99, 117, 95)
     assert facts["output_geometry"] == f"99 x 117 x 95 voxels of {millimetres(image.header.get_zooms())}"
-    assert facts["scale"] == ", ".join(f"{m / n:.4f}".rstrip("0").rstrip(".") for n, m in zip((66, 78, 63), image.shape))
+    scale = (f"{m / n:.4f}".rstrip("0").rstrip(".") for n, m in zip((66, 78, 63), image.shape))
+    assert facts["scale"] == ", ".join(scale)
     assert facts["consistency"] == "cubic" and facts["detail_gain"] == "0.5 (given or fixed)"
     assert facts["device"] == "cpu, bf16, tile 16"
 

@@ -50,6 +50,9 @@ MAX_IMAGE_PX = 512
 #: Percentiles of the input's intensities that span the grey scale, and of the magnitudes that span a colour scale.
 GREY_PERCENTILES = (0.5, 99.5)
 COLOUR_PERCENTILE = 99.5
+#: Smallest end of a colour scale, as a share of the grey scale's width: differences far below it (rounding
+#: errors) stay white instead of being stretched into noise.
+COLOUR_FLOOR = 0.005
 #: Edge (input voxels) of the box average whose maximum is the brightest region.
 BRIGHT_BOX = 5
 #: Symmetric colour map of differences and residuals.
@@ -282,7 +285,8 @@ def render_images(source: Volume, result: Volume, residual: np.ndarray | None, f
         kind: float(np.percentile(np.abs(np.concatenate([c[kind].ravel() for c in cut.values()])), COLOUR_PERCENTILE))
         for kind in ("difference", "residual") if res is not None or kind == "difference"
     }
-    limits = {kind: (limit if limit > 0 else 1.0) for kind, limit in limits.items()}
+    floor = COLOUR_FLOOR * (window[1] - window[0]) or 1.0
+    limits = {kind: max(limit, floor) for kind, limit in limits.items()}
     palette = _palette()
     images = {}
     for (place, axis), c in cut.items():
@@ -448,11 +452,16 @@ def render_page(facts: dict, pictures: dict) -> str:
     parts.append(_scale_bar(pictures, "difference", "Output - cubic"))
     if residual:
         parts.append(_scale_bar(pictures, "residual", "Residual"))
-    parts.append(f"<p>Intensity units, blue below zero, red above. The residual is the input minus the degradation "
-                 f"of the output before the consistency projection ({_escape(facts.get('consistency'))}), on the "
-                 "input's grid: where the network disagreed with the input; the projection removes it. "
-                 if residual else "<p>No residual: the run used no consistency projection (--consistency none). ")
-    parts.append(f"Grey scale: {pictures['window'][0]:.4g} to {pictures['window'][1]:.4g} (the input's "
+    note = (f"<p>Intensity units, blue below zero, red above; each colour scale ends at the "
+            f"{COLOUR_PERCENTILE:g}th percentile of the magnitudes shown, or at {100 * COLOUR_FLOOR:g} % of the grey "
+            "scale if that is more. ")
+    if residual:
+        note += (f"The residual is the input minus the degradation of the output before the consistency projection "
+                 f"({_escape(facts.get('consistency'))}), on the input's grid: where the network disagreed with the "
+                 "input; the projection removes it. ")
+    else:
+        note += "No residual: the run used no consistency projection (--consistency none). "
+    parts.append(f"{note}Grey scale: {pictures['window'][0]:.4g} to {pictures['window'][1]:.4g} (the input's "
                  f"{GREY_PERCENTILES[0]:g}th to {GREY_PERCENTILES[1]:g}th percentiles); the subject's left is on "
                  "the left.</p></section>")
     rows = "".join(f'<tr data-fact="{key}"><th>{_escape(label)}</th><td>{_escape(text)}</td></tr>'

@@ -194,7 +194,7 @@ def test_adaptation_scores_are_on_the_page_and_a_dropped_one_is_flagged(tmp_path
 
 
 def test_slices_show_the_input_its_cubic_interpolation_and_the_output(example_run):
-    folder, _, text = example_run
+    folder, sidecar, text = example_run
     images = Page(text).images
     assert all(attrs["src"].startswith("data:image/png;base64,") for attrs in images.values())
     assert "http:" not in text and "https:" not in text and "<link" not in text  # nothing to fetch
@@ -219,6 +219,10 @@ def test_slices_show_the_input_its_cubic_interpolation_and_the_output(example_ru
     difference = (output[:, :, z] - cubic[:, :, z]).T[::-1]
     assert np.abs(index - np.clip(difference / limit, -1, 1) * 127.5 - 127.5).max() <= 1
     assert np.abs(difference).max() > limit  # the colour scale is symmetric, saturating at 99.5 %
+    assert sidecar["detail_gain"] == 0  # the tiny model's detail is fitted away: the output is consistent as it is
+    residual_limit = float(re.search(r'id="scale-residual"><b>[^<]*</b> <span>-([^<]*)</span>', text).group(1))
+    assert residual_limit == pytest.approx(0.005 * (high - low), rel=1e-3)  # the floor, not rounding errors
+    assert set(np.unique(decode(images["centre-axial-residual"]["src"]))) <= {127, 128}  # white
     x = output.shape[0] // 2
     assert decode(images["centre-sagittal-output"]["src"]).shape == (63, 78)  # z up, y across
     assert decode(images["centre-sagittal-residual"]["src"]).shape == (63, 78)  # on the input's grid

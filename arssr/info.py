@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from arssr.errors import InputError
+from arssr.files import check_input_file
 from arssr.volume import is_nifti_path
 
 
 def describe(path: Path) -> list[str]:
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
+    check_input_file(path)
     if is_nifti_path(path):
         return describe_volume(path)
     if path.suffix.lower() in (".safetensors", ".pt", ".pth", ".pkl"):

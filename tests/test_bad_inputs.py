@@ -230,7 +230,7 @@ CASES = [
     ("info-4d", ["info", "movie.nii.gz"], 1, "4D volume"),
     ("info-nan", ["info", "nan.nii.gz"], 1, "NaN or infinite"),
     ("info-unknown-kind", ["info", "image.png"], 1, "not a NIfTI volume, a weights file or an .arssr file"),
-    ("info-folder", ["info", "empty_folder"], 1, "file not found"),
+    ("info-folder", ["info", "empty_folder"], 1, "empty_folder: is a folder, not a file"),
     ("info-weights-random", ["info", "random.safetensors"], 1, "not a readable safetensors file"),
     ("info-weights-pickle", ["info", "evil.pkl"], 1, "not a readable PyTorch weights"),
     ("info-arssr-flipped", ["info", "flipped.arssr"], 1, "checksum mismatch"),

@@ -47,6 +47,7 @@ def more(workspace):
     (workspace / "nul.txt").write_bytes(b"good.nii.gz\x00\n")
     os.mkfifo(workspace / "fifo.nii.gz")
     os.mkfifo(workspace / "fifo.txt")
+    os.mkfifo(workspace / "fifo.arssr")
     (workspace / "dangling.nii.gz").symlink_to(workspace / "gone.nii.gz")
     return workspace
 
@@ -96,6 +97,12 @@ CASES = [
     ("up-list-missing", with_(UP, "none.txt", drop=("-o",)), 2, "none.txt: list of paths not found"),
     ("co-fifo", with_(COMPRESS, "fifo.nii.gz"), 1, "is a FIFO"),
     ("ev-gt-fifo", with_(EVAL, "--gt", "fifo.nii.gz"), 1, "is a FIFO"),
+    ("info-fifo", ["info", "fifo.nii.gz"], 1, "fifo.nii.gz: is a FIFO, not a file"),
+    ("info-device", ["info", "/dev/null"], 1, "/dev/null: is a device, not a file"),
+    ("de-fifo", with_(DECOMPRESS, "fifo.arssr"), 1, "fifo.arssr: is a FIFO, not a file"),
+    ("up-weights-fifo", with_(UP, "--weights", "fifo.arssr"), 1, "fifo.arssr: is a FIFO, not a weights file"),
+    ("up-weights-folder", with_(UP, "--weights", "results"), 1, "results: is a folder, not a weights file"),
+    ("up-weights-dangling", with_(UP, "--weights", "dangling.nii.gz"), 1, "a link to a missing file"),
     # headers nibabel reads without complaint
     ("up-vox-offset-0", with_(UP, "offset0.nii"), 1, "vox_offset 0 lies inside the header"),
     ("up-complex", with_(UP, "complex.nii.gz"), 1, "complex voxels (complex64)"),

@@ -35,7 +35,7 @@ import zlib
 from pathlib import Path
 
 from arssr.errors import InputError
-from arssr.files import atomic_file, check_output
+from arssr.files import atomic_file, check_input_file, check_output
 
 MAGIC = b"ARSSRZ"
 FORMAT_VERSION = 5
@@ -102,9 +102,7 @@ def read_container(path: str | os.PathLike) -> tuple[dict, bytes]:
     (``arssr.compress.metadata``: a crafted file is refused before anything is decoded)."""
     from arssr.compress.metadata import check_metadata
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
+    path = check_input_file(path)
     meta, payload = unpack(path.read_bytes(), str(path))
     try:
         check_metadata(meta)

@@ -26,8 +26,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 
-from arssr.errors import ModelFileError
-from arssr.files import atomic_file
+from arssr.errors import InputError, ModelFileError
+from arssr.files import atomic_file, check_input_file
 from arssr.models.arssr import ArSSR
 
 FORMAT = "arssr"
@@ -110,13 +110,13 @@ def load_model(path: str | os.PathLike | None = None) -> ArSSR:
     The architecture the file describes is checked against its tensors' shapes before any weights are
     allocated, and weights that are NaN or infinite are refused."""
     path = Path(path) if path is not None else default_model_path()
-    if not path.is_file():
-        if path == default_model_path():
-            raise ModelFileError(
-                f"no default model is installed (expected {path}); pass --weights FILE "
-                "(an arssr .safetensors file or the official ArSSR_RDN.pkl)"
-            )
-        raise ModelFileError(f"{path}: weights file not found")
+    if not os.path.lexists(path) and path == default_model_path():
+        raise ModelFileError(f"no default model is installed (expected {path}); pass --weights FILE "
+                             "(an arssr .safetensors file or the official ArSSR_RDN.pkl)")
+    try:
+        check_input_file(path, "weights file")
+    except InputError as err:
+        raise ModelFileError(str(err)) from None
     if path.suffix.lower() in TORCH_SUFFIXES:
         model, state = _official_model(path)
     else:

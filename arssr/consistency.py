@@ -69,16 +69,20 @@ def slice_axis(spacing: Sequence[float], in_shape: Sequence[int], out_shape: Seq
 THICK_SLICE_RATIO = 1.5
 
 
-def thick_slice_axis(spacing: Sequence[float], factors: Sequence[float]) -> int | None:
-    """The slice axis of an input that is taken as 2D multi-slice unless told otherwise, or ``None``.
-
-    That is an axis more than :data:`THICK_SLICE_RATIO` times coarser than
-    each of the other two, and the only one upsampled (scale 1 elsewhere).
-    """
+def coarse_axis(spacing: Sequence[float]) -> int | None:
+    """The axis more than :data:`THICK_SLICE_RATIO` times coarser than each of the other two, or ``None``."""
     axis = int(np.argmax(spacing))
-    others = [d for d in range(3) if d != axis]
-    coarse = all(spacing[axis] > THICK_SLICE_RATIO * spacing[d] for d in others)
-    return axis if coarse and factors[axis] > 1 and all(factors[d] == 1 for d in others) else None
+    coarse = all(spacing[axis] > THICK_SLICE_RATIO * spacing[d] for d in range(3) if d != axis)
+    return axis if coarse else None
+
+
+def thick_slice_axis(spacing: Sequence[float], factors: Sequence[float]) -> int | None:
+    """The slice axis of an input that is taken as 2D multi-slice unless told otherwise, or ``None``: its
+    :func:`coarse_axis`, when that is the only axis upsampled (scale 1 elsewhere)."""
+    axis = coarse_axis(spacing)
+    if axis is None or factors[axis] <= 1:
+        return None
+    return axis if all(factors[d] == 1 for d in range(3) if d != axis) else None
 
 
 def slice_consistency(

@@ -41,7 +41,26 @@ def describe_volume(path: Path) -> list[str]:
         f"nonzero_fraction: {np.count_nonzero(data) / data.size:.4f}",
         f"qform_code: {int(header['qform_code'])}, sform_code: {int(header['sform_code'])}",
         "affine: " + "; ".join(" ".join(f"{v:.6g}" for v in row) for row in volume.affine[:3]),
+        *_slice_lines(volume),
     ]
+
+
+def _slice_lines(volume) -> list[str]:
+    """For a volume with one coarse axis: that axis (arssr takes it as 2D multi-slice when upsampled along it
+    alone) and the even/odd brightness of its slices."""
+    from arssr.consistency import coarse_axis
+    from arssr.slice_intensity import slice_alternation
+
+    axis = coarse_axis(volume.spacing)
+    if axis is None:
+        return []
+    lines = [f"slices: along axis {axis}, {volume.spacing[axis]:.4g} mm apart (2D multi-slice when upsampled "
+             "along that axis alone)"]
+    try:
+        lines.append(f"slice_intensity: {slice_alternation(volume, axis)}")
+    except InputError as err:
+        lines.append(f"slice_intensity: not measured ({err})")
+    return lines
 
 
 def describe_model(path: Path) -> list[str]:

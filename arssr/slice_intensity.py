@@ -37,7 +37,12 @@ class Alternation:
         return bool(abs(self.ratio - 1) > ALTERNATION_THRESHOLD and abs(np.log(self.ratio)) > 2 * self.spread)
 
     def __str__(self) -> str:
-        verdict = "alternating, as interleaved 2D acquisitions give" if self.alternates else "no alternation"
+        if self.alternates:
+            verdict = "alternating, as interleaved 2D acquisitions give"
+        elif abs(np.log(self.ratio)) > 2 * self.spread:
+            verdict = f"below the {ALTERNATION_THRESHOLD:.0%} that counts as alternating"
+        else:
+            verdict = "no alternation beyond noise"
         return (f"even slices x{self.ratio:.3f} the odd ones along axis {self.axis} "
                 f"(+/- {self.spread * 100:.1f} %; {verdict})")
 

@@ -69,3 +69,26 @@ def test_upsample_equalizes_slices_when_asked(tmp_path, capsys, mni_slices, tiny
                  str(tmp_path / "iso.nii.gz"), "--weights", str(tiny_weights), "--threads", "1", "-q"])
     assert code == 1 and "works on 2D multi-slice inputs; this one is taken as 3D" in capsys.readouterr().err
     assert not (tmp_path / "iso.nii.gz").exists()
+
+
+def test_info_reports_the_slice_axis_and_its_alternation(tmp_path, capsys, mni_slices, mni_t1):
+    bright = interleaved(mni_slices, 1.05)
+    nib.save(nib.Nifti1Image(bright.data, bright.affine), tmp_path / "thick.nii.gz")
+    nib.save(nib.Nifti1Image(mni_t1.data, mni_t1.affine), tmp_path / "iso.nii.gz")
+    assert main(["info", str(tmp_path / "thick.nii.gz")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == [
+        "slices: along axis 2, 4 mm apart (2D multi-slice when upsampled along that axis alone)",
+        f"slice_intensity: {slice_alternation(bright, 2)}"]
+    assert lines[-1].startswith("slice_intensity: even slices x1.05") and lines[-1].endswith(
+        "alternating, as interleaved 2D acquisitions give)")
+    assert main(["info", str(tmp_path / "iso.nii.gz")]) == 0
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("slice")]
+
+
+def test_alternation_verdicts():
+    from arssr.slice_intensity import Alternation
+
+    assert str(Alternation(2, 1.017, 0.004)).endswith("(+/- 0.4 %; below the 2% that counts as alternating)")
+    assert str(Alternation(1, 1.03, 0.02)).endswith("(+/- 2.0 %; no alternation beyond noise)")
+    assert Alternation(2, 0.97, 0.004).alternates and not Alternation(2, 1.03, 0.02).alternates

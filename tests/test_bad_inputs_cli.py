@@ -192,13 +192,17 @@ def test_nibabel_header_fixes_are_warning_lines(more, capsys):
     assert [line for line in err.splitlines() if line] == ["warning: sform_code 99 not valid; setting to 0"]
 
 
-def test_the_cli_leaves_logging_and_signals_as_it_found_them(more, capsys):
+def test_the_cli_leaves_logging_signals_and_threads_as_it_found_them(more, capsys):
     import logging
 
+    import torch
+
     logger = logging.getLogger("nibabel.global")
-    handlers, term = list(logger.handlers), signal.getsignal(signal.SIGTERM)
+    handlers, term, threads = list(logger.handlers), signal.getsignal(signal.SIGTERM), torch.get_num_threads()
     assert run_cli(capsys, ["info", "odd_sform.nii"])[0] == 0
+    assert run_cli(capsys, with_(UP, "--threads", str(threads + 1), "--scale", "2"))[0] == 0
     assert logger.handlers == handlers and logger.propagate and signal.getsignal(signal.SIGTERM) == term
+    assert torch.get_num_threads() == threads
 
 
 def test_sigterm_after_the_work_is_not_raised_from_the_restoring_code():

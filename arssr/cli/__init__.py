@@ -92,6 +92,18 @@ def _sigterm_as_interrupt():
             signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _torch_threads_kept():
+    """torch's thread count as the caller had it (``--threads`` sets it for the command); nothing to keep when
+    torch was not imported before the command."""
+    before = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            sys.modules["torch"].set_num_threads(before)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; warnings become ``warning:`` lines and SIGTERM acts as Ctrl-C while it runs."""
     parser = build_parser()
@@ -99,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from arssr.errors import ArssrError
 
     try:
-        with _warning_lines(), _sigterm_as_interrupt():
+        with _warning_lines(), _sigterm_as_interrupt(), _torch_threads_kept():
             return args.func(args)
     except UsageError as err:
         parser.exit(2, f"error: {err} (see arssr {args.command} --help)\n")

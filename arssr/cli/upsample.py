@@ -86,17 +86,18 @@ def run(args: argparse.Namespace) -> int:
     from arssr.shard import current_shard, shard_device
     from arssr.volume import load_volume, save_volume
 
+    output_dir = args.output_dir
     if args.example:
         if args.inputs:
             raise UsageError("--example takes no INPUT")
         inputs, batch = [example_volume_path()], False
         if not (args.output or args.output_dir):
-            args.output_dir = "."
+            output_dir = "."  # the example's output lands here, not beside the installed file
     elif not args.inputs:
         raise UsageError("give at least one INPUT (file, folder or .txt list) or --example")
     else:
         inputs, batch = expand_inputs(args.inputs)
-    outputs = plan_outputs(inputs, batch, args.output, args.output_dir, args.suffix)
+    outputs = plan_outputs(inputs, batch, args.output, output_dir, args.suffix)
     with usage_errors():
         shard = current_shard(args.shard)
     todo = shard.take(list(zip(inputs, outputs))) if shard else list(zip(inputs, outputs))

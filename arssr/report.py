@@ -62,6 +62,13 @@ PLANES = {0: "sagittal", 1: "coronal", 2: "axial"}
 #: The model card's ranges (``arssr.models.card``) as the page names them, and their units.
 CARD_RANGES = {"input_spacing_mm": ("input voxel size", " mm"), "scale_range": ("scale", ""),
                "thick_scale_range": ("thick-slice scale", ""), "inplane_scale_range": ("in-plane scale", "")}
+#: Where a thick-slice input's slice thickness came from (the sidecar's ``slice_thickness_from``).
+THICKNESS_ORIGINS = {"option": "--slice-thickness", "sidecar": "SliceThickness of the input's JSON sidecar",
+                     "spacing": "detected: one axis much coarser, slices as thick as spaced"}
+#: Facts that a row of another name shows (or that only the index uses).
+SHOWN_WITH_OTHERS = {"input_shape", "input_spacing_mm", "output_shape", "spacing_mm", "weights_sha256",
+                     "slice_thickness", "slice_thickness_from", "slice_profile", "detail_gain_fitted", "precision",
+                     "tile", "arguments", "flags", "thumbnail"}
 _FACTS_PATTERN = re.compile(rf'<script type="application/json" id="{FACTS_ID}">(.*?)</script>', re.S)
 
 
@@ -154,10 +161,15 @@ def fact_rows(facts: dict) -> list[tuple[str, str, str]]:
         adapt_text = "not used"
     thickness = facts.get("slice_thickness")
     if thickness is None:
-        slice_text = "none (no thick slices declared)"
+        slice_text = "none (a 3D volume)"
     else:
         thick = "as spaced" if thickness == "spacing" else f"{_number(thickness)} mm"
-        slice_text = f"{thick} slices, {facts.get('slice_profile')} profile"
+        origin = THICKNESS_ORIGINS.get(facts.get("slice_thickness_from"), facts.get("slice_thickness_from"))
+        slice_text = f"{thick} slices, {facts.get('slice_profile')} profile" + (f" ({origin})" if origin else "")
+    intensity = facts.get("slice_intensity")
+    intensity_text = "not checked" if not intensity else (
+        f"even / odd slices {intensity['even_over_odd']:.4g} (spread {intensity['spread']:.3g}) along axis "
+        f"{intensity['axis']}: {'equalized' if intensity['equalized'] else 'left as it is'}")
     gain = facts.get("detail_gain")
     gain_text = gain if isinstance(gain, str) else _number(float(gain))
     gain_text += " (fitted on the input)" if facts.get("detail_gain_fitted") else " (given or fixed)"
@@ -174,6 +186,7 @@ def fact_rows(facts: dict) -> list[tuple[str, str, str]]:
         ("weights", "Model", f"{facts.get('weights')} (sha256 {str(facts.get('weights_sha256'))[:12]})"),
         ("model_card", "Model card", card_text),
         ("slice_model", "Slice model", slice_text),
+        ("slice_intensity", "Slice intensity", intensity_text),
         ("consistency", "Consistency operator", f"{facts.get('consistency')}"),
         ("detail_gain", "Detail gain", gain_text),
         ("adapt", "Self-adaptation", adapt_text),
@@ -184,6 +197,9 @@ def fact_rows(facts: dict) -> list[tuple[str, str, str]]:
         ("device", "Device", f"{facts.get('device')}, {facts.get('precision')}, tile {facts.get('tile') or 'auto'}"),
         ("arssr_version", "arssr", f"{facts.get('arssr_version')}: arssr {' '.join(facts.get('arguments') or [])}"),
     ]
+    shown = {key for key, _, _ in rows} | SHOWN_WITH_OTHERS
+    rows += [(key, key.replace("_", " "), json.dumps(value)) for key, value in sorted(facts.items())
+             if key not in shown]  # fields of newer sidecars, as they are
     return rows
 
 

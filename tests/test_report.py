@@ -139,7 +139,8 @@ def test_page_shows_every_fact_of_the_sidecar(example_run, carded_weights):
     assert facts["scale"] == "1.5, 1, 1"
     assert facts["weights"] == f"{carded_weights} (sha256 {sidecar['weights_sha256'][:12]})"
     assert facts["model_card"] == "input voxel size 1-2 mm, scale 2-4"
-    assert facts["slice_model"] == "none (no thick slices declared)" and sidecar["slice_thickness"] is None
+    assert facts["slice_model"] == "none (a 3D volume)" and sidecar["slice_thickness"] is None
+    assert facts["slice_intensity"] == "not checked" and sidecar["slice_intensity"] is None
     assert facts["consistency"] == sidecar["consistency"] == "kspace"
     assert facts["detail_gain"] == f"{sidecar['detail_gain']:.3f}".rstrip("0").rstrip(".") + " (fitted on the input)"
     assert facts["adapt"] == "not used" and sidecar["adapt"] is None
@@ -149,6 +150,15 @@ def test_page_shows_every_fact_of_the_sidecar(example_run, carded_weights):
     assert sidecar["peak_memory_mib"] > 50
     assert facts["device"] == f"{sidecar['device']}, fp32, tile auto"
     assert facts["arssr_version"] == f"{sidecar['arssr_version']}: arssr {' '.join(sidecar['arguments'])}"
+    shown_in = {"output_shape": "output_geometry", "spacing_mm": "output_geometry", "weights_sha256": "weights",
+                "slice_thickness": "slice_model", "slice_thickness_from": "slice_model", "slice_profile": "slice_model",
+                "detail_gain_fitted": "detail_gain", "precision": "device", "tile": "device",
+                "arguments": "arssr_version"}
+    assert all(shown_in.get(key, key) in facts for key in sidecar)  # every fact of the sidecar has its row
+    record = {**sidecar, "dose_of_luck": [1, 2]}  # a field the page does not know yet is shown as it is
+    page = Page(write_report(folder / "newer.html", load_volume(example_volume_path()),
+                             load_volume(folder / "sr.nii.gz"), None, record, {}).read_text())
+    assert page.facts["dose_of_luck"] == "[1, 2]"
 
 
 def test_warning_is_flagged_at_the_top(example_run):
@@ -235,14 +245,19 @@ def test_thick_slices_show_the_planes_that_contain_the_slice_axis(tmp_path, caps
     affine = mni_t1.affine @ np.diag([1.0, 1.0, 6.0, 1.0])
     save_volume(Volume(thick, affine), tmp_path / "thick.nii.gz")
     code, err = cli(capsys, "upsample", tmp_path / "thick.nii.gz", "--scale", "1,1,6", "--slice-thickness", "6",
-                    "--weights", tiny_weights, "-o", tmp_path / "sr.nii.gz", "--report", tmp_path / "sr.html", "-q")
+                    "--weights", tiny_weights, "-o", tmp_path / "sr.nii.gz", "--report", tmp_path / "sr.html", "-q",
+                    "--equalize-slices")
     assert code == 0, err
     page = Page((tmp_path / "sr.html").read_text())
+    found = json.loads((tmp_path / "sr.json").read_text())["slice_intensity"]
+    assert page.facts["slice_intensity"] == (
+        f"even / odd slices {found['even_over_odd']:.4g} (spread {found['spread']:.3g}) along axis 2: "
+        + ("equalized" if found["equalized"] else "left as it is"))
     assert {name.rsplit("-", 1)[0] for name in page.images if not name.startswith("#")} == {
         "centre-sagittal", "centre-coronal", "brightest-sagittal", "brightest-coronal"}
     assert decode(page.images["centre-coronal-input"]["src"]).shape == (10, 30)  # 10 slices up, x across
     assert decode(page.images["centre-coronal-output"]["src"]).shape == (60, 30)
-    assert page.facts["slice_model"] == "6 mm slices, boxcar profile"
+    assert page.facts["slice_model"] == "6 mm slices, boxcar profile (--slice-thickness)"
 
 
 def test_report_dir_index_and_its_rebuild(tmp_path, capsys, carded_weights, mni_crop):

@@ -435,6 +435,9 @@ def render_page(facts: dict, pictures: dict) -> str:
         parts.append('<section id="flags"><p class="ok">No flags: no warnings, and the model was not '
                      "self-adapted or kept its adaptation.</p></section>")
     parts.append('<section id="slices">')
+    if (facts.get("slice_intensity") or {}).get("equalized"):
+        parts.append("<p>The input is shown with its slice intensities equalized (--equalize-slices), as the "
+                     "network saw it.</p>")
     if pictures["slice_axis"] is not None:
         parts.append(f"<p>Thick slices along {_AXIS_NAMES[pictures['slice_axis']]}: the planes that contain the "
                      "slice axis.</p>")

@@ -253,6 +253,7 @@ def test_thick_slices_show_the_planes_that_contain_the_slice_axis(tmp_path, caps
     assert page.facts["slice_intensity"] == (
         f"even / odd slices {found['even_over_odd']:.4g} (spread {found['spread']:.3g}) along axis 2: "
         + ("equalized" if found["equalized"] else "left as it is"))
+    assert ("slice intensities equalized" in (tmp_path / "sr.html").read_text()) == found["equalized"]
     assert {name.rsplit("-", 1)[0] for name in page.images if not name.startswith("#")} == {
         "centre-sagittal", "centre-coronal", "brightest-sagittal", "brightest-coronal"}
     assert decode(page.images["centre-coronal-input"]["src"]).shape == (10, 30)  # 10 slices up, x across

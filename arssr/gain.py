@@ -16,16 +16,13 @@ from arssr import geometry
 from arssr.consistency import project
 from arssr.degrade import Operator, SliceModel, axis_operators, resample
 from arssr.models import ArSSR
-from arssr.protocol import CUBIC_GAIN
+from arssr.protocol import CUBIC_GAIN, DEGRADATION_INTERPOLATIONS
 
 #: Largest detail gain that ``gain="auto"`` chooses.
 MAX_GAIN = 2.0
 #: Largest scale by which the detail gain's self-example degrades the input: at the input's own x3.2 the fit
 #: overshot on the macaque (gain 0.84 where 0.25 was best; 1.5 gave 0.41, docs/history.md).
 GAIN_SELF_SCALE = 1.5
-#: The interpolation that a detail gain of 0 gives for each consistency operator: the operator's own, but
-#: cubic B-splines for a Gaussian blur (its matrix is no interpolation) and along thick slices.
-INTERPOLATIONS = {"kspace": "kspace", "cubic": "cubic", "lanczos": "lanczos", "gaussian": "cubic"}
 
 
 def fits_gain(consistency: str, slice_thickness: float | str | None) -> bool:
@@ -88,8 +85,10 @@ def self_views(scale: Sequence[float], operator: Operator) -> list[SelfView]:
 
 def interpolation(lr: np.ndarray, shape: Sequence[int], operator: Operator) -> np.ndarray:
     """``lr`` upsampled to ``shape`` (float32) by the interpolation that matches the consistency ``operator``
-    (:data:`INTERPOLATIONS`): what a detail gain of 0 gives, once projected."""
-    per_axis = tuple(INTERPOLATIONS[entry] if isinstance(entry, str) else "cubic" for entry in axis_operators(operator))
+    (:data:`arssr.protocol.DEGRADATION_INTERPOLATIONS`; cubic along thick slices): what a detail gain of 0
+    gives, once projected."""
+    per_axis = tuple(DEGRADATION_INTERPOLATIONS[entry] if isinstance(entry, str) else "cubic"
+                     for entry in axis_operators(operator))
     return resample(torch.from_numpy(np.asarray(lr, dtype=np.float32)), tuple(shape), per_axis).numpy()
 
 

@@ -12,8 +12,12 @@ DEFAULT_DEGRADATIONS = ("kspace", "cubic")
 #: ``+dc:slice``: the slice model of thick-slice inputs along their slice axis (``evaluate --slice-thickness``).
 SLICE_CONSISTENCY = "slice"
 
+#: The degradation operators, each with the interpolation that a detail gain of 0 gives when it is the
+#: consistency operator: its own, but cubic B-splines for a Gaussian blur (its matrix is no interpolation).
+#: Their matrices are ``arssr.degrade.DEGRADATIONS`` (same names; tests/test_protocol.py checks the two agree).
+DEGRADATION_INTERPOLATIONS = {"kspace": "kspace", "cubic": "cubic", "lanczos": "lanczos", "gaussian": "cubic"}
 #: Consistency projections of an SR output (``arssr.consistency``): the degradations, or ``none``.
-CONSISTENCY_OPERATORS = ("kspace", "cubic", "lanczos", "gaussian", "none")
+CONSISTENCY_OPERATORS = (*DEGRADATION_INTERPOLATIONS, "none")
 #: k-space truncation, because that is what an MR acquisition at lower resolution is; measured in docs/history.md.
 DEFAULT_CONSISTENCY = "kspace"
 

@@ -62,12 +62,13 @@ def plan_pages(args: argparse.Namespace, todo: list[tuple[Path, Path]], batch: b
             raise UsageError("two outputs of the same name would write the same report page; use distinct names")
     else:
         return {}
+    resolved = {path.resolve() for path in protected}
     for target, page in pages.items():
         if page.suffix.lower() != ".html":
             raise UsageError(f"{page}: a report must end in .html")
         if args.report_dir and page.name == INDEX_NAME:
             raise UsageError(f"{target}: its report page would be the folder's {INDEX_NAME}; rename the output")
-        if page.resolve() in {p.resolve() for p in protected}:
+        if page.resolve() in resolved:
             raise UsageError(f"{page}: the report would replace an input or an output; choose another name")
         if not target.exists():  # as its sidecar: pages of existing outputs are skipped, replaced or refused later
             check_output(page, args.overwrite or args.skip_existing, protected)

@@ -298,6 +298,11 @@ def test_report_dir_index_and_its_rebuild(tmp_path, capsys, carded_weights, mni_
     assert len(Page((reports / "index.html").read_text()).rows) == 3
     code, err = cli(capsys, "report", tmp_path / "in")
     assert code == 1 and "no arssr report pages or sidecars here" in err
+    (inputs / "bad.nii.gz").write_bytes(b"not a volume")  # a batch with no page to index: no index, one error
+    code, err = cli(capsys, "upsample", inputs / "bad.nii.gz", inputs / "a.nii.gz", "--scale", "2", "--weights",
+                    carded_weights, "--output-dir", tmp_path / "out", "--report-dir", tmp_path / "none",
+                    "--skip-existing", "-q")
+    assert code == 1 and err.count("error:") == 1 and "bad.nii.gz" in err and not (tmp_path / "none").exists()
 
 
 def test_index_of_many_pages_is_fast_enough_to_rebuild(tmp_path, example_run):

@@ -89,11 +89,13 @@ def write_page(page: Path, source, result, residual, record: dict, card: dict, o
 
 
 def rebuild_index(folder: str) -> bool:
-    """``upsample --report-dir``'s index of the pages present (each shard rebuilds it); a failure is one line."""
-    from arssr.report import write_index
+    """``upsample --report-dir``'s index of the pages present (each shard rebuilds it; none while the folder has
+    no page, as when every file failed or was skipped); a failure is one line."""
+    from arssr.report import index_entries, write_index
 
     try:
-        write_index(folder)
+        if Path(folder).is_dir() and index_entries(folder):
+            write_index(folder)
     except Exception as err:  # as for pages: the volumes are written
         print(f"error: {folder}: report index not written ({err}); rebuild it with arssr report {folder}",
               file=sys.stderr)

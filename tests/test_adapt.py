@@ -12,7 +12,7 @@ from arssr.errors import InputError
 from arssr.evaluation.methods import model_options
 from arssr.models import load_model
 from arssr.models.space import ModelSpace
-from arssr.volume import Volume, save_volume
+from arssr.volume import Volume, load_volume, save_volume
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +153,11 @@ def test_cli_adapts_a_thick_slice_input_in_plane(tmp_path, capsys, mni_t1, tiny_
     save_volume(Volume(np.ascontiguousarray(thick), mni_t1.affine @ np.diag([1.0, 1.0, 8.0, 1.0])), source)
     common = ["upsample", str(source), "--scale", "1,1,8", "--weights", str(tiny_weights), "--adapt-steps", "1",
               "--threads", "1"]
-    assert main([*common, "-o", str(tmp_path / "flat.nii.gz")]) == 1
+    assert main([*common, "--slice-thickness", "none", "-o", str(tmp_path / "flat.nii.gz")]) == 1
     assert "too small to adapt to at scale" in capsys.readouterr().err
     assert main([*common, "--slice-thickness", "8", "-o", str(tmp_path / "sr.nii.gz")]) == 0
     assert "adapted in 1 steps" in capsys.readouterr().err
     assert json.loads((tmp_path / "sr.json").read_text())["adapt"]["steps"] == 1
+    assert main([*common, "-o", str(tmp_path / "default.nii.gz")]) == 0  # taken as thick slices by default
+    assert "2D multi-slice along axis 2, slices 8 mm thick" in capsys.readouterr().err
+    assert np.array_equal(load_volume(tmp_path / "default.nii.gz").data, load_volume(tmp_path / "sr.nii.gz").data)

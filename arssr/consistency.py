@@ -28,7 +28,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from arssr.degrade import AxisOperator, Operator, SliceModel, apply_along_axis, axis_matrix, axis_operators
+from arssr.degrade import (AxisOperator, Operator, SliceModel, apply_along_axis, axis_matrix, axis_operators,
+                           resampling_matrix)
 from arssr.errors import InputError
 from arssr.protocol import CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY
 #: Most projection-and-clipping rounds with a floor, and the clipping change (share of the range) that ends them.
@@ -92,6 +93,7 @@ def slice_consistency(
     out_shape: Sequence[int],
     thickness: float | str,
     profile: str = "boxcar",
+    correction: str = "orthogonal",
 ) -> tuple[AxisOperator, AxisOperator, AxisOperator]:
     """Per-axis operator for a thick-slice input: its slices along :func:`slice_axis`, ``consistency`` elsewhere.
 
@@ -108,14 +110,23 @@ def slice_consistency(
     elif isinstance(thickness, str):
         raise InputError(f"slice thickness must be a number of mm or 'spacing', got {thickness!r}")
     operators: list[AxisOperator] = [consistency] * 3
-    operators[axis] = SliceModel.from_mm(thickness, spacing[axis] * in_shape[axis] / out_shape[axis], profile)
+    operators[axis] = SliceModel.from_mm(thickness, spacing[axis] * in_shape[axis] / out_shape[axis], profile,
+                                         correction)
     return operators[0], operators[1], operators[2]
 
 
 @lru_cache(maxsize=64)
 def pseudo_inverse(operator: AxisOperator, n: int, m: int) -> torch.Tensor:
-    """``(n, m)`` float64 Moore-Penrose inverse of the operator's ``(m, n)`` matrix on one axis."""
-    return torch.linalg.pinv(axis_matrix(operator, n, m))
+    """``(n, m)`` float64 right inverse of the operator's ``(m, n)`` matrix ``A`` on one axis, which lifts a
+    residual to a correction: Moore-Penrose's (the least-squares correction), or for a slice model with
+    ``smooth`` correction ``B (A B)^-1``, ``B`` linear interpolation from the slice centres. Both give
+    ``A P = I``, hence exact consistency; the second spreads a slice's residual as ramps between slice
+    centres instead of a constant over the slice."""
+    matrix = axis_matrix(operator, n, m)
+    if isinstance(operator, SliceModel) and operator.correction == "smooth" and m < n:
+        between = resampling_matrix("linear", m, n)
+        return between @ torch.linalg.inv(matrix @ between)
+    return torch.linalg.pinv(matrix)
 
 
 def _slabs(rows: int, voxels_per_row: int):

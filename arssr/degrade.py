@@ -57,7 +57,7 @@ import torch
 from arssr import geometry
 from arssr.corruptions import NOISE_TYPES, add_noise, bias_field
 from arssr.errors import InputError
-from arssr.protocol import SLICE_PROFILES
+from arssr.protocol import SLICE_CORRECTIONS, SLICE_PROFILES
 
 #: Pole of the cubic B-spline prefilter.
 SPLINE_POLE = math.sqrt(3.0) - 2.0
@@ -225,21 +225,27 @@ def resampling_matrix(method: str, n: int, m: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class SliceModel:
-    """The slices of one thick axis: ``thickness`` in HR voxels, ``profile`` one of :data:`SLICE_PROFILES`."""
+    """The slices of one thick axis: ``thickness`` in HR voxels, ``profile`` one of :data:`SLICE_PROFILES`;
+    ``correction`` (one of :data:`SLICE_CORRECTIONS`) is how a consistency projection spreads their residual,
+    and does not change the matrix."""
 
     thickness: float
     profile: str = "boxcar"
+    correction: str = "orthogonal"
 
     def __post_init__(self) -> None:
         if self.profile not in SLICE_PROFILES:
             raise InputError(f"unknown slice profile {self.profile!r}; known: {', '.join(SLICE_PROFILES)}")
+        if self.correction not in SLICE_CORRECTIONS:
+            raise InputError(f"unknown slice correction {self.correction!r}; known: {', '.join(SLICE_CORRECTIONS)}")
         if not 0 < self.thickness < math.inf:
             raise InputError(f"slice thickness must be a positive number, got {self.thickness}")
 
     @classmethod
-    def from_mm(cls, thickness_mm: float, hr_spacing_mm: float, profile: str = "boxcar") -> "SliceModel":
+    def from_mm(cls, thickness_mm: float, hr_spacing_mm: float, profile: str = "boxcar",
+                correction: str = "orthogonal") -> "SliceModel":
         """Slices ``thickness_mm`` thick on an HR grid of ``hr_spacing_mm``."""
-        return cls(float(thickness_mm) / float(hr_spacing_mm), profile)
+        return cls(float(thickness_mm) / float(hr_spacing_mm), profile, correction)
 
     def profile_integral(self, t: torch.Tensor) -> torch.Tensor:
         """Share of the profile below offset ``t`` (HR voxels from the slice centre): its CDF, 0 to 1."""

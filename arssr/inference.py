@@ -192,6 +192,7 @@ def upsample(
     gain: float | str = DEFAULT_GAIN,
     slice_thickness: float | str | None = None,
     slice_profile: str = "boxcar",
+    slice_correction: str = "orthogonal",
     with_residual: bool = False,
 ) -> Volume | tuple[Volume, np.ndarray | None]:
     """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
@@ -205,7 +206,9 @@ def upsample(
     output, clipped to the input's intensity range. ``slice_thickness`` (mm,
     or ``"spacing"``) declares a 2D multi-slice input: along its coarsest
     axis the projection uses the slice model (``slice_profile``: ``boxcar``
-    or ``gaussian``, ``arssr.degrade.SliceModel``) instead of ``consistency``.
+    or ``gaussian``, ``arssr.degrade.SliceModel``) instead of ``consistency``, its residual spread as
+    ``slice_correction`` says (``arssr.protocol.SLICE_CORRECTIONS``: ``smooth`` leaves no steps at slice
+    boundaries).
     ``gain`` scales the detail that the network adds to the interpolation
     that matches the consistency operator (``arssr.gain.interpolation``: zero-filled
     k-space for ``kspace``); ``auto`` (the default) fits it on the input
@@ -219,7 +222,7 @@ def upsample(
     the input), or ``None`` without consistency.
     """
     volume, model, factors, operator = _request(volume, model, scale, voxel_size, consistency, slice_thickness,
-                                                slice_profile)
+                                                slice_profile, slice_correction)
     warn_outside_card(model, volume.spacing, factors)
     out_shape = geometry.output_shape(volume.shape, factors)
     check_memory(out_shape)
@@ -256,7 +259,8 @@ def upsample(
     return (result, residual) if with_residual else result
 
 
-def _request(volume, model, scale, voxel_size, consistency: str, slice_thickness, slice_profile: str):
+def _request(volume, model, scale, voxel_size, consistency: str, slice_thickness, slice_profile: str,
+             slice_correction: str = "orthogonal"):
     """``(volume, model, per-axis scale, operator)`` of :func:`upsample`'s arguments, loaded and checked; the
     operator (file axis order) is ``consistency``, with the slice model along the slice axis when
     ``slice_thickness`` declares thick slices."""
@@ -269,7 +273,8 @@ def _request(volume, model, scale, voxel_size, consistency: str, slice_thickness
     if slice_thickness is None:
         return volume, model, factors, consistency
     out_shape = geometry.output_shape(volume.shape, factors)
-    operator = slice_consistency(consistency, volume.spacing, volume.shape, out_shape, slice_thickness, slice_profile)
+    operator = slice_consistency(consistency, volume.spacing, volume.shape, out_shape, slice_thickness, slice_profile,
+                                 slice_correction)
     return volume, model, factors, operator
 
 
@@ -281,13 +286,14 @@ def fitted_gain(
     consistency: str = DEFAULT_CONSISTENCY,
     slice_thickness: float | str | None = None,
     slice_profile: str = "boxcar",
+    slice_correction: str = "orthogonal",
     device: str | torch.device = "auto",
 ) -> float:
     """The detail gain that :func:`upsample` uses with ``gain="auto"`` and the same arguments
     (``arssr.gain.auto_gain``); 1 for a constant volume. Pass it as ``gain`` to
     upsample parts of a volume (or several times) with the whole volume's gain."""
     volume, model, factors, operator = _request(volume, model, scale, voxel_size, consistency, slice_thickness,
-                                                slice_profile)
+                                                slice_profile, slice_correction)
     if consistency == "none":
         raise InputError("a detail gain needs a consistency operator, not none")
     if float(volume.data.min()) == float(volume.data.max()):

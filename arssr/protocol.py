@@ -31,6 +31,10 @@ DEFAULT_GAIN = "auto"
 CUBIC_GAIN = 0.25
 #: Slice profiles of a thick-slice input (``arssr.degrade.SliceModel``) and the slice axes ``evaluate`` simulates.
 SLICE_PROFILES = ("boxcar", "gaussian")
+#: How the consistency projection spreads a slice's residual along the slice axis (``arssr.consistency``):
+#: ``orthogonal``, the least-squares correction (constant across each boxcar slice, so an error in a slice's
+#: mean comes back as a step), or ``smooth``, interpolated linearly between the slice centres.
+SLICE_CORRECTIONS = ("orthogonal", "smooth")
 SLICE_AXES = ("0", "1", "2", "all")
 
 #: Downsampling factors that ``arssr compress --auto`` tries with each LR codec.

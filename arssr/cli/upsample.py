@@ -16,7 +16,8 @@ from arssr.cli.options import (
 )
 from arssr.cli.report import add_upsample_options, plan_pages, rebuild_index, write_page
 from arssr.protocol import (
-    CONSISTENCY_OPERATORS, CUBIC_GAIN, DEFAULT_CONSISTENCY, DEFAULT_GAIN, OUTPUT_DTYPES, SLICE_PROFILES,
+    CONSISTENCY_OPERATORS, CUBIC_GAIN, DEFAULT_CONSISTENCY, DEFAULT_GAIN, OUTPUT_DTYPES, SLICE_CORRECTIONS,
+    SLICE_PROFILES,
 )
 
 
@@ -162,11 +163,12 @@ def run(args: argparse.Namespace) -> int:
                 gain = args.detail_gain
                 if gain == "auto" and args.consistency != "none":
                     gain = fitted_gain(volume, used, args.scale, args.voxel_size, args.consistency,
-                                       slice_thickness, slice_profile or "boxcar", device)
+                                       slice_thickness, slice_profile or "boxcar", args.slice_correction, device)
                 result = upsample(
                     volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
                     device=device, precision=args.precision, progress=progress, consistency=args.consistency,
                     gain=gain, slice_thickness=slice_thickness, slice_profile=slice_profile or "boxcar",
+                    slice_correction=args.slice_correction,
                     with_residual=target in pages,
                 )
             result, residual = result if target in pages else (result, None)
@@ -184,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
             "precision": args.precision, "consistency": args.consistency, "detail_gain": gain,
             "detail_gain_fitted": args.detail_gain == "auto" and fits_gain(args.consistency, slice_thickness),
             "slice_thickness": slice_thickness, "slice_thickness_from": thickness_from, "slice_profile": slice_profile,
+            "slice_correction": None if slice_thickness is None else args.slice_correction,
             "slice_intensity": alternation,
             "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
             "warnings": caught, "peak_memory_mib": peak_memory_mib(), "arguments": sys.argv[1:],
@@ -282,6 +285,10 @@ def add_parser(sub) -> None:
     up.add_argument("--slice-profile", choices=SLICE_PROFILES, help=(
         "slice profile of --slice-thickness: boxcar or gaussian (FWHM = thickness); alone, it implies "
         "--slice-thickness spacing (default: boxcar)"))
+    up.add_argument("--slice-correction", choices=SLICE_CORRECTIONS, default="orthogonal", help=(
+        "2D multi-slice inputs: how the consistency projection spreads each slice's residual along the slices; "
+        "orthogonal (least squares, constant over a slice: steps at slice boundaries) or smooth (ramps between "
+        "slice centres, no steps; as exact) (default: orthogonal)"))
     up.add_argument("--equalize-slices", action="store_true", help=(
         "2D multi-slice inputs: where the even and odd slices differ in brightness (interleaved acquisitions; "
         "'arssr info' measures it), bring them to one before SR (default: off)"))

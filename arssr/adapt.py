@@ -39,7 +39,8 @@ from arssr.degrade import DEGRADATIONS, Operator
 from arssr.device import resolve_device
 from arssr.errors import InputError
 from arssr.gain import self_example, self_views
-from arssr.inference import resolve_scale, super_resolve
+from arssr.inference import resolve_scale
+from arssr.models.tiling import super_resolve
 from arssr.models import ArSSR, load_model
 from arssr.models.space import ModelSpace
 from arssr.pairs import Example, PairOptions, make_pairs

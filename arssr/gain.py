@@ -16,6 +16,7 @@ from arssr import geometry
 from arssr.consistency import project
 from arssr.degrade import Operator, SliceModel, axis_operators, resample
 from arssr.models import ArSSR
+from arssr.models.tiling import super_resolve
 from arssr.protocol import CUBIC_GAIN, DEGRADATION_INTERPOLATIONS
 
 #: Largest detail gain that ``gain="auto"`` chooses.
@@ -107,7 +108,6 @@ def detail_gain(model: ArSSR, lr: np.ndarray, scale: Sequence[float], operator: 
     :func:`self_views` at the slices' own scale, pooled: two SRs of the
     input's size.
     """
-    from arssr.inference import super_resolve  # at call time: inference imports this module
 
     views = self_views(scale, operator)
     if len(views) == 1:

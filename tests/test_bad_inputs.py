@@ -407,7 +407,7 @@ UPSAMPLE = ["upsample", "in.nii.gz", "--scale", "3", "-o", "out.nii.gz", "--weig
 
 @pytest.mark.parametrize("argv, moment, after", [
     (UPSAMPLE, "arssr.volume:load_volume", 1),  # loading
-    (UPSAMPLE, "arssr.inference:_encode_tile", 1),  # encoding
+    (UPSAMPLE, "arssr.models.tiling:_encode_tile", 1),  # encoding
     (UPSAMPLE, "arssr.models.separable:lerp_axis", 2),  # decoding
     (UPSAMPLE, "gzip:GzipFile.write", 2),  # writing, part of the output written
     (["compress", "in.nii.gz", "-o", "out.arssr", "--decoder-weights", "tiny.safetensors", "--preset", "fast",

@@ -9,7 +9,7 @@ from arssr.consistency import (CONSISTENCY_OPERATORS, thick_slice_axis, correcti
                                projection_bands, slice_consistency, weighted_projection)
 from arssr.degrade import SliceModel, axis_matrix, degrade, resample, resampling_matrix
 from arssr.errors import InputError
-from arssr.inference import upsample
+from arssr.inference import fitted_gain, upsample
 from arssr.metrics import psnr
 from arssr.volume import Volume
 from conftest import smooth_volume
@@ -192,7 +192,7 @@ def test_gain_zero_gives_zero_filled_kspace(oblique_volume, tiny_model):
 
 def test_detail_gain_undoes_a_doubled_detail(monkeypatch, mni_crop, tiny_model):
     """A network whose detail is twice the true one (on the input's own degradation) gets a gain of 1/2."""
-    from arssr import gain as gain_module, inference
+    from arssr import gain as gain_module
 
     lr = mni_crop.data / mni_crop.data.max()
 
@@ -200,17 +200,17 @@ def test_detail_gain_undoes_a_doubled_detail(monkeypatch, mni_crop, tiny_model):
         interpolated = resample(torch.from_numpy(low.astype(np.float64)), shape, operator).numpy()
         return 2 * lr - project(interpolated.astype(np.float32), low, operator)
 
-    monkeypatch.setattr(inference, "super_resolve", doubled)
+    monkeypatch.setattr(gain_module, "super_resolve", doubled)
     for operator in ("kspace", "cubic", "lanczos"):
         assert gain_module.detail_gain(tiny_model, lr, (2.0, 2.0, 2.0), operator, torch.device("cpu")) == pytest.approx(
             0.5, abs=1e-4)
 
 
 def test_detail_gain_degrades_the_input_by_at_most_its_self_scale(monkeypatch, mni_crop, tiny_model):
-    from arssr import gain as gain_module, inference
+    from arssr import gain as gain_module
 
     seen = []
-    monkeypatch.setattr(inference, "super_resolve", lambda low, model, shape, **kwargs: (
+    monkeypatch.setattr(gain_module, "super_resolve", lambda low, model, shape, **kwargs: (
         seen.append(low.shape), np.zeros(shape, np.float32))[1])
     lr = mni_crop.data / mni_crop.data.max()  # 24 x 28 x 20
     gain_module.detail_gain(tiny_model, lr, (3.2, 1.0, 1.2), "kspace", torch.device("cpu"))
@@ -222,7 +222,7 @@ def test_detail_gain_degrades_the_input_by_at_most_its_self_scale(monkeypatch, m
 def test_detail_gain_of_thick_slices_pools_the_in_plane_views(monkeypatch, mni_crop, tiny_model):
     """Slices along axis 2: a network whose detail is twice the true one on both in-plane views (each in-plane
     axis swapped into the slice axis' place and thinned there to the slices' scale) gets a gain of 1/2."""
-    from arssr import gain as gain_module, inference
+    from arssr import gain as gain_module
 
     lr = mni_crop.data / mni_crop.data.max()  # 24 x 28 x 20
     operator = ("kspace", "kspace", SliceModel(3.0))
@@ -234,7 +234,7 @@ def test_detail_gain_of_thick_slices_pools_the_in_plane_views(monkeypatch, mni_c
         interpolated = gain_module.interpolation(low, shape, operator)
         return 2 * views[shape] - project(interpolated, low, operator)
 
-    monkeypatch.setattr(inference, "super_resolve", doubled)
+    monkeypatch.setattr(gain_module, "super_resolve", doubled)
     gain = gain_module.detail_gain(tiny_model, lr, (1.0, 1.0, 3.0), operator, torch.device("cpu"))
     assert gain == pytest.approx(0.5, abs=1e-4)
     assert seen == [((20, 28, 8), (20, 28, 24)), ((24, 20, 9), (24, 20, 28))]  # thinned x3, not capped at x1.5
@@ -242,7 +242,7 @@ def test_detail_gain_of_thick_slices_pools_the_in_plane_views(monkeypatch, mni_c
 
 def test_thick_slice_upsampling_uses_the_fitted_gain(monkeypatch, mni_crop, tiny_model):
     """MNI152 with 6 mm slices: the default gain is the one fitted on the in-plane views, not 1."""
-    from arssr import gain as gain_module, inference
+    from arssr import gain as gain_module
     from arssr.simulate import ThickSlices, simulate_thick_slices
 
     thick = simulate_thick_slices(mni_crop, ThickSlices(6.0, 2))
@@ -260,12 +260,12 @@ def test_thick_slice_upsampling_uses_the_fitted_gain(monkeypatch, mni_crop, tiny
     assert len(fitted) == 1 and 0 <= fitted[0] <= gain_module.MAX_GAIN and fitted[0] != 1.0
     given = upsample(thick, tiny_model, scale=scale, slice_thickness=6.0, gain=fitted[0]).data
     np.testing.assert_array_equal(auto, given)
-    assert inference.fitted_gain(thick, tiny_model, scale=scale, slice_thickness=6.0) == fitted[0]
+    assert fitted_gain(thick, tiny_model, scale=scale, slice_thickness=6.0) == fitted[0]
 
 
 def test_cubic_consistency_takes_the_fixed_gain_unless_slices_are_thick(monkeypatch, mni_crop, tiny_model):
     """Cubic consistency on an isotropic input: ``auto`` is CUBIC_GAIN, no fit; with thick slices it is fitted."""
-    from arssr import gain as gain_module, inference
+    from arssr import gain as gain_module
     from arssr.simulate import ThickSlices, simulate_thick_slices
 
     fits = []
@@ -275,16 +275,14 @@ def test_cubic_consistency_takes_the_fixed_gain_unless_slices_are_thick(monkeypa
     auto = upsample(mni_crop, tiny_model, scale=scale, consistency="cubic").data
     given = upsample(mni_crop, tiny_model, scale=scale, consistency="cubic", gain=0.25).data
     np.testing.assert_array_equal(auto, given)
-    assert inference.fitted_gain(mni_crop, tiny_model, scale=scale, consistency="cubic") == gain_module.CUBIC_GAIN == 0.25
+    assert fitted_gain(mni_crop, tiny_model, scale=scale, consistency="cubic") == gain_module.CUBIC_GAIN == 0.25
     assert fits == []
     thick = simulate_thick_slices(mni_crop, ThickSlices(6.0, 2))
-    gain = inference.fitted_gain(thick, tiny_model, scale=(1, 1, 20 / 7), consistency="cubic", slice_thickness=6.0)
+    gain = fitted_gain(thick, tiny_model, scale=(1, 1, 20 / 7), consistency="cubic", slice_thickness=6.0)
     assert fits == [1] and gain != gain_module.CUBIC_GAIN
 
 
 def test_fitted_gain_of_constant_volumes_and_without_consistency(mni_crop, tiny_model):
-    from arssr.inference import fitted_gain
-
     constant = Volume(np.full((8, 8, 8), 3.0, np.float32), np.eye(4))
     assert fitted_gain(constant, tiny_model, scale=2) == 1.0
     with pytest.raises(InputError, match="a detail gain needs a consistency operator, not none"):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from arssr import geometry, inference
+from arssr.models import tiling
 from arssr.degrade import SliceModel
 from arssr.errors import InputError
 from arssr.gain import SelfView, self_views
@@ -108,21 +109,22 @@ def test_memory_limits_are_clear_errors(oblique_volume, tiny_model, monkeypatch)
     with pytest.raises(InputError, match="NIfTI limit"):
         upsample(oblique_volume, tiny_model, scale=4000)
     monkeypatch.setattr(inference, "free_memory_bytes", lambda device: 1 << 20)
+    monkeypatch.setattr(tiling, "free_memory_bytes", lambda device: 1 << 20)
     with pytest.raises(InputError, match=r"needs .* GiB but only .* GiB of memory is free"):
         upsample(oblique_volume, tiny_model, scale=20)
     with pytest.raises(InputError, match="not enough memory"):
-        inference.auto_tile(make_tiny_model(), (200, 200, 200), torch.device("cpu"))
+        tiling.auto_tile(make_tiny_model(), (200, 200, 200), torch.device("cpu"))
 
 
 def test_auto_tile_uses_whole_volume_when_it_fits_and_splits_otherwise(monkeypatch):
     model = make_tiny_model()
-    monkeypatch.setattr(inference, "free_memory_bytes", lambda device: 64 << 30)
-    assert inference.auto_tile(model, (30, 40, 20), torch.device("cpu")) == 40
-    monkeypatch.setattr(inference, "free_memory_bytes", lambda device: 256 << 20)
-    edge = inference.auto_tile(model, (400, 400, 400), torch.device("cpu"))
-    assert inference.MIN_TILE <= edge < 400
+    monkeypatch.setattr(tiling, "free_memory_bytes", lambda device: 64 << 30)
+    assert tiling.auto_tile(model, (30, 40, 20), torch.device("cpu")) == 40
+    monkeypatch.setattr(tiling, "free_memory_bytes", lambda device: 256 << 20)
+    edge = tiling.auto_tile(model, (400, 400, 400), torch.device("cpu"))
+    assert tiling.MIN_TILE <= edge < 400
     padded = edge + 2 * model.receptive_radius + 1
-    assert inference.encoder_bytes(model, padded**3) <= inference.MEMORY_SHARE * (256 << 20)
+    assert tiling.encoder_bytes(model, padded**3) <= tiling.MEMORY_SHARE * (256 << 20)
 
 
 def test_real_anatomy_tiled_matches_reference(mni_crop, tiny_model):

@@ -23,7 +23,7 @@ import yaml
 from arssr import pairs
 from arssr.degrade import DEGRADATIONS, SLICE_PROFILES
 from arssr.errors import InputError
-from arssr.inference import PRECISIONS
+from arssr.models.tiling import PRECISIONS
 from arssr.training import datasets
 
 #: YAML 1.1 reads ``1e-4`` (no dot) as a string.

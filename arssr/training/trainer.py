@@ -33,7 +33,7 @@ import yaml
 from arssr import __version__, pairs
 from arssr.errors import InputError
 from arssr.files import atomic_file
-from arssr.inference import PRECISIONS, super_resolve
+from arssr.models.tiling import PRECISIONS, super_resolve
 from arssr.models import ArSSR, load_model, save_model
 from arssr.training import datasets
 from arssr.training.config import ModelConfig, TrainConfig, check_config, crop_options, pair_options

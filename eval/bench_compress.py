@@ -20,10 +20,12 @@ Rates count real bytes: the .arssr file, the sum of slice codestreams, the SPERR
 Volumes: ``colin27-patch64`` (a 64^3 patch of Colin27 ``ch2bet`` chosen by the paper-2025 preset's paper's rule: on a grid of
 non-overlapping 64^3 patches, those with at least 70 % non-zero voxels qualify; the one with the most
 non-zero voxels, first in raster order, is taken), ``mni152-patch64`` (the same rule on nilearn's MNI152
-T1), ``colin27`` (the whole brain, ``ch2bet``) and ``colin27-head`` (the whole head, skull included, ``ch2``).
+T1), ``colin27`` (the whole brain, ``ch2bet``) and ``colin27-head`` (the whole head, skull included, ``ch2``), or
+any NIfTI file's path (its records name it by the file's name).
 
 Usage: python eval/bench_compress.py [--volumes colin27-patch64,colin27] [--bpp 0.775] [--whole-bpp 0.02,0.05]
-       [--methods sperr,arssr-sperr] [--json PATH]
+       [--methods sperr,arssr-sperr] [--scale 1.5,2,2.5] [--json PATH]
+Methods with a downsampling factor (arssr, arssr-finetuned, arssr-sperr) run at each --scale.
 The JSON is rewritten after every row, so an interrupted run keeps what it measured; eval/plot_compress.py
 draws PSNR against bpp from it.
 """
@@ -70,6 +72,9 @@ def select_patch(volume: Volume) -> Volume:
 
 
 def load(name: str) -> Volume:
+    """A named volume (module docstring) or a NIfTI file's path."""
+    if Path(name).is_file():
+        return load_volume(name)
     if name == "colin27":
         return load_volume(COLIN)
     if name == "colin27-head":
@@ -215,7 +220,7 @@ def main() -> None:
     parser.add_argument("--volumes", default="colin27-patch64,mni152-patch64,colin27")
     parser.add_argument("--bpp", default="0.775", help="rates of the 64^3 patches, comma-separated")
     parser.add_argument("--whole-bpp", default="0.05", help="rates of the whole volumes, comma-separated")
-    parser.add_argument("--scale", type=float, default=2.0, help="arssr's downsampling factor")
+    parser.add_argument("--scale", default="2", help="arssr's downsampling factors, comma-separated")
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--time-budget", type=float, default=150.0, help="seconds of SIREN fitting per file")
     parser.add_argument("--batch", type=int, default=1 << 15, help="coordinates per SIREN step")
@@ -232,13 +237,18 @@ def main() -> None:
     args.device = resolve_device(args.device)
     env = {"torch": torch.__version__, "device": str(args.device), "threads": torch.get_num_threads()}
     records = []
-    for name in args.volumes.split(","):
-        volume = load(name)
+    scales = [float(scale) for scale in args.scale.split(",")]
+    for volume_name in args.volumes.split(","):
+        volume = load(volume_name)
+        name = Path(volume_name).name.removesuffix(".gz").removesuffix(".nii") if Path(volume_name).is_file() else volume_name
         rates = args.bpp if "patch" in name else args.whole_bpp
         for bpp in (float(rate) for rate in rates.split(",")):
             budget = math.floor(bpp * volume.data.size / 8)
-            run = argparse.Namespace(**{**vars(args), "bpp": bpp})
-            for method in args.methods.split(","):
+            runs = [(method, scale) for method in args.methods.split(",")
+                    for scale in (scales if method in OURS and "scale" not in OURS[method] and method != "arssr-auto"
+                                  else scales[:1])]
+            for method, scale in runs:
+                run = argparse.Namespace(**{**vars(args), "bpp": bpp, "scale": scale})
                 row = run_method(method, name, volume, run, budget)
                 row["target_bpp"] = bpp
                 row["over_budget"] = row["method"] != "zstd-lossless" and row["bytes"] > budget

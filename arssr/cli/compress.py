@@ -39,6 +39,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
     options = {"scale": args.scale, "method": args.method, "width": args.width, "depth": args.depth,
                "steps": args.steps, "quant": args.quant, "finetune": "bias" if args.finetune_decoder else None,
                "lr_codec": args.lr_codec}
+    if _predicted_default(args):
+        from arssr.compress.predict import predicted_choice
+
+        with usage_errors():
+            options.update(predicted_choice(args.target_bpp))
     with usage_errors():
         config = make_config(args.preset, **options)
         _check_lr_codec_options(args, config)
@@ -61,6 +66,18 @@ def cmd_compress(args: argparse.Namespace) -> int:
         with atomic_file(Path(args.json)) as handle:
             handle.write((json.dumps(report, indent=2) + "\n").encode())
     return 0
+
+
+#: Options that only a SIREN uses: given with --target-bpp, they keep the SIREN at the preset's scale.
+SIREN_OPTIONS = ("width", "depth", "steps", "quant", "time_budget")
+
+
+def _predicted_default(args: argparse.Namespace) -> bool:
+    """Whether the LR codec and scale are the predicted ones (``arssr.compress.predict``): a target bpp, the
+    default preset, and none of --auto, --scale, --lr-codec, --finetune-decoder or a SIREN option."""
+    return (args.target_bpp is not None and not args.auto and args.scale is None and args.lr_codec is None
+            and args.preset == "paper-2025" and not args.finetune_decoder
+            and all(getattr(args, name) is None for name in SIREN_OPTIONS))
 
 
 def _check_lr_codec_options(args: argparse.Namespace, config) -> None:
@@ -117,9 +134,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def add_parser(sub) -> None:
     """The ``compress`` and ``decompress`` commands' options."""
     co = sub.add_parser("compress", help="compress a volume into an .arssr file", description=(
-        "Downsample by --scale, fit a SIREN to the LR volume, quantise and entropy-code its weights into an .arssr "
-        "file. Decoding runs the SIREN, then the SR model (--decoder-weights) back to the original grid. The file "
-        "records the decoder's name and sha256 but does not contain it."))
+        "Downsample by --scale, code the LR volume (a SIREN, or SPERR with --lr-codec sperr) into an .arssr file. "
+        "Decoding decodes the LR, then runs the SR model (--decoder-weights) back to the original grid. The file "
+        "records the decoder's name and sha256 but does not contain it. With --target-bpp alone (no --scale, "
+        "--lr-codec, --auto, --preset or SIREN option) the LR codec and scale are predicted from the rate "
+        "(arssr.compress.predict: SPERR, and the factor that leaves it a fixed number of bits per LR voxel), one "
+        "encode."))
     co.add_argument("input", metavar="INPUT", help="a 3D NIfTI volume")
     co.add_argument("-o", "--output", type=output_path, help="the .arssr file to write")
     co.add_argument("--preset", default="paper-2025", help="paper-2025 (default), paper-2023 or fast")
@@ -136,7 +156,8 @@ def add_parser(sub) -> None:
     co.add_argument("--quant", help="weights: fp32, fp16 or int2 .. int8 (per-tensor)")
     co.add_argument("--time-budget", type=positive_float, help="seconds of fitting at most (per fit)")
     co.add_argument("--lr-codec", choices=["siren", "sperr"],
-                    help="what codes the LR volume: siren (default) or sperr (SPERR wavelets, sized by --target-bpp)")
+                    help="what codes the LR volume: siren or sperr (SPERR wavelets, sized by --target-bpp); default "
+                         "siren, or with --target-bpp alone the predicted codec and scale")
     co.add_argument("--auto", action="store_true",
                     help=f"with --target-bpp: try each LR codec at scales {', '.join(f'{s:g}' for s in AUTO_SCALES)} "
                          "and keep the file that decodes closest to the input (PSNR); every candidate's score goes "

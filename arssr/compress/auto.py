@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import replace
 
@@ -60,7 +61,7 @@ def compress_auto(volume: Volume, config: CompressionConfig, sr_model: str | os.
     device = resolve_device(device)
     start = time.perf_counter()
     scored = []
-    for trial in trials:
+    for number, trial in enumerate(trials, 1):
         try:
             blob, report = compress_with_codec(volume, trial, sr_model, 8 * room / math.prod(volume.shape), None,
                                                time_budget, device, progress)
@@ -68,6 +69,8 @@ def compress_auto(volume: Volume, config: CompressionConfig, sr_model: str | os.
             scored.append((trial, None, {"error": str(err)}))
         else:
             scored.append((trial, blob, report))
+        if progress:
+            _progress_line(number, len(trials), scored, time.perf_counter() - start)
     made = [entry for entry in scored if entry[1] is not None]
     if not made:
         raise InputError(f"no LR codec and factor fits a target of {target_bpp:g} bpp for this volume")
@@ -84,6 +87,21 @@ def compress_auto(volume: Volume, config: CompressionConfig, sr_model: str | os.
                        for trial, _, found in scored],
     }
     return blob, {**report, **rate(meta, len(blob)), "encode_s": time.perf_counter() - start, "auto": summary}
+
+
+def _progress_line(number: int, total: int, scored: list, elapsed: float) -> None:
+    """The terminal line after candidate ``number`` of ``total`` (the last of ``scored``): its score, the best so
+    far, the seconds so far."""
+    from tqdm.auto import tqdm
+
+    trial, blob, report = scored[-1]
+    made = [(entry[2]["psnr"], entry[0]) for entry in scored if entry[1] is not None]
+    line = f"--auto {number}/{total}: {trial.lr_codec} DS 1/{trial.scale:g} "
+    line += f"{report['psnr']:.2f} dB" if blob is not None else "does not fit"
+    if made:
+        psnr, best = max(made, key=lambda entry: entry[0])
+        line += f"; best {best.lr_codec} DS 1/{best.scale:g} {psnr:.2f} dB"
+    tqdm.write(line + f"; {elapsed:.0f} s", file=sys.stderr)
 
 
 def _scores(report: dict) -> dict:

@@ -180,18 +180,18 @@ def decode(
 
 
 def decode_fitted(meta: dict, payload: bytes, volume: Volume, sr_model: str | os.PathLike | None = None,
-                  device: str | torch.device = "auto") -> tuple[dict, Volume]:
+                  device: str | torch.device = "auto", progress: bool = False) -> tuple[dict, Volume]:
     """``(meta, decoded)``: for a file whose metadata has ``consistency_weights`` (placeholders, from
     :func:`prepare`), the metadata with the detail gains and band weights fitted against ``volume``, the
     original (``arssr.compress.decoding.fit``), and the volume that a reader decodes from that metadata; for
-    another file, ``meta`` and :func:`decode`'s volume. One SR pass either way."""
+    another file, ``meta`` and :func:`decode`'s volume. One SR pass either way (a progress bar with ``progress``)."""
     from arssr.device import resolve_device
 
     device = resolve_device(device)
     lr, model = _lr_and_model(meta, payload, sr_model, device)
     if WEIGHTS_KEY not in meta or model is None:
-        return meta, restore(meta, lr, model, device)
-    sr = _super_resolved(meta, lr, model, device)
+        return meta, restore(meta, lr, model, device, progress)
+    sr = _super_resolved(meta, lr, model, device, progress)
     terms = decoding.Terms.of(lr, sr, meta["consistency"])
     (gain, weights), (background_gain, background_weights) = decoding.fit(
         terms, sr, model_space(meta, model).normalize(volume.data))

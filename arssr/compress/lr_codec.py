@@ -63,14 +63,16 @@ def encode_sperr(volume: Volume, config: CompressionConfig, sr_model: str | os.P
 
 
 def compress_lr(volume: Volume, config: CompressionConfig, sr_model: str | os.PathLike | None,
-                target_bpp: float | None, target_psnr: float | None, device: torch.device) -> tuple[bytes, dict]:
-    """``(file bytes, report)`` of ``volume`` with the LR codec ``config.lr_codec`` (SPERR) within ``target_bpp``."""
+                target_bpp: float | None, target_psnr: float | None, device: torch.device,
+                progress: bool = False) -> tuple[bytes, dict]:
+    """``(file bytes, report)`` of ``volume`` with the LR codec ``config.lr_codec`` (SPERR) within ``target_bpp``
+    (``progress``: a progress bar over the SR pass that measures it)."""
     check_options(config, target_bpp, target_psnr)
     budget = budget_bytes(volume, target_bpp)
     start = time.perf_counter()
     meta, payload = encode_sperr(volume, config, sr_model, budget)
     encode_s = time.perf_counter() - start
-    blob, report = measure(meta, payload, config, volume, sr_model, device)
+    blob, report = measure(meta, payload, config, volume, sr_model, device, progress)
     return blob, {**report, "encode_s": encode_s, "lr_bpp": 8 * len(payload) / math.prod(meta["lr_shape"])}
 
 

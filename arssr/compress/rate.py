@@ -47,11 +47,12 @@ def quality(decoded: Volume, original: Volume) -> dict:
 
 
 def measure(meta: dict, payload: bytes, config: CompressionConfig, volume: Volume,
-            sr_model: str | os.PathLike | None, device: torch.device) -> tuple[bytes, dict]:
+            sr_model: str | os.PathLike | None, device: torch.device, progress: bool = False) -> tuple[bytes, dict]:
     """``(file bytes, report)`` of one encoding: its rate, how close its decode is to ``volume``, decode time
-    (which includes fitting the file's consistency band weights, :func:`arssr.compress.codec.decode_fitted`)."""
+    (which includes fitting the file's consistency band weights, :func:`arssr.compress.codec.decode_fitted`; its
+    SR pass shows a progress bar with ``progress``)."""
     start = time.perf_counter()
-    meta, decoded = decode_fitted(meta, payload, volume, sr_model, device)
+    meta, decoded = decode_fitted(meta, payload, volume, sr_model, device, progress)
     blob = container.pack(meta, payload)
     return blob, {**rate(meta, len(blob)), **quality(decoded, volume), "decode_s": time.perf_counter() - start,
                   "config": asdict(config)}

@@ -35,7 +35,7 @@ def compress_with_codec(
     """``(file bytes, report)`` of ``volume`` with the LR codec ``config.lr_codec`` (for
     :func:`arssr.compress.compress_volume`, which checks the volume and the targets first)."""
     if config.lr_codec != "siren":  # the LR coded by another codec
-        return compress_lr(volume, config, sr_model, target_bpp, target_psnr, device)
+        return compress_lr(volume, config, sr_model, target_bpp, target_psnr, device, progress)
     if target_bpp is not None:
         budget = budget_bytes(volume, target_bpp)
         meta, _, model = prepare(volume, config, sr_model)
@@ -53,7 +53,7 @@ def compress_with_codec(
         encode_s = time.perf_counter() - start
         reports = []
         for meta, payload in candidates:
-            blob, report = measure(meta, payload, trial, volume, sr_model, device)
+            blob, report = measure(meta, payload, trial, volume, sr_model, device, progress)
             if trial.finetune != "none":
                 report["finetune_kept"] = "finetune" in meta
             reports.append((blob, report))

@@ -13,7 +13,10 @@ k-space by the input's. The operator may differ per axis (``arssr.degrade.Operat
 for a thick-slice input, the slice model (:class:`arssr.degrade.SliceModel`)
 along the slice axis and a name on the others; with gaps, the HR voxels that
 no slice sees keep the output's values. An axis of scale 1 has ``A = I``: there the result is
-the input itself, so ``--scale 1,1,1`` returns the input.
+the input itself, so ``--scale 1,1,1`` returns the input. Along a slice axis the correction can instead
+be smooth (``SliceModel.correction``): ``A+`` there is replaced by the right inverse ``B (A B)^-1`` with
+``B`` linear interpolation from the slice centres, an oblique projection that is as exact (``A y' = x``)
+but spreads each slice's residual as ramps rather than as a constant over the slice.
 
 Memory: besides the result, one array of the output's size divided by the
 smallest scale, and one divided by the product of the two largest; the output
@@ -31,7 +34,7 @@ import torch
 from arssr.degrade import (AxisOperator, Operator, SliceModel, apply_along_axis, axis_matrix, axis_operators,
                            resampling_matrix)
 from arssr.errors import InputError
-from arssr.protocol import CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY
+from arssr.protocol import CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_SLICE_CORRECTION
 #: Most projection-and-clipping rounds with a floor, and the clipping change (share of the range) that ends them.
 FLOOR_ITERATIONS = 10
 FLOOR_TOLERANCE = 1e-4
@@ -45,6 +48,10 @@ BAND_SPLIT = 0.5
 #: Decimals and largest magnitude of fitted band weights (they are stored in files).
 WEIGHT_DECIMALS = 3
 MAX_WEIGHT = 9.999
+#: Largest condition number of ``A B`` for which the smooth slice correction is used (``pseudo_inverse``): boxcar
+#: slices up to 1.5x as thick as their spacing (gaps included) stay below it (3.7 at 1.5x); at 2x it is 41 and a
+#: thin residual is amplified into ringing.
+MAX_SMOOTH_CONDITION = 10.0
 
 
 def check_operator(operator: Operator) -> None:
@@ -68,6 +75,8 @@ def slice_axis(spacing: Sequence[float], in_shape: Sequence[int], out_shape: Seq
 
 #: Default thick-slice detection: one axis more than this many times coarser than each of the other two.
 THICK_SLICE_RATIO = 1.5
+#: A scale this close to 1 counts as 1 (a --voxel-size equal to an oblique input's spacing gives 1 + 1e-8).
+SCALE_ONE_TOLERANCE = 1e-6
 
 
 def coarse_axis(spacing: Sequence[float]) -> int | None:
@@ -81,9 +90,9 @@ def thick_slice_axis(spacing: Sequence[float], factors: Sequence[float]) -> int 
     """The slice axis of an input that is taken as 2D multi-slice unless told otherwise, or ``None``: its
     :func:`coarse_axis`, when that is the only axis upsampled (scale 1 elsewhere)."""
     axis = coarse_axis(spacing)
-    if axis is None or factors[axis] <= 1:
+    if axis is None or factors[axis] <= 1 + SCALE_ONE_TOLERANCE:
         return None
-    return axis if all(factors[d] == 1 for d in range(3) if d != axis) else None
+    return axis if all(abs(factors[d] - 1) <= SCALE_ONE_TOLERANCE for d in range(3) if d != axis) else None
 
 
 def slice_consistency(
@@ -93,7 +102,7 @@ def slice_consistency(
     out_shape: Sequence[int],
     thickness: float | str,
     profile: str = "boxcar",
-    correction: str = "orthogonal",
+    correction: str = DEFAULT_SLICE_CORRECTION,
 ) -> tuple[AxisOperator, AxisOperator, AxisOperator]:
     """Per-axis operator for a thick-slice input: its slices along :func:`slice_axis`, ``consistency`` elsewhere.
 
@@ -121,11 +130,14 @@ def pseudo_inverse(operator: AxisOperator, n: int, m: int) -> torch.Tensor:
     residual to a correction: Moore-Penrose's (the least-squares correction), or for a slice model with
     ``smooth`` correction ``B (A B)^-1``, ``B`` linear interpolation from the slice centres. Both give
     ``A P = I``, hence exact consistency; the second spreads a slice's residual as ramps between slice
-    centres instead of a constant over the slice."""
+    centres instead of a constant over the slice. Slices much thicker than their spacing make ``A B``
+    nearly singular (above :data:`MAX_SMOOTH_CONDITION`): those keep the least-squares lift."""
     matrix = axis_matrix(operator, n, m)
     if isinstance(operator, SliceModel) and operator.correction == "smooth" and m < n:
         between = resampling_matrix("linear", m, n)
-        return between @ torch.linalg.inv(matrix @ between)
+        square = matrix @ between
+        if torch.linalg.cond(square) <= MAX_SMOOTH_CONDITION:
+            return between @ torch.linalg.inv(square)
     return torch.linalg.pinv(matrix)
 
 
@@ -167,7 +179,8 @@ def project(
     floor: float | None = None,
     iterations: int = FLOOR_ITERATIONS,
 ) -> np.ndarray:
-    """The closest array to ``volume`` (least squares) whose ``operator`` degradation equals ``lr``.
+    """The closest array to ``volume`` (least squares; along a slice axis with ``smooth`` correction, the
+    oblique projection of :func:`pseudo_inverse`) whose ``operator`` degradation equals ``lr``.
 
     ``volume`` is on the output grid of ``lr`` (``arssr.geometry``); both are
     intensities in the same units. With a ``floor`` (0 for MR magnitudes,

@@ -41,8 +41,9 @@ def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        kind = "a link to a missing file" if os.path.islink(path) else "not found"
-        raise InputError(f"{path}: {what} {kind}") from None
+        if os.path.islink(path):
+            raise InputError(f"{path}: is a link to a missing {what}") from None
+        raise InputError(f"{path}: {what} not found") from None
     except OSError as err:
         raise InputError(f"{path}: cannot read {what} ({err.strerror or err})") from None
     if stat.S_ISDIR(mode):
@@ -123,14 +124,19 @@ def check_output(path: str | os.PathLike, overwrite: bool = False,
 
 
 def check_distinct(outputs: Iterable[str | os.PathLike]) -> None:
-    """``OutputError`` if two of ``outputs`` name one file (the second would replace the first)."""
-    seen: dict[str, Path] = {}
+    """``OutputError`` if two of ``outputs`` name one file (the second would replace the first): the same
+    normalised path, or, for files that exist, the same device and inode (a link)."""
+    seen: dict[object, Path] = {}
     for output in map(Path, outputs):
-        key = os.path.normpath(os.path.abspath(output))
-        for other_key, other in seen.items():
-            if key == other_key or same_file(output, other):
-                raise OutputError(f"{output}: given for two outputs ({other} too); each output needs its own file")
-        seen[key] = output
+        keys = [os.path.normpath(os.path.abspath(output))]
+        with suppress(OSError):
+            found = os.stat(output)
+            keys.append((found.st_dev, found.st_ino))
+        for key in keys:
+            if key in seen:
+                raise OutputError(f"{_shown(output)}: given for two outputs ({_shown(seen[key])} too); each output "
+                                  "needs its own file")
+        seen.update((key, output) for key in keys)
 
 
 def _shown(path: Path, limit: int = 120) -> str:
@@ -142,8 +148,11 @@ def _shown(path: Path, limit: int = 120) -> str:
 def _check_output(path: Path, overwrite: bool, inputs: Iterable[str | os.PathLike | None]) -> Path:
     refuse_inputs([path], inputs)
     folder = _nearest_folder(path)
-    longest = os.pathconf(folder, "PC_NAME_MAX")
-    if any(len(part.encode()) > longest for part in path.parts):
+    try:
+        longest = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = -1
+    if longest > 0 and any(len(os.fsencode(part)) > longest for part in path.parts):
         raise OutputError(f"{_shown(path)}: cannot write (a name longer than the file system's {longest} bytes)")
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")

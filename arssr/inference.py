@@ -24,7 +24,7 @@ from arssr.models import ArSSR, load_model
 from arssr.models.card import warn_outside_card
 from arssr.models.space import ModelSpace
 from arssr.models.tiling import DEFAULT_CHUNK, super_resolve
-from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN
+from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN, DEFAULT_SLICE_CORRECTION
 from arssr.volume import Volume, load_volume
 
 #: Share of the intensity window around its low end that still counts as empty background.
@@ -69,7 +69,7 @@ def upsample(
     gain: float | str = DEFAULT_GAIN,
     slice_thickness: float | str | None = None,
     slice_profile: str = "boxcar",
-    slice_correction: str = "orthogonal",
+    slice_correction: str = DEFAULT_SLICE_CORRECTION,
     with_residual: bool = False,
 ) -> Volume | tuple[Volume, np.ndarray | None]:
     """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
@@ -137,7 +137,7 @@ def upsample(
 
 
 def _request(volume, model, scale, voxel_size, consistency: str, slice_thickness, slice_profile: str,
-             slice_correction: str = "orthogonal"):
+             slice_correction: str = DEFAULT_SLICE_CORRECTION):
     """``(volume, model, per-axis scale, operator)`` of :func:`upsample`'s arguments, loaded and checked; the
     operator (file axis order) is ``consistency``, with the slice model along the slice axis when
     ``slice_thickness`` declares thick slices."""
@@ -163,8 +163,8 @@ def fitted_gain(
     consistency: str = DEFAULT_CONSISTENCY,
     slice_thickness: float | str | None = None,
     slice_profile: str = "boxcar",
-    slice_correction: str = "orthogonal",
     device: str | torch.device = "auto",
+    slice_correction: str = DEFAULT_SLICE_CORRECTION,
 ) -> float:
     """The detail gain that :func:`upsample` uses with ``gain="auto"`` and the same arguments
     (``arssr.gain.auto_gain``); 1 for a constant volume. Pass it as ``gain`` to

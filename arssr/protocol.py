@@ -35,6 +35,7 @@ SLICE_PROFILES = ("boxcar", "gaussian")
 #: ``orthogonal``, the least-squares correction (constant across each boxcar slice, so an error in a slice's
 #: mean comes back as a step), or ``smooth``, interpolated linearly between the slice centres.
 SLICE_CORRECTIONS = ("orthogonal", "smooth")
+DEFAULT_SLICE_CORRECTION = "orthogonal"
 SLICE_AXES = ("0", "1", "2", "all")
 
 #: Downsampling factors that ``arssr compress --auto`` tries with each LR codec.

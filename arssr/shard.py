@@ -34,7 +34,7 @@ class Shard:
 
 def _whole(text: str, what: str) -> int:
     """``text`` as a whole number in decimal digits, else an ``InputError`` naming ``what``."""
-    if not text.strip().isdigit() or len(text.strip()) > 9:
+    if not (text.strip().isascii() and text.strip().isdigit()) or len(text.strip()) > 9:
         raise InputError(f"{what} must be a whole number >= 0 of at most 9 digits, got {text[:20]!r}")
     return int(text)
 
@@ -55,18 +55,19 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def distributed_rank(env: Mapping[str, str] = os.environ) -> tuple[int, int, int] | None:
-    """torchrun's ``(RANK, WORLD_SIZE, LOCAL_RANK)`` from ``env``, checked as ``--shard`` is; None when not set.
+    """torchrun's ``(RANK, WORLD_SIZE, LOCAL_RANK)`` from ``env``, checked as ``--shard`` is; ``None`` without
+    ``WORLD_SIZE`` (a ``RANK`` left alone in a job's environment is not torchrun's).
 
-    ``WORLD_SIZE`` alone, or a ``RANK`` outside ``0 .. WORLD_SIZE - 1``, is an ``InputError``.
+    A ``WORLD_SIZE`` above 1 without ``RANK``, or a ``RANK`` outside ``0 .. WORLD_SIZE - 1``, is an
+    ``InputError``.
     """
-    if "WORLD_SIZE" not in env and "RANK" not in env:
+    if "WORLD_SIZE" not in env:
         return None
-    if "WORLD_SIZE" not in env or "RANK" not in env:
-        given, missing = ("WORLD_SIZE", "RANK") if "WORLD_SIZE" in env else ("RANK", "WORLD_SIZE")
-        raise InputError(f"the environment sets {given} but not {missing}; torchrun sets both")
     world = _whole(env["WORLD_SIZE"], "WORLD_SIZE")
-    rank = _whole(env["RANK"], "RANK")
-    _checked(rank, world, "RANK/WORLD_SIZE", f"{env['RANK']}/{env['WORLD_SIZE']}")
+    if "RANK" not in env and world != 1:
+        raise InputError("the environment sets WORLD_SIZE but not RANK; torchrun sets both")
+    rank = _whole(env.get("RANK", "0"), "RANK")
+    _checked(rank, world, "RANK/WORLD_SIZE", f"{env.get('RANK', '0')}/{env['WORLD_SIZE']}")
     local_rank = _whole(env["LOCAL_RANK"], "LOCAL_RANK") if "LOCAL_RANK" in env else rank
     return rank, world, local_rank
 

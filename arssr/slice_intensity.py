@@ -67,8 +67,17 @@ def slice_alternation(volume: Volume, axis: int) -> Alternation:
     if len(even) < 2 or len(odd) < 2:
         raise InputError(f"slice intensity: too few slices along axis {axis} with enough foreground")
     log_ratio = (np.median(even) - np.median(odd)) / 2
-    spread = float(np.sqrt(np.var(even) / len(even) + np.var(odd) / len(odd)) / 2)
-    return Alternation(axis, float(np.exp(log_ratio)), spread)
+    return Alternation(axis, float(np.exp(log_ratio)), _spread(np.concatenate([even - np.median(even),
+                                                                            odd - np.median(odd)])))
+
+
+def _spread(residuals: np.ndarray) -> float:
+    """Standard error of the log ratio for slices whose log brightness varies independently (variance
+    ``s^2``) around an even/odd pattern: each neighbour ratio holds its slice and half of each neighbour, so
+    its variance is ``1.5 s^2`` while the even-minus-odd sum gathers ``4 s^2 / N``; medians instead of means
+    cost a factor of about 1.25 more."""
+    slice_variance = float(np.mean(residuals**2)) / 1.5
+    return 1.25 * float(np.sqrt(4 * slice_variance / len(residuals)))
 
 
 def equalize_slices(volume: Volume, axis: int) -> tuple[Volume, Alternation]:
@@ -78,5 +87,5 @@ def equalize_slices(volume: Volume, axis: int) -> tuple[Volume, Alternation]:
     gains = np.where(np.arange(volume.shape[axis]) % 2 == 0, found.ratio ** -0.5, found.ratio ** 0.5)
     shape = [1, 1, 1]
     shape[axis] = -1
-    data = (volume.data * gains.reshape(shape)).astype(volume.data.dtype)
+    data = (volume.data * gains.reshape(shape)).astype(np.result_type(volume.data.dtype, np.float32))
     return Volume(data, volume.affine, volume.header), found

@@ -131,7 +131,8 @@ def _in_mm(path: Path, affine: np.ndarray, header: nib.Nifti1Header) -> np.ndarr
     """``affine`` in mm: one warning and a rescale when the header's spatial unit is metres or microns.
 
     nibabel ignores the unit; ITK (hence ANTs) scales to mm as done here. The
-    header is then marked as mm, so the output says what its affine means.
+    header (``header``, changed in place: the caller's own copy) is then in mm too, its forms and pixdim
+    included, so it says what the affine means.
     """
     unit, time_unit = header.get_xyzt_units()
     if unit not in MM_PER_UNIT:
@@ -139,28 +140,35 @@ def _in_mm(path: Path, affine: np.ndarray, header: nib.Nifti1Header) -> np.ndarr
     scaled = affine.copy()
     scaled[:3] *= MM_PER_UNIT[unit]
     header.set_xyzt_units("mm", time_unit)
+    header.set_qform(scaled, code=int(header["qform_code"]))
+    header.set_sform(scaled, code=int(header["sform_code"]))
     warnings.warn(f"{path}: spatial unit is {unit}; the voxel size is converted to mm "
                   f"({', '.join(f'{s:g}' for s in np.linalg.norm(scaled[:3, :3], axis=0))} mm)", stacklevel=3)
     return scaled
 
 
-def bids_slice_thickness(path: str | os.PathLike) -> float | None:
-    """``SliceThickness`` (mm) of the BIDS JSON sidecar beside the NIfTI file ``path``, if there is one.
-
-    A sidecar that cannot be read or holds no positive number there gives
-    ``None``, with a warning when it is not valid JSON.
-    """
+def bids_sidecar(path: str | os.PathLike) -> dict:
+    """The BIDS JSON sidecar beside the NIfTI file ``path`` (``sub-01_T1w.json`` for ``sub-01_T1w.nii.gz``),
+    as a dict: empty when there is none, and with a warning when it is not a readable JSON object."""
     path = Path(path)
     suffix = next((s for s in (".nii.gz", ".nii") if path.name.lower().endswith(s)), None)
     sidecar = path.with_name(path.name[: -len(suffix)] + ".json") if suffix else None
     if sidecar is None or not sidecar.is_file():
-        return None
+        return {}
     try:
-        value = json.loads(sidecar.read_text()).get("SliceThickness")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as err:
-        warnings.warn(f"{sidecar}: not a readable JSON sidecar ({type(err).__name__}); its SliceThickness is not used",
-                      stacklevel=2)
-        return None
+        fields = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        fields = type(err).__name__
+    if not isinstance(fields, dict):
+        warnings.warn(f"{sidecar}: not a readable JSON sidecar ({fields if isinstance(fields, str) else 'no object'}); "
+                      "its fields are not used", stacklevel=2)
+        return {}
+    return fields
+
+
+def bids_slice_thickness(fields: dict) -> float | None:
+    """``SliceThickness`` (mm) of a BIDS sidecar's ``fields`` when it is a positive number."""
+    value = fields.get("SliceThickness")
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     return float(value) if is_number and 0 < value < float("inf") else None
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from arssr.cli import _sigterm_as_interrupt, main
+from arssr.errors import InputError
 from arssr.volume import Volume, load_volume, save_volume
 from conftest import smooth_volume
 from test_bad_inputs import (  # noqa: F401  (arssr_bytes and workspace are fixtures used here)
@@ -90,7 +91,7 @@ CASES = [
     # kinds of files
     ("up-fifo", with_(UP, "fifo.nii.gz"), 1, "fifo.nii.gz: is a FIFO, not a file"),
     ("up-device", with_(UP, "/dev/null"), 1, "/dev/null: is a device, not a file"),
-    ("up-dangling-input", with_(UP, "dangling.nii.gz"), 1, "dangling.nii.gz: file a link to a missing file"),
+    ("up-dangling-input", with_(UP, "dangling.nii.gz"), 1, "dangling.nii.gz: is a link to a missing file"),
     ("up-list-binary", with_(UP, "binary.txt", drop=("-o",)), 2, "binary.txt: not a text list of paths"),
     ("up-list-nul", with_(UP, "nul.txt", drop=("-o",)), 2, "nul.txt: not a text list of paths"),
     ("up-list-fifo", with_(UP, "fifo.txt", drop=("-o",)), 2, "fifo.txt: is a FIFO, not a list of paths"),
@@ -102,7 +103,7 @@ CASES = [
     ("de-fifo", with_(DECOMPRESS, "fifo.arssr"), 1, "fifo.arssr: is a FIFO, not a file"),
     ("up-weights-fifo", with_(UP, "--weights", "fifo.arssr"), 1, "fifo.arssr: is a FIFO, not a weights file"),
     ("up-weights-folder", with_(UP, "--weights", "results"), 1, "results: is a folder, not a weights file"),
-    ("up-weights-dangling", with_(UP, "--weights", "dangling.nii.gz"), 1, "a link to a missing file"),
+    ("up-weights-dangling", with_(UP, "--weights", "dangling.nii.gz"), 1, "is a link to a missing weights file"),
     # headers nibabel reads without complaint
     ("up-vox-offset-0", with_(UP, "offset0.nii"), 1, "vox_offset 0 lies inside the header"),
     ("up-complex", with_(UP, "complex.nii.gz"), 1, "complex voxels (complex64)"),
@@ -112,6 +113,12 @@ CASES = [
     ("ev-gt-complex", with_(EVAL, "--gt", "complex.nii.gz"), 1, "complex voxels"),
     # values out of range, and messages that stay short
     ("up-threads-huge", with_(UP, "--threads", HUGE), 2, "below 2^31"),
+    ("up-threads-2^31", with_(UP, "--threads", str(2**31)), 2, "below 2^31"),
+    ("up-slice-correction-without-slices", with_(UP, "--slice-thickness", "none", "--slice-correction", "smooth"), 2,
+     "cannot go with --slice-thickness none"),
+    ("up-slice-correction-without-consistency", with_(UP, "--consistency", "none", "--slice-correction", "smooth"),
+     2, "cannot go with --consistency none"),
+    ("up-slice-correction-unknown", with_(UP, "--slice-correction", "steps"), 2, "invalid choice: 'steps'"),
     ("up-tile-huge", with_(UP, "--tile", HUGE), 2, "below 2^31"),
     ("up-adapt-steps-huge", with_(UP, "--adapt-steps", HUGE), 2, "below 2^31"),
     ("up-seed-huge", with_(UP, "--seed", HUGE), 2, "a seed from 0 to 2^31 - 1"),
@@ -150,21 +157,22 @@ def test_bad_input(more, capsys, argv, code, message):
 
 @pytest.mark.parametrize("env, message", [
     ({"WORLD_SIZE": "2"}, "sets WORLD_SIZE but not RANK"),
-    ({"RANK": "0"}, "sets RANK but not WORLD_SIZE"),
     ({"WORLD_SIZE": "2", "RANK": "abc"}, "RANK must be a whole number"),
     ({"WORLD_SIZE": "2", "RANK": "-1"}, "RANK must be a whole number"),
     ({"WORLD_SIZE": "2", "RANK": "3"}, "needs 0 <= I < N, got '3/2'"),
     ({"WORLD_SIZE": "0", "RANK": "0"}, "needs 0 <= I < N, got '0/0'"),
     ({"WORLD_SIZE": "two", "RANK": "0"}, "WORLD_SIZE must be a whole number"),
     ({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "-3"}, "LOCAL_RANK must be a whole number"),
-], ids=["world-alone", "rank-alone", "rank-text", "rank-negative", "rank-beyond", "world-zero", "world-text",
-        "local-rank-negative"])
+    ({"WORLD_SIZE": "2", "RANK": "\u00b2"}, "RANK must be a whole number"),
+], ids=["world-alone", "rank-text", "rank-negative", "rank-beyond", "world-zero", "world-text",
+        "local-rank-negative", "rank-superscript"])
 def test_bad_distributed_environment_is_a_usage_error(more, capsys, monkeypatch, env, message):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     _check_refused(more, capsys, with_(UP, "--output-dir", "od", drop=("-o",)), 2, message)
+    _check_refused(more, capsys, TRAIN, 2, message)
 
 
 def test_dangling_link_as_output_is_replaced_with_overwrite(more, capsys):
@@ -184,6 +192,10 @@ def test_micron_units_are_converted_to_mm_with_a_warning(more, capsys):
     assert out.header.get_xyzt_units()[0] == "mm"
     # the world position of the first input voxel's corner is kept: 500 um voxels start at -250 um = -0.25 mm
     np.testing.assert_allclose(out.affine[:3, 3] - 0.125, -0.25)
+    with pytest.warns(UserWarning, match="spatial unit is micron"):
+        volume = load_volume(more / "microns.nii.gz")
+    np.testing.assert_allclose(volume.header.get_zooms(), (0.5, 0.5, 0.5))
+    np.testing.assert_allclose(volume.header.get_best_affine(), volume.affine)
 
 
 def test_nibabel_header_fixes_are_warning_lines(more, capsys):
@@ -232,6 +244,6 @@ def test_real_anatomy_with_a_broken_offset_is_refused_and_a_good_copy_loads(tmp_
     save_volume(mni_crop, tmp_path / "mni.nii")
     raw = (tmp_path / "mni.nii").read_bytes()
     (tmp_path / "mni_offset0.nii").write_bytes(_patched(raw, 108, "<f", 0.0))
-    with pytest.raises(Exception, match="vox_offset 0 lies inside the header"):
+    with pytest.raises(InputError, match="vox_offset 0 lies inside the header"):
         load_volume(tmp_path / "mni_offset0.nii")
     np.testing.assert_array_equal(load_volume(tmp_path / "mni.nii").data, mni_crop.data)

@@ -285,10 +285,24 @@ def test_thick_slices_are_detected_by_default_on_real_anatomy(tmp_path, capsys, 
 
 def test_thick_slices_are_not_assumed_where_the_rule_does_not_hold(tmp_path, capsys, mni_t1, tiny_weights):
     source = _mni_thick(mni_t1, tmp_path)
-    for i, argv in enumerate([["--scale", "2,2,4"], ["--scale", "2"], ["--scale", "1,1,4", "--consistency", "none"],
-                              ["--scale", "1,1,4", "-q"]]):
+    cases = [["--scale", "2,2,4"], ["--scale", "2"], ["--scale", "1,1,4", "--consistency", "none"]]
+    for i, argv in enumerate(cases):
         code, _, err = run(capsys, "upsample", source, "-o", tmp_path / f"o{i}.nii.gz", "--weights", tiny_weights,
                            "--threads", "1", *argv)
         assert code == 0 and "2D multi-slice" not in err, err
-    assert [json.loads((tmp_path / f"o{i}.json").read_text())["slice_thickness"] for i in range(4)] == [
-        None, None, None, "spacing"]
+        assert json.loads((tmp_path / f"o{i}.json").read_text())["slice_thickness"] is None
+    # a 3D acquisition with thick voxels, as its BIDS sidecar says
+    (tmp_path / "thick.json").write_text(json.dumps({"MRAcquisitionType": "3D", "SliceThickness": 4}))
+    code, _, err = run(capsys, "upsample", source, "-o", tmp_path / "3d.nii.gz", "--weights", tiny_weights,
+                       "--threads", "1", "--scale", "1,1,4")
+    assert code == 0 and err.splitlines()[0] == (f"{source}: its JSON sidecar says MRAcquisitionType 3D: taken as a "
+                                                 "3D volume, not as slices")
+    assert json.loads((tmp_path / "3d.json").read_text())["slice_thickness"] is None
+
+
+def test_thick_slices_detected_quietly_with_q(tmp_path, capsys, mni_t1, tiny_weights):
+    source = _mni_thick(mni_t1, tmp_path)
+    code, _, err = run(capsys, "upsample", source, "-o", tmp_path / "q.nii.gz", "--weights", tiny_weights,
+                       "--threads", "1", "--scale", "1,1,4", "-q")
+    assert code == 0 and err == ""
+    assert json.loads((tmp_path / "q.json").read_text())["slice_thickness"] == "spacing"

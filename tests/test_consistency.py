@@ -444,6 +444,7 @@ def test_fitted_band_weights_recover_known_weights_and_are_least_squares(mni_cro
     ((1.0, 1.0, 4.0), (2, 2, 4), None),  # in-plane upsampled too
     ((1.0, 1.0, 4.0), (1, 2, 1), None),  # the coarse axis is not the one upsampled
     ((1.0, 1.0, 4.0), (1, 1, 1), None),
+    ((0.8, 0.8, 5.0), (1.0000000079, 0.9999999921, 5.0), 2),  # --voxel-size 0.8,0.8,1 on an oblique grid
 ])
 def test_thick_slice_axis_follows_the_default_rule(spacing, factors, axis):
     assert thick_slice_axis(spacing, factors) == axis
@@ -482,3 +483,22 @@ def test_smooth_slice_correction_on_real_anatomy_keeps_the_slices_and_their_step
         outputs[correction] = project(start, lr, operator)
         np.testing.assert_allclose(degrade_volume(outputs[correction], lr.shape, operator), lr, atol=1e-2)
     assert slice_steps(outputs["smooth"], 2) < slice_steps(outputs["orthogonal"], 2) - 0.5
+
+
+@pytest.mark.parametrize("thickness, profile, smooth", [
+    (4.0, "boxcar", True), (6.0, "boxcar", True), (2.0, "boxcar", True), (2.0, "gaussian", True),  # gaps too
+    (8.0, "boxcar", False), (12.0, "boxcar", False), (10.0, "gaussian", False),  # overlapping: A B ill-conditioned
+])
+def test_smooth_slice_correction_is_exact_or_keeps_the_least_squares_lift(thickness, profile, smooth):
+    from arssr.consistency import MAX_SMOOTH_CONDITION, pseudo_inverse
+    from arssr.degrade import resampling_matrix
+
+    n, m = 40, 10
+    operator = SliceModel(thickness, profile, "smooth")
+    a = axis_matrix(operator, n, m)
+    condition = float(torch.linalg.cond(a @ resampling_matrix("linear", m, n)))
+    assert (condition <= MAX_SMOOTH_CONDITION) == smooth
+    lift = pseudo_inverse(operator, n, m)
+    np.testing.assert_allclose((a @ lift).numpy(), np.eye(m), atol=1e-9)
+    least_squares = torch.linalg.pinv(a)
+    assert torch.allclose(lift, least_squares) != smooth

@@ -47,6 +47,10 @@ def test_two_outputs_naming_one_file_are_refused(tmp_path):
     with pytest.raises(OutputError, match="given for two outputs"):
         check_distinct([tmp_path / "real.json", tmp_path / "link.json"])
     check_distinct([tmp_path / "o.arssr", tmp_path / "o.json"])
+    many = [tmp_path / f"out{i}.nii.gz" for i in range(20000)]  # one pass, not a comparison of every pair
+    check_distinct(many)
+    with pytest.raises(OutputError, match="out7.nii.gz: given for two outputs"):
+        check_distinct([*many, tmp_path / "x" / ".." / "out7.nii.gz"])
 
 
 def test_output_names_the_file_system_cannot_hold_are_refused_before_work(tmp_path):
@@ -56,6 +60,7 @@ def test_output_names_the_file_system_cannot_hold_are_refused_before_work(tmp_pa
         check_output(tmp_path / ("d" * 300) / "out.nii.gz")
     with pytest.raises(OutputError, match="output path is empty"):
         check_output("")
+    assert check_output(os.fsdecode(bytes(tmp_path) + b"/not-utf8-\xff.nii.gz")).name.endswith(".nii.gz")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -65,7 +70,7 @@ def test_input_files_are_checked_for_their_kind_before_reading(tmp_path):
     os.symlink(tmp_path / "gone.nii", tmp_path / "dangling.nii")
     assert check_input_file(tmp_path / "v.nii") == tmp_path / "v.nii"
     for name, message in [("missing.nii", "volume not found"), ("fifo.nii", "is a FIFO, not a volume"),
-                          ("dangling.nii", "volume a link to a missing file"), (".", "is a folder, not a volume")]:
+                          ("dangling.nii", "is a link to a missing volume"), (".", "is a folder, not a volume")]:
         with pytest.raises(InputError, match=message):
             check_input_file(tmp_path / name, "volume")
     with pytest.raises(InputError, match="is a device, not a volume"):

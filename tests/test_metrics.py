@@ -209,6 +209,13 @@ def test_slice_steps_of_a_staircase_and_of_a_ramp():
     assert slice_steps(stairs, axis=2) == pytest.approx(39 / 9)
     assert slice_steps(np.moveaxis(stairs, 2, 0), axis=0) == pytest.approx(39 / 9)
     assert slice_steps(np.zeros((4, 4, 4)), axis=1) == 1.0
+    for period in (8, 10, 16):  # coarse steps fill the tail of the largest 10 % instead of falling out of it
+        coarse = np.broadcast_to(np.repeat(np.arange(10.0), period), (3, 3, 10 * period))
+        pairs, steps = 10 * period - 1, 9
+        tail = round(0.1 * pairs)
+        assert slice_steps(coarse, axis=2) == pytest.approx(min(steps, tail) / tail * pairs / steps)
+    with pytest.raises(InputError, match=r"mask of shape \(6, 5\) for a volume of shape \(6, 5, 40\)"):
+        slice_steps(ramp, 2, np.ones((6, 5), bool))
 
 
 def test_slice_steps_count_only_pairs_inside_the_mask():
@@ -225,7 +232,7 @@ def test_slice_steps_count_only_pairs_inside_the_mask():
 
 def test_slice_steps_rank_nearest_above_cubic_on_real_anatomy(mni_t1):
     """The MNI152 T1 in 4 mm slices brought back to 1 mm: nearest neighbour is a staircase (about 4), cubic is as
-    smooth as the anatomy itself (measured 1.27 and 1.27)."""
+    smooth as the anatomy itself."""
     from arssr.degrade import resample
 
     hr = mni_t1.data[40:150, 50:180, 40:140].astype(np.float64)

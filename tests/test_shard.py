@@ -54,7 +54,6 @@ def test_shard_from_torchrun_and_job_array():
 
 @pytest.mark.parametrize("env, message", [
     ({"WORLD_SIZE": "2"}, "sets WORLD_SIZE but not RANK"),
-    ({"RANK": "1"}, "sets RANK but not WORLD_SIZE"),
     ({"WORLD_SIZE": "2", "RANK": "abc"}, "RANK must be a whole number"),
     ({"WORLD_SIZE": "2", "RANK": "-1"}, "RANK must be a whole number"),
     ({"WORLD_SIZE": "2", "RANK": "3"}, r"RANK/WORLD_SIZE needs 0 <= I < N, got '3/2'"),
@@ -62,6 +61,7 @@ def test_shard_from_torchrun_and_job_array():
     ({"WORLD_SIZE": "0", "RANK": "0"}, r"needs 0 <= I < N, got '0/0'"),
     ({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "x"}, "LOCAL_RANK must be a whole number"),
     ({"WORLD_SIZE": "9" * 300, "RANK": "0"}, "at most 9 digits"),
+    ({"WORLD_SIZE": "2", "RANK": "\u00b2"}, "RANK must be a whole number"),
 ])
 def test_distributed_environment_is_checked_as_the_shard_option_is(env, message):
     with pytest.raises(InputError, match=message) as caught:
@@ -73,6 +73,8 @@ def test_distributed_environment_is_checked_as_the_shard_option_is(env, message)
 
 def test_distributed_environment_gives_rank_world_and_local_rank():
     assert distributed_rank({}) is None
+    assert distributed_rank({"RANK": "3"}) is None  # not torchrun's without WORLD_SIZE
+    assert distributed_rank({"WORLD_SIZE": "1"}) == (0, 1, 0)
     assert distributed_rank({"WORLD_SIZE": "2", "RANK": "1"}) == (1, 2, 1)
     assert distributed_rank({"WORLD_SIZE": "8", "RANK": "5", "LOCAL_RANK": "1"}) == (5, 8, 1)
 

@@ -34,7 +34,7 @@ def test_alternation_of_real_anatomy_is_found_and_removed(mni_slices):
         bright = interleaved(mni_slices, gain)
         kept = bright.data.copy()
         found = slice_alternation(bright, 2)
-        assert found.ratio == pytest.approx(gain, abs=0.005) and found.alternates and found.spread < 0.005
+        assert found.ratio == pytest.approx(gain, abs=0.005) and found.alternates and found.spread < 0.01
         equalized, removed = equalize_slices(bright, 2)
         assert removed == found and np.array_equal(bright.data, kept)
         expected = bright.data * np.where(np.arange(40) % 2 == 0, found.ratio ** -0.5, found.ratio ** 0.5)
@@ -92,3 +92,19 @@ def test_alternation_verdicts():
     assert str(Alternation(2, 1.017, 0.004)).endswith("(+/- 0.4 %; below the 2% that counts as alternating)")
     assert str(Alternation(1, 1.03, 0.02)).endswith("(+/- 2.0 %; no alternation beyond noise)")
     assert Alternation(2, 0.97, 0.004).alternates and not Alternation(2, 1.03, 0.02).alternates
+
+
+def test_spread_is_calibrated_on_slices_that_only_vary_at_random():
+    """No alternation, 1 % independent brightness per slice: the spread matches the log ratio's spread over
+    many volumes, and about 5 % of them land beyond twice it (measured 4 % over 300)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[:32, :32]
+    disc = ((y - 15.5) ** 2 + (x - 15.5) ** 2 < 13 ** 2)[..., None]
+    base = 5 + 100 * disc * (1 + 0.3 * gaussian_filter(rng.random((32, 32, 30)), 2))
+    found = [slice_alternation(Volume((base * np.exp(rng.normal(0, 0.01, 30))).astype(np.float32),
+                                      np.diag([1.0, 1.0, 4.0, 1.0])), 2) for _ in range(150)]
+    logs, spreads = np.log([a.ratio for a in found]), np.array([a.spread for a in found])
+    assert 0.7 < spreads.mean() / logs.std() < 1.4
+    assert np.mean(np.abs(logs) > 2 * spreads) < 0.12 and not any(a.alternates for a in found)

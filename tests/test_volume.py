@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from arssr.errors import InputError, OutputError, OutputExistsError
-from arssr.volume import Volume, bids_slice_thickness, load_volume, save_volume
+from arssr.volume import Volume, bids_sidecar, bids_slice_thickness, load_volume, save_volume
 from conftest import oblique_affine
 
 
@@ -94,14 +94,13 @@ def test_bids_slice_thickness_is_read_from_the_sidecar_beside_the_file(tmp_path)
     for name in ("sub-01_T1w.nii.gz", "sub-02_T1w.NII"):
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "sub-01_T1w.json").write_text('{"SliceThickness": 5, "SpacingBetweenSlices": 6}')
-    (tmp_path / "sub-02_T1w.json").write_text('{"SliceThickness": 2.5}')
-    assert bids_slice_thickness(tmp_path / "sub-01_T1w.nii.gz") == 5.0
-    assert bids_slice_thickness(tmp_path / "sub-02_T1w.NII") == 2.5
-    assert bids_slice_thickness(tmp_path / "sub-03_T1w.nii.gz") is None  # no sidecar
-    for text in ('{"SliceThickness": -1}', '{"SliceThickness": "5"}', '{"SliceThickness": true}', "{}"):
-        (tmp_path / "sub-01_T1w.json").write_text(text)
-        assert bids_slice_thickness(tmp_path / "sub-01_T1w.nii.gz") is None, text
+    (tmp_path / "sub-02_T1w.json").write_text('{"SliceThickness": 2.5, "MRAcquisitionType": "2D"}')
+    assert bids_slice_thickness(bids_sidecar(tmp_path / "sub-01_T1w.nii.gz")) == 5.0
+    assert bids_sidecar(tmp_path / "sub-02_T1w.NII") == {"SliceThickness": 2.5, "MRAcquisitionType": "2D"}
+    assert bids_sidecar(tmp_path / "sub-03_T1w.nii.gz") == {}  # no sidecar
+    for fields in ({"SliceThickness": -1}, {"SliceThickness": "5"}, {"SliceThickness": True}, {}):
+        assert bids_slice_thickness(fields) is None, fields
     for raw in (b"\xff{not json", b"[5]"):
         (tmp_path / "sub-01_T1w.json").write_bytes(raw)
         with pytest.warns(UserWarning, match="sub-01_T1w.json: not a readable JSON sidecar"):
-            assert bids_slice_thickness(tmp_path / "sub-01_T1w.nii.gz") is None
+            assert bids_sidecar(tmp_path / "sub-01_T1w.nii.gz") == {}

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from arssr.errors import ArssrError
 
     try:
-        with _warning_lines(), _sigterm_as_interrupt(), _torch_threads_kept():
+        with _warning_lines(), _torch_threads_kept(), _sigterm_as_interrupt():
             return args.func(args)
     except UsageError as err:
         parser.exit(2, f"error: {err} (see arssr {args.command} --help)\n")

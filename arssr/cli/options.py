@@ -57,7 +57,7 @@ def _positive(text: str, kind: type, what: str):
     except ValueError:
         value = kind(0)
     largest = LARGEST_WHOLE if kind is int else float("inf")
-    if not 0 < value < largest:
+    if not 0 < value <= largest or value == float("inf"):
         raise InputError(f"expected a positive {what}{' below 2^31' if kind is int else ''}, got {text[:24]!r}")
     return value
 

@@ -9,12 +9,14 @@ from arssr.cli.options import output_path, positive_int, seed_option, usage_erro
 
 def run(args: argparse.Namespace) -> int:
     """Train, and print the run folder."""
+    from arssr.shard import distributed_rank
     from arssr.training import cli_config, train
 
     flags = {"data": args.data, "out": args.out, "device": args.device, "amp": args.amp, "seed": args.seed,
              "threads": args.threads, "deterministic": args.deterministic or None}
     overrides = [*args.overrides, {key: value for key, value in flags.items() if value is not None}]
     with usage_errors():
+        distributed_rank()  # torchrun's environment, checked as upsample checks it
         config = cli_config(args.config, overrides, args.resume, args.out)
     print(train(config, resume=args.resume))
     return 0

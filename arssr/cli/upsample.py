@@ -16,8 +16,8 @@ from arssr.cli.options import (
 )
 from arssr.cli.report import add_upsample_options, plan_pages, rebuild_index, write_page
 from arssr.protocol import (
-    CONSISTENCY_OPERATORS, CUBIC_GAIN, DEFAULT_CONSISTENCY, DEFAULT_GAIN, OUTPUT_DTYPES, SLICE_CORRECTIONS,
-    SLICE_PROFILES,
+    CONSISTENCY_OPERATORS, CUBIC_GAIN, DEFAULT_CONSISTENCY, DEFAULT_GAIN, DEFAULT_SLICE_CORRECTION, OUTPUT_DTYPES,
+    SLICE_CORRECTIONS, SLICE_PROFILES,
 )
 
 
@@ -127,9 +127,12 @@ def run(args: argparse.Namespace) -> int:
     if asked_thickness not in (None, "none") and args.consistency == "none":
         raise UsageError("--slice-thickness and --slice-profile set the consistency projection; "
                          "they cannot go with --consistency none")
-    if asked_thickness == "none" and (args.slice_profile or args.equalize_slices):
-        raise UsageError("--slice-profile and --equalize-slices are for slices; they cannot go with "
-                         "--slice-thickness none")
+    if asked_thickness == "none" and (args.slice_profile or args.equalize_slices or args.slice_correction):
+        raise UsageError("--slice-profile, --slice-correction and --equalize-slices are for slices; they cannot go "
+                         "with --slice-thickness none")
+    if args.slice_correction and args.consistency == "none":
+        raise UsageError("--slice-correction sets the consistency projection; it cannot go with --consistency none")
+    slice_correction = args.slice_correction or DEFAULT_SLICE_CORRECTION
     if args.equalize_slices and args.consistency == "none":
         raise UsageError("--equalize-slices works on 2D multi-slice inputs, which --consistency none does not take")
     if args.threads:
@@ -163,12 +166,12 @@ def run(args: argparse.Namespace) -> int:
                 gain = args.detail_gain
                 if gain == "auto" and args.consistency != "none":
                     gain = fitted_gain(volume, used, args.scale, args.voxel_size, args.consistency,
-                                       slice_thickness, slice_profile or "boxcar", args.slice_correction, device)
+                                       slice_thickness, slice_profile or "boxcar", device, slice_correction)
                 result = upsample(
                     volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
                     device=device, precision=args.precision, progress=progress, consistency=args.consistency,
                     gain=gain, slice_thickness=slice_thickness, slice_profile=slice_profile or "boxcar",
-                    slice_correction=args.slice_correction,
+                    slice_correction=slice_correction,
                     with_residual=target in pages,
                 )
             result, residual = result if target in pages else (result, None)
@@ -186,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
             "precision": args.precision, "consistency": args.consistency, "detail_gain": gain,
             "detail_gain_fitted": args.detail_gain == "auto" and fits_gain(args.consistency, slice_thickness),
             "slice_thickness": slice_thickness, "slice_thickness_from": thickness_from, "slice_profile": slice_profile,
-            "slice_correction": None if slice_thickness is None else args.slice_correction,
+            "slice_correction": None if slice_thickness is None else slice_correction,
             "slice_intensity": alternation,
             "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
             "warnings": caught, "peak_memory_mib": peak_memory_mib(), "arguments": sys.argv[1:],
@@ -209,10 +212,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _slices(volume, source: Path, asked: float | str | None, args: argparse.Namespace):
     """``(slice thickness, where it came from)`` for one input: the option, else 2D multi-slice detected (with
-    the thickness of a BIDS sidecar, else the spacing, and one line saying so), else ``(None, None)``."""
+    the thickness of a BIDS sidecar, else the spacing, and one line saying so; a sidecar's
+    ``MRAcquisitionType`` of ``3D`` says otherwise), else ``(None, None)``."""
     from arssr.consistency import thick_slice_axis
     from arssr.inference import resolve_scale
-    from arssr.volume import bids_slice_thickness
+    from arssr.volume import bids_sidecar, bids_slice_thickness
 
     if asked is not None:
         return (None, None) if asked == "none" else (asked, "option")
@@ -221,7 +225,13 @@ def _slices(volume, source: Path, asked: float | str | None, args: argparse.Name
     axis = thick_slice_axis(volume.spacing, resolve_scale(volume, args.scale, args.voxel_size))
     if axis is None:
         return None, None
-    thickness, origin = bids_slice_thickness(source), "sidecar"
+    fields = bids_sidecar(source)
+    if fields.get("MRAcquisitionType") == "3D":
+        if not args.quiet:
+            print(f"{source}: its JSON sidecar says MRAcquisitionType 3D: taken as a 3D volume, not as slices",
+                  file=sys.stderr)
+        return None, None
+    thickness, origin = bids_slice_thickness(fields), "sidecar"
     if thickness is None:
         thickness, origin = "spacing", "spacing"
     if not args.quiet:
@@ -285,10 +295,10 @@ def add_parser(sub) -> None:
     up.add_argument("--slice-profile", choices=SLICE_PROFILES, help=(
         "slice profile of --slice-thickness: boxcar or gaussian (FWHM = thickness); alone, it implies "
         "--slice-thickness spacing (default: boxcar)"))
-    up.add_argument("--slice-correction", choices=SLICE_CORRECTIONS, default="orthogonal", help=(
+    up.add_argument("--slice-correction", choices=SLICE_CORRECTIONS, help=(
         "2D multi-slice inputs: how the consistency projection spreads each slice's residual along the slices; "
         "orthogonal (least squares, constant over a slice: steps at slice boundaries) or smooth (ramps between "
-        "slice centres, no steps; as exact) (default: orthogonal)"))
+        f"slice centres, no steps; as exact) (default: {DEFAULT_SLICE_CORRECTION})"))
     up.add_argument("--equalize-slices", action="store_true", help=(
         "2D multi-slice inputs: where the even and odd slices differ in brightness (interleaved acquisitions; "
         "'arssr info' measures it), bring them to one before SR (default: off)"))

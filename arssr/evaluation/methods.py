@@ -25,7 +25,8 @@ from arssr.degrade import resample
 from arssr.errors import InputError
 from arssr.inference import upsample
 from arssr.models import ArSSR, load_model
-from arssr.protocol import BASELINES, CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, METHODS, SLICE_CONSISTENCY
+from arssr.protocol import (BASELINES, CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_SLICE_CORRECTION, METHODS,
+                            SLICE_CONSISTENCY, SLICE_CORRECTIONS)
 from arssr.simulate import ThickSlices
 from arssr.volume import Volume
 
@@ -63,7 +64,7 @@ def consistent(run: Method, consistency: str) -> Method:
             raise InputError(f"+dc:{SLICE_CONSISTENCY} needs thick-slice inputs (a slice thickness)")
         else:
             operator = slice_consistency(DEFAULT_CONSISTENCY, lr.spacing, lr.shape, hr_shape, slices.thickness,
-                                         slices.profile)
+                                         slices.profile, "orthogonal")  # the least-squares baseline
         floor = 0.0 if lr.data.min() >= 0 else None
         return on_hr_grid(lr, project(run(lr, hr_shape).data, lr.data, operator, floor))
 
@@ -88,18 +89,19 @@ def ants_bspline(lr: Volume, hr_shape: tuple[int, int, int], slices: ThickSlices
 
 def model_method(
     model: ArSSR, device: str = "auto", tile: int | None = None, consistency: str = "none",
-    adapt: float | None = None, gain: float | str = 1.0,
+    adapt: float | None = None, gain: float | str = 1.0, slice_correction: str = DEFAULT_SLICE_CORRECTION,
 ) -> Method:
     """The model through :func:`arssr.inference.upsample` with the given consistency projection and detail
     gain, after ``adapt`` seconds of self-adaptation to each input when given. ``consistency="slice"`` projects
-    onto the slice model of the case's thick slices (and k-space truncation on the other axes)."""
+    onto the slice model of the case's thick slices (and k-space truncation on the other axes), spreading
+    each slice's residual as ``slice_correction`` says."""
     def run(lr: Volume, hr_shape: tuple[int, int, int], slices: ThickSlices | None = None) -> Volume:
         options: dict = {"consistency": consistency, "gain": gain}
         if consistency == SLICE_CONSISTENCY:
             if slices is None:
                 raise InputError(f"+dc:{SLICE_CONSISTENCY} needs thick-slice inputs (a slice thickness)")
             options.update(consistency=DEFAULT_CONSISTENCY, slice_thickness=slices.thickness,
-                           slice_profile=slices.profile)
+                           slice_profile=slices.profile, slice_correction=slice_correction)
         scale = tuple(n / m for n, m in zip(hr_shape, lr.shape))
         used = model
         if adapt is not None:
@@ -115,7 +117,8 @@ def model_method(
 def model_options(suffixes: Sequence[str], spec: str) -> dict:
     """Keyword arguments of :func:`model_method` from a spec's ``+`` suffixes: ``dc``, ``dc:OPERATOR``,
     ``dc:slice``, ``adapt`` (60 s), ``adapt:SECONDS``, ``gain`` (``auto``: fitted on the input, or
-    ``arssr.protocol.CUBIC_GAIN`` with ``dc:cubic``), ``gain:VALUE``."""
+    ``arssr.protocol.CUBIC_GAIN`` with ``dc:cubic``), ``gain:VALUE``, ``correction:orthogonal|smooth`` (with
+    ``dc:slice``)."""
     options = {}
     for suffix in suffixes:
         kind, _, value = suffix.partition(":")
@@ -125,10 +128,12 @@ def model_options(suffixes: Sequence[str], spec: str) -> dict:
             options["adapt"] = float(value or DEFAULT_ADAPT_SECONDS)
         elif kind == "gain" and (not value or _positive(value)):
             options["gain"] = float(value) if value else "auto"
+        elif kind == "correction" and value in SLICE_CORRECTIONS:
+            options["slice_correction"] = value
         else:
             raise InputError(f"unknown method option {suffix!r} in {spec!r} (use +dc, +dc:OPERATOR with OPERATOR "
                              f"one of {', '.join((*CONSISTENCY_OPERATORS, SLICE_CONSISTENCY))}, +adapt, "
-                             "+adapt:SECONDS, +gain or +gain:VALUE)")
+                             "+adapt:SECONDS, +gain, +gain:VALUE or +correction:orthogonal|smooth)")
     return options
 
 

@@ -33,8 +33,9 @@ import yaml
 from arssr import __version__, pairs
 from arssr.errors import InputError
 from arssr.files import atomic_file
-from arssr.models.tiling import PRECISIONS, super_resolve
 from arssr.models import ArSSR, load_model, save_model
+from arssr.models.tiling import PRECISIONS, super_resolve
+from arssr.shard import distributed_rank
 from arssr.training import datasets
 from arssr.training.config import ModelConfig, TrainConfig, check_config, crop_options, pair_options
 from arssr.training.run_folder import CHECKPOINT, atomic_save, read_checkpoint, rng_states, set_rng_states
@@ -79,7 +80,7 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         self.config, self.out = config, Path(config.out)
-        self.world, self.rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+        self.rank, self.world, self.local_rank = distributed_rank() or (0, 1, 0)
         if config.batch_size < self.world:
             raise InputError(f"batch_size {config.batch_size} is smaller than the {self.world} processes")
         self.device = self._device()
@@ -133,7 +134,7 @@ class Trainer:
 
         device = resolve_device(self.config.device)
         if device.type == "cuda" and self.world > 1:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            device = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(device)
         return device
 

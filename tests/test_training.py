@@ -327,3 +327,23 @@ def test_two_process_ddp_matches_one_process(data, tmp_path):
         assert torch.equal(written[key], ranks[0][key])
         gap, moved = float((ranks[0][key] - value).norm()), float((value - start[key]).norm())
         assert gap <= 1e-5 * float(value.norm()) and gap <= 1e-3 * moved, key
+
+
+def test_training_leaves_the_callers_global_state_as_it_was(data, tmp_path):
+    import os
+    import random
+
+    torch.manual_seed(123)
+    np.random.seed(7)
+    random.seed(11)
+    threads = torch.get_num_threads()
+    before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state().clone(),
+              torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+              os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    training.train(tiny_config(data, tmp_path / "scoped", "steps=2", "val_every=2", "deterministic=true",
+                               f"threads={threads + 1}", "seed=5"))
+    assert torch.get_num_threads() == threads
+    assert random.getstate() == before[0] and np.array_equal(np.random.get_state()[1], before[1])
+    assert torch.equal(torch.get_rng_state(), before[2])
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+            os.environ.get("CUBLAS_WORKSPACE_CONFIG")) == before[3:]

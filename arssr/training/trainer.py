@@ -22,6 +22,7 @@ import os
 import random
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import timedelta
 from pathlib import Path
@@ -352,6 +353,32 @@ def _mid_slice(volume: np.ndarray) -> np.ndarray:
     return np.clip(np.rot90(volume[:, :, volume.shape[2] // 2]), 0, 1).copy()
 
 
+@contextmanager
+def _global_state_kept():
+    """The process-wide state a run sets (the Python, NumPy and torch random states, torch's thread count,
+    deterministic algorithms, cuDNN benchmarking, ``CUBLAS_WORKSPACE_CONFIG``) as the caller had it, after
+    the block."""
+    saved = (random.getstate(), np.random.get_state(), torch.get_num_threads(),
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    try:
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
+            yield
+    finally:
+        python_state, numpy_state, threads, deterministic, warn_only, benchmark, workspace = saved
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
+
+
 def train(config: TrainConfig | dict, resume: str | os.PathLike | None = None) -> Path:
-    """Train with ``config`` (:class:`TrainConfig`, or a dict of its keys); ``resume``: ``"auto"`` or a checkpoint. Returns the run folder."""
-    return Trainer(check_config(config), resume).fit()
+    """Train with ``config`` (:class:`TrainConfig`, or a dict of its keys); ``resume``: ``"auto"`` or a checkpoint.
+    Returns the run folder. The seeds and switches the run sets are the caller's again afterwards."""
+    with _global_state_kept():
+        return Trainer(check_config(config), resume).fit()

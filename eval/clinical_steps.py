@@ -3,8 +3,8 @@
 Each scan of ``--data`` (never used for training or selection) is upsampled along its slice axis only
 (array axis 2) to about 1 mm by nearest neighbour, cubic interpolation and ``arssr upsample``'s defaults
 with the scan's slice thickness (the model, k-space consistency in-plane, the slice model along the
-slices, the fitted detail gain), and by the last two after ``--equalize-slices`` (the even and odd slices
-brought to one brightness, :mod:`arssr.slice_intensity`). :func:`arssr.metrics.slice_steps` is measured on
+slices, the fitted detail gain) with each ``--slice-correction``, and by cubic and the smooth correction
+after ``--equalize-slices`` (the even and odd slices brought to one brightness, :mod:`arssr.slice_intensity`). :func:`arssr.metrics.slice_steps` is measured on
 the whole output inside one head mask (Otsu on the cubic output) shared by the methods: 1 is a change
 spread evenly over the planes, about ``K`` a change made in steps every ``K`` planes. Prints a table and
 writes JSON.
@@ -51,14 +51,17 @@ def scan_steps(path: Path, thickness: float, model) -> dict:
     equalized, alternation = equalize_slices(volume, SLICE_AXIS)
     scale = (1.0, 1.0, volume.spacing[SLICE_AXIS] / TARGET_MM)
     start = time.perf_counter()
-    sr = upsample(volume, model, scale=scale, device="cpu", slice_thickness=thickness)
+    sr = upsample(volume, model, scale=scale, device="cpu", slice_thickness=thickness, slice_correction="orthogonal")
     seconds = time.perf_counter() - start
     outputs = {
         "input (nearest)": resample(torch.from_numpy(volume.data.astype(np.float64)), sr.shape, "nearest").numpy(),
         "cubic": cubic(volume, sr.shape),
-        "arssr (default)": sr.data,
+        "arssr, orthogonal": sr.data,
+        "arssr, smooth": upsample(volume, model, scale=scale, device="cpu", slice_thickness=thickness,
+                                  slice_correction="smooth").data,
         "cubic, equalized": cubic(equalized, sr.shape),
-        "arssr, equalized": upsample(equalized, model, scale=scale, device="cpu", slice_thickness=thickness).data,
+        "arssr, smooth, equalized": upsample(equalized, model, scale=scale, device="cpu", slice_thickness=thickness,
+                                             slice_correction="smooth").data,
     }
     mask = brain_mask(outputs["cubic"])
     return {"slice_thickness_mm": thickness, "scale": list(scale), "output_shape": list(sr.shape),

@@ -234,6 +234,24 @@ def colin_table(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def encodes_table(paths: list[Path]) -> str:
+    """One row per single encode: wall and CPU seconds, and the CPU seconds of the SR pass, SPERR, the decoding's
+    fit (terms, fit, consistent) and the scores, with the SR pass's share of the CPU time."""
+    lines = ["| volume | voxels | bpp | DS | wall s | CPU s | SR pass CPU s | SPERR CPU s | decoding fit CPU s | "
+             "PSNR and SSIM CPU s | SR pass share, % |", "|" + "---|" * 11]
+    for path in paths:
+        run = json.loads(path.read_text())
+        if isinstance(run, list) or len(run["candidates"]) != 1 or "sr_pass_cpu" not in run["candidates"][0]:
+            continue  # eval/bench_compress.py's records, --auto, or a run from before stages had CPU times
+        row = run["candidates"][0]
+        fit = row["terms_cpu"] + row["fit_cpu"] + row["consistent_cpu"]
+        lines.append(f"| {_label(run['volume'])} | {math.prod(run['shape'])} | {run['target_bpp']:g} | "
+                     f"1/{row['scale']:g} | {row['total_s']:.1f} | {row['cpu_s']:.1f} | {row['sr_pass_cpu']:.1f} | "
+                     f"{row['sperr_fit_cpu'] + row['sperr_decode_cpu']:.1f} | {fit:.1f} | {row['quality_cpu']:.1f} | "
+                     f"{100 * row['sr_pass_cpu'] / row['cpu_s']:.0f} |")
+    return "\n".join(lines)
+
+
 def write_tables(folder: Path = RESULTS) -> Path:
     """``tables.md``: the selection of the rule, the default on Colin27 against ``--auto``, and each profile."""
     measured, sweep, chosen = selection_tables(folder / "select")
@@ -244,6 +262,8 @@ def write_tables(folder: Path = RESULTS) -> Path:
     if (folder / "colin27").is_dir():
         parts += ["", "## The default on Colin27 against --auto (auto: eval/results/bench_compress_curves)", "",
                   colin_table(folder / "colin27")]
+    parts += ["", "## Single encodes by stage (CPU seconds, one thread)", "",
+              encodes_table(sorted((folder / "colin27").glob("*.json")) + sorted((folder / "select").glob("*.json")))]
     for path in sorted(folder.glob("profile_*.json")):
         run = json.loads(path.read_text())
         parts += ["", f"## {path.name}: {run['volume']} {'x'.join(map(str, run['shape']))}, {run['mode']}, "

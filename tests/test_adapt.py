@@ -12,6 +12,7 @@ from arssr.errors import InputError
 from arssr.evaluation.methods import model_options
 from arssr.models import load_model
 from arssr.models.space import ModelSpace
+from arssr.protocol import DEFAULT_SLICE_CORRECTION
 from arssr.volume import Volume, load_volume, save_volume
 
 
@@ -121,7 +122,7 @@ def test_a_thick_slice_input_adapts_in_plane_only(mni_t1, tiny_model, monkeypatc
     used, report = adapt_to(volume, tiny_model, scale=(1, 1, 4), options=options, device="cpu",
                             slice_thickness="spacing")
     assert report.steps == 6 and np.isfinite([report.before, report.after]).all()
-    slices = SliceModel(4.0)  # 4 mm on the 1 mm output grid
+    slices = SliceModel(4.0, "boxcar", DEFAULT_SLICE_CORRECTION)  # 4 mm on the 1 mm output grid
     for crop, method in seen:
         assert method.index(slices) == slice_axis and crop.shape[slice_axis] == 32 and sorted(crop.shape) == [8, 8, 32]
         # the crop is a block of the input with an in-plane axis in the slice axis' place: a 32-voxel line along

@@ -9,6 +9,7 @@ from arssr.consistency import (CONSISTENCY_OPERATORS, thick_slice_axis, correcti
                                projection_bands, slice_consistency, weighted_projection)
 from arssr.degrade import SliceModel, axis_matrix, degrade, resample, resampling_matrix
 from arssr.errors import InputError
+from arssr.protocol import DEFAULT_SLICE_CORRECTION
 from arssr.inference import fitted_gain, upsample
 from arssr.metrics import psnr
 from arssr.volume import Volume
@@ -352,8 +353,9 @@ def test_projecting_onto_the_true_slices_of_real_anatomy_moves_any_guess_closer(
 def test_slice_consistency_finds_the_slice_axis_and_converts_mm():
     operator = slice_consistency("kspace", (0.8, 0.8, 6.5), (256, 256, 25), (256, 256, 162), 5.0, "gaussian")
     assert operator[:2] == ("kspace", "kspace")
-    assert operator[2] == SliceModel(5.0 / (6.5 * 25 / 162), "gaussian")
-    assert slice_consistency("cubic", (1, 7, 1), (9, 4, 9), (9, 28, 9), "spacing")[1] == SliceModel(7.0)
+    assert operator[2] == SliceModel(5.0 / (6.5 * 25 / 162), "gaussian", DEFAULT_SLICE_CORRECTION)
+    assert slice_consistency("cubic", (1, 7, 1), (9, 4, 9), (9, 28, 9), "spacing", correction="orthogonal")[1] == \
+        SliceModel(7.0)
     with pytest.raises(InputError, match="one axis coarser than the other two and upsampled"):
         slice_consistency("kspace", (1, 1, 1), (9, 9, 9), (18, 18, 18), 3.0)
     with pytest.raises(InputError, match="one axis coarser than the other two and upsampled"):

@@ -138,6 +138,24 @@ def timed_stages(clock: StageClock):
         yield
 
 
+def candidates_table(rows: list[dict]) -> str:
+    """An ``--auto`` run's candidates: wall and CPU seconds, the CPU seconds of the SIREN fit and evaluation, the SR
+    pass and the rest, and PSNR; then the sums."""
+    lines = ["| LR codec | DS | wall s | CPU s | SIREN CPU s | SR pass CPU s | rest CPU s | PSNR |", "|" + "---|" * 8]
+    sums = defaultdict(float)
+    for row in rows:
+        parts = {"wall": row["total_s"], "cpu": row["cpu_s"], "siren": row["siren_fit_cpu"] + row["siren_eval_cpu"],
+                 "sr": row["sr_pass_cpu"]}
+        parts["rest"] = parts["cpu"] - parts["siren"] - parts["sr"]
+        for key, value in parts.items():
+            sums[key] += value
+        psnr = f"{row['psnr']:.2f}" if "psnr" in row else "does not fit"
+        lines.append(f"| {row['lr_codec']} | 1/{row['scale']:g} | " + " | ".join(f"{v:.1f}" for v in parts.values())
+                     + f" | {psnr} |")
+    lines.append("| all | | " + " | ".join(f"{sums[k]:.1f}" for k in ("wall", "cpu", "siren", "sr", "rest")) + " | |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     """The candidates' times as a Markdown table: wall and CPU seconds in all, then CPU seconds by stage."""
     columns = ["total_s", "cpu_s", *(stage + "_cpu" for stage in STAGES), "other_cpu"]
@@ -268,7 +286,7 @@ def write_tables(folder: Path = RESULTS) -> Path:
         run = json.loads(path.read_text())
         parts += ["", f"## {path.name}: {run['volume']} {'x'.join(map(str, run['shape']))}, {run['mode']}, "
                   f"{run['target_bpp']:g} bpp, {run['total_s']:.1f} s ({run['cpu_s']:.1f} s CPU)", "",
-                  table(run["candidates"])]
+                  candidates_table(run["candidates"]) if run["mode"] == "auto" else table(run["candidates"])]
     out = folder / "tables.md"
     out.write_text("\n".join(parts) + "\n")
     return out
@@ -283,6 +301,7 @@ def main() -> None:
     parser.add_argument("--lr-codec")
     parser.add_argument("--scale", type=float)
     parser.add_argument("--time-budget", type=float, help="seconds per SIREN fit")
+    parser.add_argument("--steps", type=int, help="most steps per SIREN fit (default: the preset's 5000)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write the run's record here")
     args = parser.parse_args()
@@ -306,7 +325,7 @@ def main() -> None:
         mode, options = "default", predicted_choice(args.target_bpp)
     else:
         mode, options = "one", {"lr_codec": args.lr_codec, "scale": args.scale}
-    config = make_config("paper-2025", **options)
+    config = make_config("paper-2025", steps=args.steps, **options)
     clock = StageClock(mask)
     start, cpu = time.perf_counter(), time.process_time()
     with timed_stages(clock):
@@ -320,7 +339,7 @@ def main() -> None:
     if args.json:
         record = {
             "volume": Path(args.volume).name, "shape": list(volume.shape), "target_bpp": args.target_bpp, "mode": mode,
-            "time_budget": args.time_budget, "threads": args.threads, "total_s": total, "cpu_s": cpu_s, "bytes": len(blob),
+            "time_budget": args.time_budget, "steps": config.steps, "threads": args.threads, "total_s": total, "cpu_s": cpu_s, "bytes": len(blob),
             "psnr": report["psnr"], "psnr_mask": clock.candidates[-1].get("psnr_mask") if not args.auto else next(
                 row["psnr_mask"] for row in clock.candidates if "psnr" in row and row["psnr"] == report["psnr"]),
             "choice": {"lr_codec": report["config"]["lr_codec"],

@@ -87,12 +87,14 @@ def example_crop(tmp_path) -> Path:
     return path
 
 
-def test_default_for_a_target_rate_is_one_encode_with_the_predicted_choice(tmp_path, example_crop, tiny_weights):
+def test_default_for_a_target_rate_is_one_encode_with_the_predicted_choice(tmp_path, example_crop, tiny_weights,
+                                                                          capsys):
     """The default's file is the file of the predicted codec and scale given explicitly, byte for byte."""
-    common = ["--decoder-weights", str(tiny_weights), "--device", "cpu", "-q"]
+    common = ["--decoder-weights", str(tiny_weights), "--device", "cpu"]
     default, explicit, report = tmp_path / "default.arssr", tmp_path / "explicit.arssr", tmp_path / "r.json"
     assert main(["compress", str(example_crop), "-o", str(default), "--target-bpp", "0.05", "--json", str(report),
                  *common]) == 0
+    assert ", SPERR LR, scale 1.5 (predicted for the rate), " in capsys.readouterr().err
     meta, _ = read_container(default)
     assert (meta["lr_codec"], meta["scale"]) == ("sperr", DEFAULT_AT_005[0]) == tuple(predicted_choice(0.05).values())
     assert meta["lr_shape"] == DEFAULT_AT_005[1] and meta["decoder"]["name"] == tiny_weights.name
@@ -100,6 +102,7 @@ def test_default_for_a_target_rate_is_one_encode_with_the_predicted_choice(tmp_p
     assert "auto" not in written and written["bytes"] == default.stat().st_size <= 0.05 * 48 * 56 * 48 / 8
     assert main(["compress", str(example_crop), "-o", str(explicit), "--target-bpp", "0.05", "--lr-codec", "sperr",
                  "--scale", f"{DEFAULT_AT_005[0]:g}", *common]) == 0
+    assert "predicted" not in capsys.readouterr().err
     assert default.read_bytes() == explicit.read_bytes()
 
 

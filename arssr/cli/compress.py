@@ -39,7 +39,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     options = {"scale": args.scale, "method": args.method, "width": args.width, "depth": args.depth,
                "steps": args.steps, "quant": args.quant, "finetune": "bias" if args.finetune_decoder else None,
                "lr_codec": args.lr_codec}
-    if _predicted_default(args):
+    predicted = _predicted_default(args)
+    if predicted:
         from arssr.compress.predict import predicted_choice
 
         with usage_errors():
@@ -57,7 +58,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"{args.output}: {report['bytes']} bytes, {report['bpp']:.4f} bpp, ratio {report['compression_ratio']:.1f}:1, "
               f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim'] or float('nan'):.4f}, {lr_codec.summary(report)}, "
-              f"scale {report['config']['scale']:g}, {report['encode_s']:.1f} s"
+              f"scale {report['config']['scale']:g}{' (predicted for the rate)' if predicted else ''}, "
+              f"{report['encode_s']:.1f} s"
               + ("" if report.get("finetune_kept", True) else "; end-to-end changes dropped (they decoded worse)"),
               file=sys.stderr)
     if args.json:

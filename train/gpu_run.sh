@@ -7,7 +7,7 @@
 #
 # Without --data it prepares the study's data under OUT/data (train/real_t1.csv less the held-out slab of
 # ds000031, and the macaque and held-out head crops; needs those files and the mricron templates). Without
-# --steps it times 10 steps on the device and takes as many steps as fit in --minutes; training stops at
+# --steps it times 30 steps on the device and takes as many steps as fit in --minutes; training stops at
 # --minutes in any case (max_seconds). KEY=VALUE pairs override the recipe (e.g. tiny sizes for a test).
 # Writes OUT/timing.json, OUT/run/ (checkpoint.pt, last.safetensors, the run's logs), OUT/model.safetensors
 # (float16, as the shipped models) and OUT/scores.json (in-mask PSNR, k-space LR x2 and x3.2, default settings
@@ -43,7 +43,7 @@ sets=()
 for pair in "${overrides[@]}"; do sets+=(--set "$pair"); done
 if [ -z "$steps" ]; then
   [ -f "$out/timing.json" ] || python eval/learning_curve.py --threads 4 time --source "$data" --device "$device" \
-    --steps 10 --out "$out/timing.json" "${sets[@]}" "$config"
+    --steps 30 --out "$out/timing.json" "${sets[@]}" "$config"
   steps=$(python -c "import json, sys; t = next(iter(json.load(open(sys.argv[1])).values()))
 print(max(1, int($seconds / t['s_per_step'])))" "$out/timing.json")
 fi

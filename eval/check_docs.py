@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?!\w)")
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?!\w)", re.IGNORECASE)
 SOURCE = re.compile(r"^\s*Source:\s*(.+?)\s*$")
 CODE = re.compile(r"`[^`]*`")
 SCALE = re.compile(r"\bx(?=\d)")
@@ -68,9 +68,13 @@ def shown_numbers(row: str) -> list[str]:
 
 
 def is_found(shown: str, values: tuple[float, ...]) -> bool:
-    """Whether a value rounds to ``shown`` at the precision ``shown`` is written with."""
-    digits = len(shown.split(".")[1]) if "." in shown else 0
+    """Whether a value rounds to ``shown`` at the precision ``shown`` is written with (``1.71e+04``: to three
+    significant digits)."""
     target = shown.lstrip("+")
+    mantissa, exponent, _ = target.lower().partition("e")
+    digits = len(mantissa.split(".")[1]) if "." in mantissa else 0
+    if exponent:
+        return any(float(f"{value:.{digits}e}") == float(target) for value in values)
     return any(f"{value:.{digits}f}" == target for value in values)
 
 

@@ -74,3 +74,10 @@ def test_a_table_without_a_source_or_with_a_missing_source_fails(tmp_path):
     root = small_repo(tmp_path / "missing", PAGE.replace("results/run.json", "results/gone.json"))
     errors, _ = check_docs.check_page(root / "docs/results/page.md", root)
     assert errors[0] == "docs/results/page.md:3: source results/gone.json does not exist"
+
+
+def test_numbers_in_scientific_notation_round_to_their_significant_digits():
+    values = (17095.3, 0.00493, 1.78e6)
+    assert check_docs.is_found("1.71e+04", values) and check_docs.is_found("4.9e-03", values)
+    assert check_docs.is_found("1.78e+06", values) and not check_docs.is_found("1.72e+04", values)
+    assert check_docs.shown_numbers("| a | 1.71e+04 [11.2, 1.7E+09] | `3e-4` |") == ["1.71e+04", "11.2", "1.7E+09"]

@@ -160,7 +160,7 @@ def table(rows: list[dict]) -> str:
     """The candidates' times as a Markdown table: wall and CPU seconds in all, then CPU seconds by stage."""
     columns = ["total_s", "cpu_s", *(stage + "_cpu" for stage in STAGES), "other_cpu"]
     lines = ["| LR codec | DS | " + " | ".join(columns) + " | SPERR calls | PSNR | PSNR mask |",
-             "|" + "---|" * (len(columns) + 6)]
+             "|" + "---|" * (len(columns) + 5)]
     for row in rows:
         psnr = f"{row['psnr']:.2f} | {row.get('psnr_mask', float('nan')):.2f}" if "psnr" in row else "does not fit |"
         lines.append(f"| {row['lr_codec']} | 1/{row['scale']:g} | "

@@ -33,7 +33,8 @@ Modules: ``config`` (settings and presets), ``fitting`` (the SIREN),
 ``finetune`` (end-to-end mode), ``codec`` (volume <-> metadata and payload),
 ``decoding`` (the SR result made consistent with the decoded LR, and its fit),
 ``rate`` (rate and quality of an encoding), ``search`` (one LR codec's file
-within a target), ``lr_codec`` and ``sperr`` (the SPERR LR codec), ``auto``,
+within a target), ``lr_codec`` and ``sperr`` (the SPERR LR codec), ``auto``, ``predict`` (the LR codec and
+scale that ``arssr compress --target-bpp`` uses by default),
 ``container`` (the file format), ``quantize``, ``api`` (:func:`compress`,
 :func:`decompress`) and ``sweep`` (the trade-off sweep).
 """

@@ -405,6 +405,7 @@ def signal_workspace(tmp_path) -> Path:
 UPSAMPLE = ["upsample", "in.nii.gz", "--scale", "3", "-o", "out.nii.gz", "--weights", "tiny.safetensors", "-q"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, moment, after", [
     (UPSAMPLE, "arssr.volume:load_volume", 1),  # loading
     (UPSAMPLE, "arssr.models.tiling:_encode_tile", 1),  # encoding
@@ -423,6 +424,7 @@ def test_sigterm_leaves_nothing_and_says_so_in_one_line(signal_workspace, argv, 
     assert snapshot(signal_workspace) == before
 
 
+@pytest.mark.slow
 def test_sigkill_while_writing_leaves_nothing(signal_workspace):
     before = snapshot(signal_workspace)
     result = _command(signal_workspace, UPSAMPLE, "gzip:GzipFile.write", "SIGKILL", after=2)
@@ -430,6 +432,7 @@ def test_sigkill_while_writing_leaves_nothing(signal_workspace):
     assert snapshot(signal_workspace) == before
 
 
+@pytest.mark.slow
 def test_sigterm_from_outside_at_start_leaves_nothing(signal_workspace):
     """The real ``python -m arssr``, stopped by another process while it starts up and loads."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -27,6 +28,7 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_gpu_run_trains_exports_and_scores_on_the_cpu(tmp_path, mni_t1):
     heldout = tmp_path / "mni_block.nii.gz"  # a 40^3 block of the 1 mm MNI152 T1 through the ventricles
     save_volume(Volume(mni_t1.data[70:110, 80:120, 70:110].copy(),

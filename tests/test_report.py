@@ -368,6 +368,7 @@ def test_a_report_that_cannot_be_written_leaves_the_volume(tmp_path, capsys, car
     assert not (tmp_path / "b.html").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs the chromium browser (apt-get install chromium; .ci/run does)")
 def test_page_renders_in_a_real_browser(tmp_path, example_run):
     folder, _, _ = example_run

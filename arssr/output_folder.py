@@ -2,9 +2,11 @@
 
 :func:`atomic_folder` gives a hidden temporary folder beside the output folder; the files are written there
 and, once all of them are complete, the temporary folder is renamed into place (or, where the output folder
-already holds other files, each file is renamed into it). An error, a full disk or a Ctrl-C / SIGTERM on the way
-leaves the output folder as it was and removes the temporary one; a SIGKILL can leave only the hidden
-``.NAME.tmp-*`` folder.
+already holds other files, each file is renamed into it, after a check that none of them would replace a
+folder or need a folder where a file is). An error, a full disk or a Ctrl-C / SIGTERM while the files are
+written leaves the output folder as it was and removes the temporary one; a SIGKILL can leave only the hidden
+``.NAME.tmp-*`` folder. Only an interruption during the final renames into an existing, non-empty folder
+can leave some of its files replaced and others not (each file is whole either way).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def _missing_folders(folder: Path) -> list[Path]:
 def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
     """A temporary folder to write ``folder``'s files into; they replace those of ``folder`` (created if missing)
     if the block succeeds, else nothing changes. An ``OSError`` becomes one ``OutputError``."""
-    folder = Path(folder)
+    folder = Path(os.path.abspath(folder))  # "." and ".." have no name to put a staging folder beside
     created = _missing_folders(folder.parent)
     staging = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
@@ -57,7 +59,16 @@ def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
 
 
 def _move_into(staging: Path, folder: Path) -> None:
-    """Rename every file below ``staging`` to the same place below ``folder`` (folders made as needed)."""
+    """Rename every file below ``staging`` to the same place below ``folder`` (folders made as needed), once
+    it is known that none of them meets a folder where it goes, or a file where a folder goes."""
+    for root, dirs, names in os.walk(staging):
+        target = folder / Path(root).relative_to(staging)
+        for name in names:
+            if (target / name).is_dir():
+                raise OutputError(f"{target / name}: is a folder where the output writes a file")
+        for name in [*dirs, ""]:
+            if os.path.lexists(target / name) and not (target / name).is_dir():
+                raise OutputError(f"{target / name}: is a file where the output writes a folder")
     for root, _, names in os.walk(staging):
         target = folder / Path(root).relative_to(staging)
         target.mkdir(exist_ok=True)

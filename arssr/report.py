@@ -28,6 +28,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
@@ -70,6 +71,9 @@ SHOWN_WITH_OTHERS = {"input_shape", "input_spacing_mm", "output_shape", "spacing
                      "slice_thickness", "slice_thickness_from", "slice_profile", "detail_gain_fitted", "precision",
                      "tile", "arguments", "flags", "thumbnail"}
 _FACTS_PATTERN = re.compile(rf'<script type="application/json" id="{FACTS_ID}">(.*?)</script>', re.S)
+
+#: The start of an embedded PNG image: the only image source a page or the index writes.
+THUMBNAIL_PREFIX = "data:image/png;base64,"
 
 
 def require_imaging() -> None:
@@ -217,7 +221,7 @@ def _png(pixels: np.ndarray, palette: np.ndarray | None = None) -> str:
         image.putpalette(palette.astype(np.uint8).ravel().tolist())
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return THUMBNAIL_PREFIX + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _palette() -> np.ndarray:
@@ -516,9 +520,10 @@ def page_facts(path: str | os.PathLike) -> dict | None:
     if match is None:
         return None
     try:
-        return json.loads(match.group(1))
+        facts = json.loads(match.group(1))
     except ValueError:
         return None
+    return facts if isinstance(facts, dict) and "output" in facts else None
 
 
 def _sidecar_facts(path: Path) -> dict | None:
@@ -555,16 +560,18 @@ def render_index(entries: list[tuple[str | None, dict]], title: str) -> str:
     for page, facts in entries:
         run_flags = flags(facts)
         name = _escape(Path(str(facts["output"])).name)
-        link = (lambda text: f'<a href="{_escape(page)}">{text}</a>') if page else (lambda text: text)
-        thumbnail = link(f'<img src="{facts["thumbnail"]}" alt="{name}">') if facts.get("thumbnail") else "no page"
+        link = ((lambda text: f'<a href="{_escape(quote(page))}">{text}</a>') if page else (lambda text: text))
+        picture = facts.get("thumbnail")
+        thumbnail = (link(f'<img src="{_escape(picture)}" alt="{name}">')
+                     if isinstance(picture, str) and picture.startswith(THUMBNAIL_PREFIX) else "no page")
         flag_cells = ("<ul>" + "".join(f"<li>{_escape(flag)}</li>" for flag in run_flags) + "</ul>"
                       if run_flags else "none")
         memory = facts.get("peak_memory_mib")
         rows.append(
             f'<tr class="{"flagged" if run_flags else "clean"}"><td>{thumbnail}</td><td>{link(name)}<br>'
             f'<small>from {_escape(Path(str(facts.get("input"))).name)}</small></td><td>{flag_cells}</td>'
-            f'<td class="number">{_number(facts.get("seconds"), 1)} s</td>'
-            f'<td class="number">{"-" if memory is None else _number(memory, 0) + " MiB"}</td></tr>')
+            f'<td class="number">{_escape(_number(facts.get("seconds"), 1))} s</td>'
+            f'<td class="number">{"-" if memory is None else _escape(_number(memory, 0)) + " MiB"}</td></tr>')
     return "\n".join([
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         f'<meta name="generator" content="arssr {_escape(__version__)}">',

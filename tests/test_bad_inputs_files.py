@@ -120,6 +120,7 @@ METADATA_CASES = [
     ("scale-nan", "siren.arssr", {"scale": math.nan}, "scale must be a finite number, got nan"),
     ("scale-inf", "siren.arssr", {"scale": math.inf}, "scale must be a finite number, got inf"),
     ("method", "siren.arssr", {"method": "bogus"}, "unknown downsampling 'bogus'"),
+    ("method-list", "siren.arssr", {"method": ["kspace"]}, "unknown downsampling"),
     ("affine-short", "siren.arssr", {"affine": [1.0] * 11}, "affine must be a list of 12 numbers"),
     ("affine-nan", "siren.arssr", {"affine": [math.nan] + [0.0] * 11}, "affine must be a finite number, got nan"),
     ("affine-inf", "siren.arssr", {"affine": [1.0, 0, 0, math.inf, 0, 1, 0, 0, 0, 0, 1, 0]}, "got inf"),

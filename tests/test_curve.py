@@ -75,3 +75,12 @@ def test_fit_on_real_step_counts_and_errors():
         log_linear_fit([0.1, 0.2], [0.1, 0.2])
     with pytest.raises(InputError, match="2 or more distinct hours"):
         log_linear_fit([0.1, 0.1, 0.1], [0.1, 0.2, 0.3])
+
+
+def test_targets_beyond_any_float_of_hours_are_infinite_not_an_error():
+    hours = np.geomspace(0.01, 1.0, 12)
+    fit = log_linear_fit(hours, 0.001 * np.log(hours) + 1e-6 * np.sin(np.arange(12)))  # tiny, certain slope
+    crossing = hours_for(fit, 0.9)
+    assert crossing is not None and crossing.hours == math.inf and crossing.high == math.inf
+    with pytest.raises(InputError, match="hours must be positive"):
+        log_linear_fit([0.1, 1.0, math.inf], [0.0, 0.1, 0.2])

@@ -216,3 +216,21 @@ def test_every_public_name_resolves():
     namespace: dict = {}
     exec("from arssr import *", namespace)
     assert set(arssr.__all__) <= set(namespace) and all(namespace[name] is not None for name in arssr.__all__)
+
+
+def test_model_files_whose_encoder_would_take_hours_to_build_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    from arssr.errors import ModelFileError
+    from arssr.models import load_model
+
+    from arssr.models.checkpoint import FORMAT, FORMAT_VERSION
+
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "model": json.dumps({"name": "arssr", "args": {
+        "encoder": "rdn", "feature_dim": 8, "encoder_args": {"num_blocks": 4096, "num_layers": 4096}}})}
+    save_file({"x": torch.zeros(1)}, tmp_path / "huge.safetensors", metadata=meta)
+    with pytest.raises(ModelFileError, match="4096 x 4096 layers; more than 4096 in all"):
+        load_model(tmp_path / "huge.safetensors")
+    torch.save({0: torch.zeros(1)}, tmp_path / "int_keys.pt")
+    with pytest.raises(ModelFileError, match="state dict of tensors named by strings"):
+        load_model(tmp_path / "int_keys.pt")

@@ -423,3 +423,20 @@ def test_large_planes_are_averaged_down_to_keep_the_page_small(tmp_path):
     assert np.all(np.diff(axial, axis=1) >= 0) and np.all(axial == axial[0])  # still the ramp along x
     assert axial[0, 0] <= 3 and axial[0, -1] >= 252  # the ramp spans the input's grey scale
     assert decode(page.images["centre-sagittal-input"]["src"]).shape == (4, 24)  # small images as they are
+
+
+def test_index_writes_values_from_pages_and_sidecars_as_text(tmp_path):
+    from arssr.report import index_entries, page_facts, render_index
+
+    hostile = {"output": "x<script>.nii.gz", "input": "in.nii.gz", "thumbnail": 'x" onerror="alert(1)',
+               "seconds": "<b>slow</b>", "peak_memory_mib": "<i>big</i>", "warnings": []}
+    html_text = render_index([("javascript:alert(1).html", hostile)], "cohort")
+    assert "<script>" not in html_text and 'onerror="' not in html_text and "<b>slow" not in html_text
+    assert 'href="javascript%3Aalert%281%29.html"' in html_text  # a relative name, not a scheme and "&lt;b&gt;slow&lt;/b&gt;" in html_text
+    for text in ('[1, 2]', '{"input": "in.nii.gz"}'):  # embedded facts that are not a page's: not a page
+        page = tmp_path / "page.html"
+        page.write_text(f'<script type="application/json" id="arssr-report">{text}</script>')
+        assert page_facts(page) is None
+    assert index_entries(tmp_path) == []
+    page.write_text('<script type="application/json" id="arssr-report">{"output": "a.nii.gz"}</script>')
+    assert page_facts(page) == {"output": "a.nii.gz"}

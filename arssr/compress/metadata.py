@@ -87,7 +87,7 @@ def _check(meta) -> None:
     scale = _number(meta["scale"], "scale")
     if scale < 1:
         raise InputError(f"scale must be >= 1, got {scale:g}")
-    if meta["method"] not in DEGRADATIONS:
+    if not isinstance(meta["method"], str) or meta["method"] not in DEGRADATIONS:
         raise InputError(f"unknown downsampling {_shown(meta['method'])}")
     affine = np.reshape(_numbers(meta["affine"], 12, "affine"), (3, 4))
     if not abs(np.linalg.det(affine[:, :3])) > 0:

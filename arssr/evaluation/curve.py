@@ -11,6 +11,7 @@ when the slope is not positive at the given significance.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -19,6 +20,9 @@ from scipy import stats
 
 from arssr.errors import InputError
 
+
+#: Natural log of the largest float: hours beyond it are infinite.
+LARGEST_LOG = math.log(sys.float_info.max)
 
 @dataclass(frozen=True)
 class LogLinearFit:
@@ -50,7 +54,7 @@ class Crossing:
 def log_linear_fit(hours: Sequence[float], scores: Sequence[float]) -> LogLinearFit:
     """Least-squares fit of ``scores`` against ``ln(hours)``; needs 3 or more points at 2 or more distinct hours > 0."""
     hours, y = np.asarray(hours, dtype=np.float64), np.asarray(scores, dtype=np.float64)
-    if hours.ndim != 1 or hours.shape != y.shape or not np.all(hours > 0):
+    if hours.ndim != 1 or hours.shape != y.shape or not np.all((hours > 0) & np.isfinite(hours)):
         raise InputError("learning curve: hours must be positive and as many as the scores")
     x = np.log(hours)
     if x.size < 3 or np.ptp(x) == 0 or not np.all(np.isfinite(y)):
@@ -75,4 +79,9 @@ def hours_for(fit: LogLinearFit, target: float, alpha: float = 0.05) -> Crossing
     # d ln(h) / d a = -1 / b, d ln(h) / d b = -ln(h) / b
     variance = (fit.se_a ** 2 + log_hours ** 2 * fit.se_b ** 2 + 2 * log_hours * fit.cov_ab) / fit.b ** 2
     spread = math.sqrt(max(variance, 0.0))
-    return Crossing(math.exp(log_hours), math.exp(log_hours - spread), math.exp(log_hours + spread))
+    return Crossing(*(_exp(value) for value in (log_hours, log_hours - spread, log_hours + spread)))
+
+
+def _exp(value: float) -> float:
+    """``exp(value)``, or infinity where that is beyond a float (hours no run will reach)."""
+    return math.exp(value) if value < LARGEST_LOG else math.inf

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from contextlib import nullcontext
@@ -101,6 +102,11 @@ def model_config(meta: dict[str, str], path: str | os.PathLike) -> dict:
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_MODEL_ARGUMENT:
             raise ModelFileError(f"{path}: model argument {key} = {str(value)[:20]} is above the largest, "
                                  f"{MAX_MODEL_ARGUMENT}")
+    counts = [value for key, value in encoder_args.items() if key.startswith("num_") and key != "num_features"
+              and isinstance(value, int) and not isinstance(value, bool)]
+    if math.prod(abs(value) for value in counts) > MAX_MODEL_ARGUMENT:
+        raise ModelFileError(f"{path}: model encoder of {' x '.join(map(str, counts))} layers; more than "
+                             f"{MAX_MODEL_ARGUMENT} in all is not an arssr model")
     return config
 
 
@@ -177,8 +183,9 @@ def _official_model(path: Path) -> tuple[ArSSR, dict[str, torch.Tensor]]:
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelFileError(f"{path}: expected a state dict of tensors")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ModelFileError(f"{path}: expected a state dict of tensors named by strings")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     return ArSSR(**official_args(state, path)), state
 

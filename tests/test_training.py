@@ -329,6 +329,31 @@ def test_two_process_ddp_matches_one_process(data, tmp_path):
         assert gap <= 1e-5 * float(value.norm()) and gap <= 1e-3 * moved, key
 
 
+def _ddp_worker_out_of_time(rank: int, world: int, port: int, config: dict, folder: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    trainer = training.Trainer(config)
+    if rank == 1:
+        trainer.seconds["wall"] = 1e9  # its own clock says the time is up (it counts its waits); rank 0's does not
+    trainer.fit()
+    (Path(folder) / f"steps{rank}.txt").write_text(str(trainer.step))
+
+
+def test_ranks_stop_together_at_the_time_limit(data, tmp_path):
+    import time
+
+    config = tiny_config(data, tmp_path / "ddp_time", "steps=3", "val.volumes=0", "max_seconds=3600")
+    context = mp.spawn(_ddp_worker_out_of_time, args=(2, _free_port(), config, str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 300
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the ranks did not stop together: one waits for the other")
+    assert [(tmp_path / f"steps{rank}.txt").read_text() for rank in range(2)] == ["3", "3"]
+
+
 def test_training_leaves_the_callers_global_state_as_it_was(data, tmp_path):
     import os
     import random

@@ -223,6 +223,17 @@ class Trainer:
         self.scheduler.step()
         return loss_sum.detach()
 
+    def _out_of_time(self, max_seconds: float) -> bool:
+        """Whether the run has trained ``max_seconds``, by rank 0's clock for every rank: each rank's own
+        clock also counts its waits for the others, so the ranks would stop at different steps and the
+        last one would wait for them forever."""
+        over = torch.tensor(float(self.seconds["wall"] >= max_seconds), device=self.device)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.broadcast(over, src=0)
+        return bool(over.item())
+
     def fit(self) -> Path:
         """Train up to the configured number of steps; returns the run folder."""
         from tqdm.auto import tqdm
@@ -235,7 +246,7 @@ class Trainer:
         exports = set(config.export_steps)
         clock = (time.process_time(), time.perf_counter())
         while self.step < self.total:
-            if config.max_seconds is not None and self.seconds["wall"] >= config.max_seconds:
+            if config.max_seconds is not None and self._out_of_time(config.max_seconds):
                 break
             running += torch.stack([self.train_step().double(), torch.ones((), device=self.device)])
             self.step += 1

@@ -19,25 +19,29 @@ out=$1; shift
 minutes=10 steps="" device=cuda data="" heldout="" config=train/gpu_paper_size.yaml
 while [ $# -gt 0 ]; do
   case $1 in
+    --minutes|--steps|--device|--data|--heldout|--config) [ $# -ge 2 ] || usage ;;&
     --minutes) minutes=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --device) device=$2; shift 2 ;;
-    --data) data=$2; shift 2 ;;
+    --data) data=$(realpath -m "$2"); shift 2 ;;
     --heldout) heldout=$2; shift 2 ;;
-    --config) config=$2; shift 2 ;;
+    --config) config=$(realpath -m "$2"); shift 2 ;;
     -*) usage ;;
     *) break ;;
   esac
 done
 overrides=("$@")
+out=$(realpath -m "$out")  # the paths given are taken from the caller's folder, not the repository's
+scored=()
+for volume in $heldout; do scored+=("$(realpath -m "$volume")"); done
 cd "$(dirname "$0")/.."
 mkdir -p "$out"
 if [ -z "$data" ]; then
   [ -f "$out/data/train.csv" ] || python eval/learning_curve.py prepare --out "$out/data"
   data=$out/data/train.csv
-  heldout=${heldout:-"$out/data/macaque.nii.gz $out/data/heldout_head.nii.gz"}
+  [ ${#scored[@]} -gt 0 ] || scored=("$out/data/macaque.nii.gz" "$out/data/heldout_head.nii.gz")
 fi
-[ -n "$heldout" ] || { echo "error: --data needs --heldout (the volumes to score on)" >&2; exit 2; }
+[ ${#scored[@]} -gt 0 ] || { echo "error: --data needs --heldout (the volumes to score on)" >&2; exit 2; }
 seconds=$(python -c "print(round(float('$minutes') * 60))")
 sets=()
 for pair in "${overrides[@]}"; do sets+=(--set "$pair"); done
@@ -45,12 +49,11 @@ if [ -z "$steps" ]; then
   [ -f "$out/timing.json" ] || python eval/learning_curve.py --threads 4 time --source "$data" --device "$device" \
     --steps 30 --out "$out/timing.json" "${sets[@]}" "$config"
   steps=$(python -c "import json, sys; t = next(iter(json.load(open(sys.argv[1])).values()))
-print(max(1, int($seconds / t['s_per_step'])))" "$out/timing.json")
+print(max(1, int($seconds / max(t['s_per_step'], 1e-3))))" "$out/timing.json")
 fi
 arssr train --config "$config" --out "$out/run" --resume auto --device "$device" data="$data" steps="$steps" \
   max_seconds="$seconds" "${overrides[@]}"
 python train/export_model.py "$out/run/last.safetensors" "$out/model.safetensors" input_spacing_mm=1,6 \
   scale_range=2,4 contrast=T1w skull_stripped=both training="$config"
-# shellcheck disable=SC2086 # the held-out volumes are a list
-python eval/learning_curve.py --threads 4 score-model "$out/model.safetensors" $heldout --device "$device" \
+python eval/learning_curve.py --threads 4 score-model "$out/model.safetensors" "${scored[@]}" --device "$device" \
   --out "$out/scores.json"

@@ -25,8 +25,7 @@ from pathlib import Path
 
 from arssr import __version__
 from arssr.errors import OutputError
-from arssr.files import refuse_existing
-from arssr.output_folder import atomic_folder
+from arssr.files import atomic_folder, refuse_existing
 from arssr.protocol import DEFAULT_CONSISTENCY
 
 #: Metadata schema that ``python -m monai.bundle verify_metadata`` downloads unless ``--filepath`` names a copy.
@@ -177,7 +176,7 @@ def export_bundle(folder: str | os.PathLike, weights: str | os.PathLike | None =
     """Write the MONAI bundle of ``weights`` (default: the shipped model) to ``folder``; returns ``folder``.
 
     An existing bundle file in ``folder`` is replaced only with ``overwrite``. The files are written into a
-    temporary folder beside ``folder`` and moved into place once all are complete (``arssr.output_folder``):
+    temporary folder beside ``folder`` and moved into place once all are complete (``arssr.files.atomic_folder``):
     an error or a full disk leaves nothing behind.
     """
     from arssr.models import default_model_path

@@ -22,8 +22,7 @@ import torch
 from arssr.compress.api import compress_volume
 from arssr.compress.config import CompressionConfig
 from arssr.errors import InputError, OutputError
-from arssr.files import atomic_file, refuse_existing
-from arssr.output_folder import atomic_folder
+from arssr.files import atomic_file, atomic_folder, refuse_existing
 from arssr.volume import Volume
 
 COLUMNS = ("scale", "width", "depth", "siren_params", "bytes", "bpp", "compression_ratio", "paper_cr", "psnr", "ssim",
@@ -122,7 +121,7 @@ def check_report_folder(folder: Path, overwrite: bool = False) -> None:
 
 def write_report(records: list[dict], folder: Path, overwrite: bool = False) -> list[Path]:
     """``sweep.csv``, ``sweep.md`` and ``sweep.png`` in ``folder``, written whole or not at all
-    (``arssr.output_folder``)."""
+    (``arssr.files.atomic_folder``)."""
     check_report_folder(folder, overwrite)
     with atomic_folder(folder) as staging:
         csv_path, markdown_path, plot_path = report_paths(staging)

@@ -124,17 +124,16 @@ def run(args: argparse.Namespace) -> int:
         operator = args.consistency if args.consistency != "none" else DEFAULT_CONSISTENCY
         adapt_options = AdaptOptions(seconds=args.adapt, steps=args.adapt_steps, operator=operator, seed=args.seed)
     asked_thickness = args.slice_thickness or ("spacing" if args.slice_profile else None)
-    if asked_thickness not in (None, "none") and args.consistency == "none":
-        raise UsageError("--slice-thickness and --slice-profile set the consistency projection; "
-                         "they cannot go with --consistency none")
-    if asked_thickness == "none" and (args.slice_profile or args.equalize_slices or args.slice_correction):
-        raise UsageError("--slice-profile, --slice-correction and --equalize-slices are for slices; they cannot go "
-                         "with --slice-thickness none")
-    if args.slice_correction and args.consistency == "none":
-        raise UsageError("--slice-correction sets the consistency projection; it cannot go with --consistency none")
+    slice_options = [name for name, given in (
+        ("--slice-thickness", args.slice_thickness not in (None, "none")), ("--slice-profile", args.slice_profile),
+        ("--slice-correction", args.slice_correction), ("--equalize-slices", args.equalize_slices)) if given]
+    if slice_options and args.consistency == "none":
+        raise UsageError(f"{', '.join(slice_options)}: slices are made consistent by the projection; they cannot "
+                         "go with --consistency none")
+    if slice_options and asked_thickness == "none":
+        raise UsageError(f"{', '.join(slice_options)}: they are for slices; they cannot go with --slice-thickness "
+                         "none")
     slice_correction = args.slice_correction or DEFAULT_SLICE_CORRECTION
-    if args.equalize_slices and args.consistency == "none":
-        raise UsageError("--equalize-slices works on 2D multi-slice inputs, which --consistency none does not take")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(shard_device(args.device, shard))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def _positive(text: str, kind: type, what: str):
     except ValueError:
         value = kind(0)
     largest = LARGEST_WHOLE if kind is int else float("inf")
-    if not 0 < value <= largest or value == float("inf"):
+    if not (0 < value <= largest and math.isfinite(value)):
         raise InputError(f"expected a positive {what}{' below 2^31' if kind is int else ''}, got {text[:24]!r}")
     return value
 
@@ -88,15 +89,16 @@ def read_list(path: Path) -> str:
     from arssr.files import check_input_file
 
     try:
-        check_input_file(path, "list of paths")
-        text = path.read_bytes().decode("utf-8")
+        raw = check_input_file(path, "list of paths").read_bytes()
     except InputError as err:
         raise UsageError(str(err)) from None
-    except UnicodeDecodeError:
-        text = "\0"
     except OSError as err:
         raise UsageError(f"{path}: cannot read list of paths ({err.strerror or err})") from None
-    if "\0" in text:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\0" in text:
         raise UsageError(f"{path}: not a text list of paths (it holds bytes that are not UTF-8 text)")
     return text
 

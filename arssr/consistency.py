@@ -48,7 +48,7 @@ BAND_SPLIT = 0.5
 #: Decimals and largest magnitude of fitted band weights (they are stored in files).
 WEIGHT_DECIMALS = 3
 MAX_WEIGHT = 9.999
-#: Largest condition number of ``A B`` for which the smooth slice correction is used (``pseudo_inverse``): boxcar
+#: Largest condition number of ``A B`` for which the smooth slice correction is used (``right_inverse``): boxcar
 #: slices up to 1.5x as thick as their spacing (gaps included) stay below it (3.7 at 1.5x); at 2x it is 41 and a
 #: thin residual is amplified into ringing.
 MAX_SMOOTH_CONDITION = 10.0
@@ -125,7 +125,7 @@ def slice_consistency(
 
 
 @lru_cache(maxsize=64)
-def pseudo_inverse(operator: AxisOperator, n: int, m: int) -> torch.Tensor:
+def right_inverse(operator: AxisOperator, n: int, m: int) -> torch.Tensor:
     """``(n, m)`` float64 right inverse of the operator's ``(m, n)`` matrix ``A`` on one axis, which lifts a
     residual to a correction: Moore-Penrose's (the least-squares correction), or for a slice model with
     ``smooth`` correction ``B (A B)^-1``, ``B`` linear interpolation from the slice centres. Both give
@@ -161,7 +161,7 @@ def degrade_volume(volume: np.ndarray, lr_shape, operator: Operator) -> np.ndarr
 def _projection(volume: np.ndarray, lr: np.ndarray, operator: Operator) -> np.ndarray:
     big, small = volume.shape, lr.shape
     residual = torch.from_numpy(lr - degrade_volume(volume, small, operator))
-    p0, p1, p2 = (pseudo_inverse(op, big[d], small[d]) for d, op in enumerate(axis_operators(operator)))
+    p0, p1, p2 = (right_inverse(op, big[d], small[d]) for d, op in enumerate(axis_operators(operator)))
     # A+ r on axes 2 and 1 first (n0 x M1 x M2), then axis 0 slab by slab into the result.
     lifted = apply_along_axis(apply_along_axis(residual, p2, 2), p1, 1)
     rows_of = p0.to(torch.float32)
@@ -180,7 +180,7 @@ def project(
     iterations: int = FLOOR_ITERATIONS,
 ) -> np.ndarray:
     """The closest array to ``volume`` (least squares; along a slice axis with ``smooth`` correction, the
-    oblique projection of :func:`pseudo_inverse`) whose ``operator`` degradation equals ``lr``.
+    oblique projection of :func:`right_inverse`) whose ``operator`` degradation equals ``lr``.
 
     ``volume`` is on the output grid of ``lr`` (``arssr.geometry``); both are
     intensities in the same units. With a ``floor`` (0 for MR magnitudes,

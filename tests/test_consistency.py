@@ -453,14 +453,14 @@ def test_thick_slice_axis_follows_the_default_rule(spacing, factors, axis):
 
 
 def test_smooth_slice_correction_is_exact_and_linear_between_slice_centres():
-    from arssr.consistency import pseudo_inverse
+    from arssr.consistency import right_inverse
     from arssr.degrade import lr_coordinates
 
     n, m = 40, 10
     smooth, orthogonal = SliceModel(4.0, "boxcar", "smooth"), SliceModel(4.0)
     a = axis_matrix(smooth, n, m).numpy()
     np.testing.assert_array_equal(a, axis_matrix(orthogonal, n, m).numpy())  # the same slices
-    lift = pseudo_inverse(smooth, n, m).numpy()
+    lift = right_inverse(smooth, n, m).numpy()
     np.testing.assert_allclose(a @ lift, np.eye(m), atol=1e-12)
     # each column is a ramp between neighbouring slice centres: no curvature away from them
     centres = lr_coordinates(n, m).numpy()
@@ -468,7 +468,7 @@ def test_smooth_slice_correction_is_exact_and_linear_between_slice_centres():
     kinks = np.abs(np.arange(1, n - 1)[:, None] - centres[None, :]).min(axis=1) < 1.0
     assert curvature[~kinks].max() < 1e-9 and curvature[kinks].max() > 1e-3
     # the least-squares lift is constant over each slice instead
-    assert np.abs(np.diff(pseudo_inverse(orthogonal, n, m).numpy()[4:8], axis=0)).max() < 1e-9
+    assert np.abs(np.diff(right_inverse(orthogonal, n, m).numpy()[4:8], axis=0)).max() < 1e-9
 
 
 def test_smooth_slice_correction_on_real_anatomy_keeps_the_slices_and_their_steps_fall(mni_t1):
@@ -492,7 +492,7 @@ def test_smooth_slice_correction_on_real_anatomy_keeps_the_slices_and_their_step
     (8.0, "boxcar", False), (12.0, "boxcar", False), (10.0, "gaussian", False),  # overlapping: A B ill-conditioned
 ])
 def test_smooth_slice_correction_is_exact_or_keeps_the_least_squares_lift(thickness, profile, smooth):
-    from arssr.consistency import MAX_SMOOTH_CONDITION, pseudo_inverse
+    from arssr.consistency import MAX_SMOOTH_CONDITION, right_inverse
     from arssr.degrade import resampling_matrix
 
     n, m = 40, 10
@@ -500,7 +500,7 @@ def test_smooth_slice_correction_is_exact_or_keeps_the_least_squares_lift(thickn
     a = axis_matrix(operator, n, m)
     condition = float(torch.linalg.cond(a @ resampling_matrix("linear", m, n)))
     assert (condition <= MAX_SMOOTH_CONDITION) == smooth
-    lift = pseudo_inverse(operator, n, m)
+    lift = right_inverse(operator, n, m)
     np.testing.assert_allclose((a @ lift).numpy(), np.eye(m), atol=1e-9)
     least_squares = torch.linalg.pinv(a)
     assert torch.allclose(lift, least_squares) != smooth

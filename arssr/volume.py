@@ -25,6 +25,13 @@ def is_nifti_path(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
+def nifti_stem(path: str | os.PathLike) -> str:
+    """The file name of ``path`` without ``.nii`` or ``.nii.gz`` (any case), or without its last suffix."""
+    path = Path(path)
+    suffix = next((s for s in (".nii.gz", ".nii") if path.name.lower().endswith(s)), None)
+    return path.name[: -len(suffix)] if suffix else path.stem
+
+
 @dataclass(frozen=True)
 class Volume:
     """A 3D intensity array with its voxel-to-world affine (RAS mm, float64).
@@ -151,8 +158,7 @@ def bids_sidecar(path: str | os.PathLike) -> dict:
     """The BIDS JSON sidecar beside the NIfTI file ``path`` (``sub-01_T1w.json`` for ``sub-01_T1w.nii.gz``),
     as a dict: empty when there is none, and with a warning when it is not a readable JSON object."""
     path = Path(path)
-    suffix = next((s for s in (".nii.gz", ".nii") if path.name.lower().endswith(s)), None)
-    sidecar = path.with_name(path.name[: -len(suffix)] + ".json") if suffix else None
+    sidecar = path.with_name(nifti_stem(path) + ".json") if is_nifti_path(path) else None
     if sidecar is None or not sidecar.is_file():
         return {}
     try:

@@ -164,11 +164,9 @@ def voxel_size_option(text: str) -> tuple[float, float, float]:
 
 
 def stem(path: Path) -> str:
-    name = path.name
-    for suffix in SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+    from arssr.volume import nifti_stem
+
+    return nifti_stem(path)
 
 
 def check_outputs(outputs: list[Path], inputs: list, overwrite: bool) -> None:

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arssr.degrade import resample
 from arssr.evaluation.methods import model_method
 from arssr.evaluation.scoring import Subject, evaluate
 from arssr.inference import upsample
@@ -38,7 +37,7 @@ from arssr.simulate import ThickSlices
 from arssr.volume import load_volume
 
 sys.path.insert(0, str(Path(__file__).parent))
-from clinical_steps import SCANS, SLICE_AXIS  # noqa: E402
+from clinical_steps import SCANS, SLICE_AXIS, cubic  # noqa: E402
 from figure_clinical import slab  # noqa: E402
 
 #: ``(name, template file, slice thicknesses in mm)`` of the simulated cases.
@@ -54,10 +53,9 @@ def clinical_steps(data: Path, model) -> dict:
             part = slab(volume, plane_axis, model.receptive_radius)
             outputs = {correction: upsample(part, model, scale=scale, device="cpu", slice_thickness=thickness,
                                             slice_correction=correction).data for correction in SLICE_CORRECTIONS}
-            lr = torch.from_numpy(part.data.astype(np.float64))
-            cubic = np.clip(resample(lr, outputs["smooth"].shape, "cubic").numpy(), part.data.min(), part.data.max())
-            mask = brain_mask(cubic)
-            row = {"cubic": slice_steps(cubic, SLICE_AXIS, mask)}
+            interpolated = cubic(part, outputs["smooth"].shape)
+            mask = brain_mask(interpolated)
+            row = {"cubic": slice_steps(interpolated, SLICE_AXIS, mask)}
             row.update({c: slice_steps(out, SLICE_AXIS, mask) for c, out in outputs.items()})
             results[f"{file} across axis {plane_axis}"] = {k: round(v, 4) for k, v in row.items()}
             print(file, plane_axis, results[f"{file} across axis {plane_axis}"], flush=True)

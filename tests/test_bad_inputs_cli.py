@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from arssr.cli import _sigterm_as_interrupt, main
+from arssr.cli import _sigterm_as_interrupt
 from arssr.errors import InputError
 from arssr.volume import Volume, load_volume, save_volume
 from conftest import smooth_volume

@@ -11,7 +11,7 @@ import pytest
 
 from arssr.cli import main
 from arssr.cli.compress import _predicted_default
-from arssr.compress import compress_volume, make_config
+from arssr.compress import make_config
 from arssr.compress.auto import compress_auto
 from arssr.compress.container import read_container
 from arssr.compress.predict import LR_BITS, predicted_choice

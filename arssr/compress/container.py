@@ -32,7 +32,6 @@ import json
 import os
 import struct
 import zlib
-from pathlib import Path
 
 from arssr.errors import InputError
 from arssr.files import atomic_file, check_input_file, check_output

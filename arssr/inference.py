@@ -17,11 +17,13 @@ import torch
 
 from arssr import geometry
 from arssr.consistency import check_operator, degrade_volume, project, slice_consistency
+from arssr.degrade import SliceModel
 from arssr.device import free_memory_bytes, resolve_device
 from arssr.errors import InputError
 from arssr.gain import auto_gain, interpolation
 from arssr.models import ArSSR, load_model
 from arssr.models.card import warn_outside_card
+from arssr.models.planes import PlanePrior, load_prior, through_plane
 from arssr.models.space import ModelSpace
 from arssr.models.tiling import DEFAULT_CHUNK, super_resolve
 from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN, DEFAULT_SLICE_CORRECTION
@@ -71,6 +73,7 @@ def upsample(
     slice_profile: str = "boxcar",
     slice_correction: str = DEFAULT_SLICE_CORRECTION,
     with_residual: bool = False,
+    plane_prior: PlanePrior | str | os.PathLike | None = None,
 ) -> Volume | tuple[Volume, np.ndarray | None]:
     """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
 
@@ -113,13 +116,21 @@ def upsample(
         return (constant, residual) if with_residual else constant
     space = ModelSpace.of(volume.data, volume.affine, model)
     lr = space.to_model(volume.data)
-    result = super_resolve(lr, model, space.axes(out_shape), tile=tile, device=device, precision=precision,
-                           chunk=chunk, progress=progress)
+    operator = operator if isinstance(operator, str) else space.axes(operator)
+    prior_axis = None if plane_prior is None else _prior_axis(operator, lr.shape, space.axes(out_shape))
+    if prior_axis is not None:
+        prior = plane_prior if isinstance(plane_prior, PlanePrior) else load_prior(plane_prior)
+        slices = operator[prior_axis]
+        result = through_plane(prior, interpolation(lr, space.axes(out_shape), operator), prior_axis,
+                               space.axes(out_shape)[prior_axis] / lr.shape[prior_axis], slices.thickness)
+        gain = 1.0 if gain == "auto" else gain
+    else:
+        result = super_resolve(lr, model, space.axes(out_shape), tile=tile, device=device, precision=precision,
+                               chunk=chunk, progress=progress)
     result[empty_background(lr, result.shape)] = 0.0
     if consistency == "none":
         data = space.from_model(result, clip=(low, high))
     else:
-        operator = operator if isinstance(operator, str) else space.axes(operator)
         if gain == "auto":
             gain = auto_gain(model, lr, space.axes(factors), operator, device, consistency, slice_thickness)
         if gain != 1:
@@ -134,6 +145,15 @@ def upsample(
         data = space.from_model(project(result, lr, operator, floor))
     result = Volume(data, affine, volume.header)
     return (result, residual) if with_residual else result
+
+
+def _prior_axis(operator, lr_shape: Sequence[int], out_shape: Sequence[int]) -> int | None:
+    """The slice axis of a per-axis operator whose only upsampled axis holds thick slices, or ``None``."""
+    if isinstance(operator, str):
+        return None
+    thick = [a for a, entry in enumerate(operator) if isinstance(entry, SliceModel)]
+    upsampled = [a for a in range(3) if out_shape[a] != lr_shape[a]]
+    return thick[0] if len(thick) == 1 and upsampled == thick else None
 
 
 def _request(volume, model, scale, voxel_size, consistency: str, slice_thickness, slice_profile: str,

@@ -90,18 +90,20 @@ def ants_bspline(lr: Volume, hr_shape: tuple[int, int, int], slices: ThickSlices
 def model_method(
     model: ArSSR, device: str = "auto", tile: int | None = None, consistency: str = "none",
     adapt: float | None = None, gain: float | str = 1.0, slice_correction: str = DEFAULT_SLICE_CORRECTION,
+    plane_prior=None,
 ) -> Method:
     """The model through :func:`arssr.inference.upsample` with the given consistency projection and detail
     gain, after ``adapt`` seconds of self-adaptation to each input when given. ``consistency="slice"`` projects
     onto the slice model of the case's thick slices (and k-space truncation on the other axes), spreading
-    each slice's residual as ``slice_correction`` says."""
+    each slice's residual as ``slice_correction`` says; a ``plane_prior`` replaces the model there
+    (``arssr.inference.upsample``)."""
     def run(lr: Volume, hr_shape: tuple[int, int, int], slices: ThickSlices | None = None) -> Volume:
         options: dict = {"consistency": consistency, "gain": gain}
         if consistency == SLICE_CONSISTENCY:
             if slices is None:
                 raise InputError(f"+dc:{SLICE_CONSISTENCY} needs thick-slice inputs (a slice thickness)")
             options.update(consistency=DEFAULT_CONSISTENCY, slice_thickness=slices.thickness,
-                           slice_profile=slices.profile, slice_correction=slice_correction)
+                           slice_profile=slices.profile, slice_correction=slice_correction, plane_prior=plane_prior)
         scale = tuple(n / m for n, m in zip(hr_shape, lr.shape))
         used = model
         if adapt is not None:

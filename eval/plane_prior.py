@@ -1,0 +1,127 @@
+"""The through-plane prior against the 3D model on thick slices: PSNR on simulated slices, slice steps on
+real clinical scans, side by side in one run.
+
+1. Selection (eval/results/plane_prior/README.md): the macaque ``inia19-t1-brain`` with boxcar slices of
+   2 and 3 mm along axis 2 and of 3 mm along axis 1.
+2. Reported only: Colin27 ``ch2bet`` and ``ch2`` with boxcar slices of 4 and 6 mm along axis 2.
+3. Reported only: :func:`arssr.metrics.slice_steps` on the three clinical scans upsampled to about 1 mm
+   along their slices (whole scan, one head mask from the cubic output, as eval/clinical_steps.py).
+
+Methods: cubic, the 3D default (``arssr+dc:slice+gain``: smooth correction, fitted detail gain), the
+prior (smooth correction, gain 1), each with the default settings of ``arssr upsample`` otherwise.
+
+Usage: python eval/plane_prior.py --prior PRIOR.safetensors [--parts selection,reported,clinical]
+       [--templates $TEMPLATES] [--data ../shared/data] [--threads 1] [--json eval/results/plane_prior/results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from arssr.evaluation.methods import baseline, model_method
+from arssr.evaluation.scoring import Subject, evaluate
+from arssr.inference import upsample
+from arssr.metrics import brain_mask, slice_steps
+from arssr.models import default_model_path, load_model
+from arssr.models.planes import load_prior
+from arssr.simulate import ThickSlices
+from arssr.volume import load_volume
+
+sys.path.insert(0, str(Path(__file__).parent))
+from clinical_steps import SCANS, SLICE_AXIS, TARGET_MM, cubic  # noqa: E402
+
+#: ``(part, template file, [(thickness mm, axis)])``.
+CASES = (
+    ("selection", "inia19-t1-brain.nii.gz", ((2.0, 2), (3.0, 2), (3.0, 1))),
+    ("reported", "ch2bet.nii.gz", ((4.0, 2), (6.0, 2))),
+    ("reported", "ch2.nii.gz", ((4.0, 2), (6.0, 2))),
+)
+
+
+def simulated(templates: Path, part: str, methods: dict) -> list[dict]:
+    rows = []
+    for _, file, cases in (c for c in CASES if c[0] == part):
+        subject = Subject.from_volumes(file.split(".")[0], load_volume(templates / file))
+        for record in evaluate([subject], methods, slices=[ThickSlices(t, axis) for t, axis in cases]):
+            row = {"volume": subject.name, "method": record.method, "slice_thickness": record.slice_thickness,
+                   "axis": record.slice_axis,
+                   "psnr": round(record.psnr, 3), "psnr_mask": round(record.psnr_mask, 3),
+                   "ssim": round(record.ssim, 4), "steps": round(record.steps, 3),
+                   "seconds": round(record.seconds, 1)}
+            print(row, flush=True)
+            rows.append(row)
+    return rows
+
+
+def clinical(data: Path, model, prior) -> list[dict]:
+    rows = []
+    for file, thickness in SCANS:
+        volume = load_volume(data / file)
+        scale = (1.0, 1.0, volume.spacing[SLICE_AXIS] / TARGET_MM)
+        outputs = {}
+        for name, used in (("arssr", None), ("prior", prior)):
+            start = time.perf_counter()
+            outputs[name] = upsample(volume, model, scale=scale, device="cpu", slice_thickness=thickness,
+                                     plane_prior=used).data
+            print(file, name, f"{time.perf_counter() - start:.1f} s", flush=True)
+        outputs["cubic"] = cubic(volume, outputs["arssr"].shape)
+        mask = brain_mask(outputs["cubic"])
+        row = {"scan": file, **{k: round(slice_steps(v, SLICE_AXIS, mask), 3) for k, v in outputs.items()}}
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prior", required=True, help="the plane prior's weights")
+    parser.add_argument("--parts", default="selection,reported,clinical")
+    parser.add_argument("--templates", default=os.environ.get("TEMPLATES", str(
+        Path.home() / ".cache/arssr/mricron/usr/share/mricron/templates")), help="mricron-data templates folder")
+    parser.add_argument("--data", default="../shared/data", help="folder of the clinical scans")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    parser.add_argument("--json", default="eval/results/plane_prior/results.json", help="where to write")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, prior = load_model(None), load_prior(args.prior)
+    methods = {"cubic": baseline("cubic"),
+               "arssr": model_method(model, "cpu", consistency="slice", gain="auto"),
+               "prior": model_method(model, "cpu", consistency="slice", gain="auto", plane_prior=prior)}
+    report = {"model": default_model_path().name, "prior": Path(args.prior).name, "prior_card": prior.card,
+              "threads": args.threads, "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}
+    parts = args.parts.split(",")
+    for part in ("selection", "reported"):
+        if part in parts:
+            report[part] = simulated(Path(args.templates), part, methods)
+    if "selection" in parts:
+        report["rule"] = selection_rule(report["selection"])
+        print("rule:", report["rule"])
+    if "clinical" in parts:
+        report["clinical"] = clinical(Path(args.data), model, prior)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    print(args.json)
+
+
+def selection_rule(rows: list[dict]) -> dict:
+    """The rule of eval/results/plane_prior/README.md on the selection rows."""
+    def scores(method):
+        return [r["psnr_mask"] for r in rows if r["method"] == method]
+
+    differences = np.subtract(scores("prior"), scores("arssr"))
+    passed = bool(differences.mean() >= 0.3 and differences.min() >= -0.05)
+    return {"differences": [round(float(d), 3) for d in differences], "mean": round(float(differences.mean()), 3),
+            "passed": passed}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The through-plane prior: its planes and their fusion, its files, its examples and its training."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from scipy import ndimage
+
+from arssr.consistency import degrade_volume, slice_consistency
+from arssr.degrade import SliceModel
+from arssr.errors import ModelFileError
+from arssr.inference import upsample
+from arssr.models.planes import PlanePrior, load_prior, save_prior, through_plane
+from arssr.simulate import ThickSlices, simulate_thick_slices
+from arssr.training.planes import PlaneDraws, PriorRun, cubic_rows, draw_example, thin_rows, train_prior
+from arssr.volume import Volume
+
+
+def small_prior(seed: int = 0) -> PlanePrior:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        prior = PlanePrior(channels=(4, 8), res_units=1)
+        for p in prior.parameters():  # a visible residual: the default initialisation is near zero
+            p.data.normal_(0, 0.3)
+    return prior.eval()
+
+
+def one_plane(prior, plane: np.ndarray, spacing: float, thickness: float) -> np.ndarray:
+    """An independent path: one plane, padded by numpy's reflection to a multiple of 2, through the network."""
+    pad = [(0, -n % prior.multiple) for n in plane.shape]
+    padded = torch.from_numpy(np.pad(plane, pad, mode="reflect"))[None, None]
+    with torch.no_grad():
+        out = prior(padded, torch.tensor([spacing]), torch.tensor([thickness]))[0, 0].numpy()
+    return out[:plane.shape[0], :plane.shape[1]]
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_through_plane_is_the_mean_of_the_planes_across_each_other_axis(axis, mni_crop, one_thread):
+    volume = (mni_crop.data / mni_crop.data.max()).astype(np.float32)[:, :23, :19]  # odd sizes: padding
+    prior = small_prior()
+    got = through_plane(prior, volume, axis, 3.0, 2.5)
+    expected = np.zeros_like(volume)
+    for across in [a for a in range(3) if a != axis]:
+        third = 3 - axis - across
+        for k in range(volume.shape[third]):
+            index = [slice(None)] * 3
+            index[third] = k
+            plane = volume[tuple(index)]  # the two remaining axes in increasing order
+            rows_first = axis < across
+            restored = one_plane(prior, plane if rows_first else plane.T, 3.0, 2.5)
+            expected[tuple(index)] += (restored if rows_first else restored.T) / 2
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert not np.allclose(got, volume, atol=1e-2)  # the network did change the volume
+
+
+def test_the_prior_is_told_the_spacing_and_thickness(mni_crop):
+    volume = (mni_crop.data / mni_crop.data.max()).astype(np.float32)
+    prior = small_prior()
+    assert not np.allclose(through_plane(prior, volume, 2, 3.0, 3.0), through_plane(prior, volume, 2, 5.0, 3.0))
+    assert not np.allclose(through_plane(prior, volume, 2, 3.0, 3.0), through_plane(prior, volume, 2, 3.0, 2.0))
+
+
+def test_thin_rows_averages_whole_slices_and_cubic_rows_is_scipys_zoom():
+    rows = np.random.default_rng(0).random((24, 5)).astype(np.float32)
+    slices, spacing = thin_rows(rows, 4.0, SliceModel(4.0))
+    assert spacing == 4.0
+    np.testing.assert_allclose(slices, rows.reshape(6, 4, 5).mean(axis=1), atol=1e-6)
+    gaps, _ = thin_rows(rows, 4.0, SliceModel(2.0))  # 2-voxel slices centred between voxels 1 and 2 of each 4
+    np.testing.assert_allclose(gaps, rows.reshape(6, 4, 5)[:, 1:3].mean(axis=1), atol=1e-6)
+    up = cubic_rows(slices, 24)
+    np.testing.assert_allclose(up, ndimage.zoom(slices.astype(np.float64), (4, 1), order=3, mode="reflect",
+                                                grid_mode=True), atol=1e-5)
+
+
+@pytest.mark.parametrize("axes", [(2, 0), (0, 1)])
+def test_an_example_is_the_plane_and_its_slices_brought_back(axes, mni_t1):
+    volume = (mni_t1.data / mni_t1.data.max()).astype(np.float32)
+    draws = PlaneDraws(size=32, noise_share=0, slice_gain_share=0, invert_share=0)
+    centre = np.array([98, 116, 90])
+    example = draw_example(volume, draws, np.random.default_rng(0), axes=axes, spacing=4.0, thickness=4.0,
+                           profile="boxcar", centres=centre[None])
+    margin = 8 + 4  # ceil(2 x 4) + 4 rows on each side, degraded with the patch so its edges are no faces
+    index = [slice(c, c + 1) for c in centre]
+    index[axes[0]] = slice(centre[axes[0]] - 16 - margin, centre[axes[0]] + 16 + margin)
+    index[axes[1]] = slice(centre[axes[1]] - 16, centre[axes[1]] + 16)
+    wide = np.moveaxis(volume[tuple(index)], axes, (0, 1))[:, :, 0]
+    np.testing.assert_array_equal(example.target, wide[margin:-margin])
+    slices = wide.reshape(-1, 4, 32).mean(axis=1)  # whole boxcar slices, 4 rows each
+    expected = ndimage.zoom(slices.astype(np.float64), (4, 1), order=3, mode="reflect", grid_mode=True)
+    np.testing.assert_allclose(example.interpolated, expected[margin:-margin], atol=1e-5)
+    assert (example.spacing, example.thickness) == (4.0, 4.0)
+
+
+def test_prior_files_round_trip_and_bad_files_are_refused(tmp_path, mni_crop):
+    prior = small_prior()
+    path = save_prior(prior, tmp_path / "prior.safetensors", step="7")
+    loaded = load_prior(path)
+    assert loaded.card == {"step": "7"} and loaded.config == prior.config
+    volume = (mni_crop.data / mni_crop.data.max()).astype(np.float32)
+    np.testing.assert_array_equal(through_plane(loaded, volume, 2, 3, 3), through_plane(prior, volume, 2, 3, 3))
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, str(other), metadata={"format": "arssr"})
+    with pytest.raises(ModelFileError, match="not a plane prior"):
+        load_prior(other)
+    state = {k: v.clone() for k, v in prior.state_dict().items()}
+    next(v for v in state.values() if v.is_floating_point()).fill_(float("nan"))
+    poisoned = PlanePrior(**prior.config)
+    poisoned.load_state_dict(state)
+    with pytest.raises(ModelFileError, match="NaN"):
+        load_prior(save_prior(poisoned, tmp_path / "nan.safetensors"))
+    with pytest.raises(ModelFileError, match="plane prior file not found"):
+        load_prior(tmp_path / "missing.safetensors")
+
+
+def test_upsample_with_the_prior_is_slice_consistent_on_real_anatomy(mni_t1, tiny_model, one_thread):
+    hr = Volume(mni_t1.data[40:150:2, 50:180:2, 30:160:2], mni_t1.affine @ np.diag([2.0, 2, 2, 1]))
+    thick = simulate_thick_slices(hr, ThickSlices(8.0, 2))
+    lr = Volume(thick.data - 10, thick.affine)  # below zero: no floor, so the projection is exact
+    scale = (1.0, 1.0, hr.shape[2] / lr.shape[2])
+    prior = small_prior()
+    out = upsample(lr, tiny_model, scale=scale, slice_thickness=8.0, plane_prior=prior, device="cpu")
+    without = upsample(lr, tiny_model, scale=scale, slice_thickness=8.0, device="cpu")
+    assert out.shape == hr.shape and np.allclose(out.affine, without.affine)
+    operator = slice_consistency("kspace", lr.spacing, lr.shape, out.shape, 8.0, correction="smooth")
+    np.testing.assert_allclose(degrade_volume(out.data, lr.shape, operator), lr.data, atol=1e-3 * lr.data.max())
+    assert np.abs(out.data - without.data).max() > 1.0  # the prior, not the 3D model, made it
+    isotropic = upsample(lr, tiny_model, scale=2, plane_prior=prior, device="cpu")  # not thick slices alone
+    np.testing.assert_array_equal(isotropic.data, upsample(lr, tiny_model, scale=2, device="cpu").data)
+
+
+def test_training_resumes_where_it_stopped(tmp_path, mni_t1, one_thread):
+    volumes = [(mni_t1.data[::2, ::2, ::2] / mni_t1.data.max()).astype(np.float32)]
+    run = PriorRun(steps=4, batch=2, checkpoint_every=2, draws=PlaneDraws(size=16))
+    straight = load_prior(train_prior(volumes, tmp_path / "straight", run, prior=small_prior(), log=lambda _: None))
+    train_prior(volumes, tmp_path / "resumed", run, prior=small_prior(), stop_at=2, log=lambda _: None)
+    resumed = load_prior(train_prior(volumes, tmp_path / "resumed", run, prior=small_prior(), log=lambda _: None))
+    assert straight.card["step"] == resumed.card["step"] == "4"
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert not torch.equal(straight.state_dict()["net.model.0.conv.unit0.conv.weight"],
+                           small_prior().state_dict()["net.model.0.conv.unit0.conv.weight"])

@@ -1,0 +1,38 @@
+"""Train the through-plane prior (``arssr.models.planes``) on 2D planes of real volumes, resumable.
+
+    OMP_NUM_THREADS=1 python train/plane_prior.py --data train/real_t1.csv --out RUN [--hours 2] [--steps 20000]
+
+RUN (outside the repository) holds ``checkpoint.pt``, TensorBoard logs, ``step*.safetensors`` and
+``last.safetensors``; running the same command again resumes. The selection rule of the shipped prior is
+in eval/results/plane_prior/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+
+from arssr.training.datasets import find_subjects, load_normalized
+from arssr.training.planes import PriorRun, train_prior
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="a folder of NIfTI volumes or a CSV list (as arssr train)")
+    parser.add_argument("--out", required=True, help="run folder (resumed when it holds a checkpoint)")
+    parser.add_argument("--steps", type=int, default=PriorRun.steps)
+    parser.add_argument("--hours", type=float, default=math.inf, help="stop (with a checkpoint) after this long")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    paths, _ = find_subjects(args.data)
+    volumes = [load_normalized(path, "percentile") for path in paths]
+    exports = tuple(range(2000, args.steps + 1, 2000))
+    print(train_prior(volumes, args.out, PriorRun(steps=args.steps, export_steps=exports),
+                      max_seconds=args.hours * 3600))
+
+
+if __name__ == "__main__":
+    main()

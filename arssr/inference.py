@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -57,6 +58,20 @@ def resolve_scale(volume: Volume, scale=None, voxel_size=None) -> geometry.Tripl
     return factors
 
 
+@dataclass(frozen=True)
+class Upsampled:
+    """What :func:`upsample` made and used: the ``volume``; the detail ``gain`` applied (``None`` without
+    consistency); the consistency ``residual`` before the projection, the input minus the degradation of the
+    output that was projected (the input's grid and axes, intensity units: where the estimate disagreed with
+    the input; ``None`` without consistency); the ``estimator`` of the detail (``model``, ``plane prior``, or
+    ``none`` for a constant input)."""
+
+    volume: Volume
+    gain: float | None
+    residual: np.ndarray | None
+    estimator: str
+
+
 def upsample(
     volume: Volume | str | os.PathLike,
     model: ArSSR | str | os.PathLike | None = None,
@@ -72,9 +87,9 @@ def upsample(
     slice_thickness: float | str | None = None,
     slice_profile: str = "boxcar",
     slice_correction: str = DEFAULT_SLICE_CORRECTION,
-    with_residual: bool = False,
+    details: bool = False,
     plane_prior: PlanePrior | str | os.PathLike | None = None,
-) -> Volume | tuple[Volume, np.ndarray | None]:
+) -> Volume | Upsampled:
     """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
 
     The field of view is preserved (see ``arssr.geometry``); the result has
@@ -95,15 +110,11 @@ def upsample(
     itself (``arssr.gain.detail_gain``, from in-plane examples with a slice
     model), or, with ``cubic`` consistency and no thick slices, takes
     ``arssr.protocol.CUBIC_GAIN`` (``arssr.gain.auto_gain``).
-    Without consistency it plays no part. With ``with_residual``, returns
-    ``(volume, residual)``: the consistency residual before the projection,
-    the input minus the degradation of the output that was projected (the
-    input's grid and axes, intensity units: where the network disagreed with
-    the input), or ``None`` without consistency.
+    Without consistency it plays no part. With ``details``, returns an :class:`Upsampled`: the volume with
+    the gain it used and the consistency residual.
     """
     volume, model, factors, operator = _request(volume, model, scale, voxel_size, consistency, slice_thickness,
                                                 slice_profile, slice_correction)
-    warn_outside_card(model, volume.spacing, factors)
     out_shape = geometry.output_shape(volume.shape, factors)
     check_memory(out_shape)
     device = resolve_device(device)
@@ -113,7 +124,7 @@ def upsample(
     residual = None if consistency == "none" else np.zeros(volume.shape, dtype=np.float32)
     if low == high:  # a constant volume has nothing to resolve, and every projection keeps it
         constant = Volume(np.full(out_shape, low, dtype=np.float32), affine, volume.header)
-        return (constant, residual) if with_residual else constant
+        return Upsampled(constant, None if consistency == "none" else 1.0, residual, "none") if details else constant
     space = ModelSpace.of(volume.data, volume.affine, model)
     lr = space.to_model(volume.data)
     operator = operator if isinstance(operator, str) else space.axes(operator)
@@ -123,13 +134,15 @@ def upsample(
         slices = operator[prior_axis]
         result = through_plane(prior, interpolation(lr, space.axes(out_shape), operator), prior_axis,
                                space.axes(out_shape)[prior_axis] / lr.shape[prior_axis], slices.thickness)
-        gain = 1.0 if gain == "auto" else gain
+        gain, estimator = (1.0 if gain == "auto" else gain), "plane prior"
     else:
+        estimator = "model"
+        warn_outside_card(model, volume.spacing, factors)
         result = super_resolve(lr, model, space.axes(out_shape), tile=tile, device=device, precision=precision,
                                chunk=chunk, progress=progress)
     result[empty_background(lr, result.shape)] = 0.0
     if consistency == "none":
-        data = space.from_model(result, clip=(low, high))
+        data, gain = space.from_model(result, clip=(low, high)), None
     else:
         if gain == "auto":
             gain = auto_gain(model, lr, space.axes(factors), operator, device, consistency, slice_thickness)
@@ -139,12 +152,12 @@ def upsample(
             result *= float(gain)
             result += base
         floor = space.intensity(0.0) if low >= 0 else None
-        if with_residual:
+        if details:
             width = space.window[1] - space.window[0]
             residual = space.from_model_axes((lr - degrade_volume(result, lr.shape, operator)) * np.float32(width))
         data = space.from_model(project(result, lr, operator, floor))
     result = Volume(data, affine, volume.header)
-    return (result, residual) if with_residual else result
+    return Upsampled(result, None if gain is None else float(gain), residual, estimator) if details else result
 
 
 def _prior_axis(operator, lr_shape: Sequence[int], out_shape: Sequence[int]) -> int | None:

@@ -5,7 +5,7 @@ the brightest region of the input (for thick slices, the planes that contain
 the slice axis), each as the input (nearest neighbour), its cubic B-spline
 interpolation and the output, with a slider between the last two; the output
 minus the cubic interpolation and the consistency residual before the
-projection (``arssr.inference.upsample(with_residual=True)``) on symmetric
+projection (``arssr.inference.upsample(details=True)``) on symmetric
 colour scales; the facts of the run (its sidecar record) and flags for what
 needs a look: warnings (an input outside the model card's range among them)
 and a dropped self-adaptation. Images are embedded as PNG, the script is
@@ -175,8 +175,11 @@ def fact_rows(facts: dict) -> list[tuple[str, str, str]]:
         f"even / odd slices {intensity['even_over_odd']:.4g} (spread {intensity['spread']:.3g}) along axis "
         f"{intensity['axis']}: {'equalized' if intensity['equalized'] else 'left as it is'}")
     gain = facts.get("detail_gain")
-    gain_text = gain if isinstance(gain, str) else _number(float(gain))
-    gain_text += " (fitted on the input)" if facts.get("detail_gain_fitted") else " (given or fixed)"
+    if gain is None:
+        gain_text = "none (no consistency)"
+    else:
+        gain_text = gain if isinstance(gain, str) else _number(float(gain))
+        gain_text += " (fitted on the input)" if facts.get("detail_gain_fitted") else " (given or fixed)"
     memory = facts.get("peak_memory_mib")
     rows = [
         ("input", "Input", f"{facts.get('input')}"),

@@ -1,6 +1,6 @@
 """Size and write time of ``arssr upsample --report`` pages for whole heads, and the rebuild time of a cohort index.
 
-Pages: each input is super-resolved once with the shipped model (``upsample(with_residual=True)``, not
+Pages: each input is super-resolved once with the shipped model (``upsample(details=True)``, not
 timed), then its page is written ``--repeats`` times (``arssr.report.write_report``: the slices, PNGs and
 HTML, written atomically); the median time and the page's size are reported, and a screenshot of the
 template's page in headless Chromium is saved where the browser is installed.
@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from arssr.files import atomic_file
-from arssr.inference import example_volume_path, fitted_gain, upsample
+from arssr.inference import example_volume_path, upsample
 from arssr.models import default_model_path, file_sha256, load_model
 from arssr.report import render_images, render_page, run_facts, write_index, write_report
 from arssr.simulate import simulate_lr
@@ -61,8 +61,8 @@ def super_resolved(name: str, source: Volume, model, scale: float, cache: Path):
         result = Volume(saved["result"], saved["affine"], source.header)
         return result, saved["residual"], float(saved["gain"]), float(saved["seconds"])
     start = time.perf_counter()
-    gain = fitted_gain(source, model, scale=scale, device="cpu")
-    result, residual = upsample(source, model, scale=scale, gain=gain, device="cpu", with_residual=True)
+    upsampled = upsample(source, model, scale=scale, device="cpu", details=True)
+    result, residual, gain = upsampled.volume, upsampled.residual, upsampled.gain
     seconds = time.perf_counter() - start
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(stored, result=result.data, affine=result.affine, residual=residual, gain=gain, seconds=seconds)

@@ -108,7 +108,8 @@ def example_run(tmp_path_factory, carded_weights):
 
 
 def test_residual_is_the_input_minus_the_degraded_output_before_projection(mni_crop, tiny_model, one_thread):
-    result, residual = upsample(mni_crop, tiny_model, scale=(2, 1.5, 2), gain=1.0, device="cpu", with_residual=True)
+    upsampled = upsample(mni_crop, tiny_model, scale=(2, 1.5, 2), gain=1.0, device="cpu", details=True)
+    result, residual = upsampled.volume, upsampled.residual
     np.testing.assert_array_equal(result.data, upsample(mni_crop, tiny_model, scale=(2, 1.5, 2), gain=1.0,
                                                         device="cpu").data)
     space = ModelSpace.of(mni_crop.data, mni_crop.affine, tiny_model)
@@ -120,9 +121,9 @@ def test_residual_is_the_input_minus_the_degraded_output_before_projection(mni_c
     assert residual.shape == mni_crop.shape and residual.dtype == np.float32
     np.testing.assert_allclose(residual, expected, atol=1e-4 * float(np.ptp(mni_crop.data)))
     assert np.abs(residual).max() > 0.01 * float(np.ptp(mni_crop.data))  # the network did disagree
-    assert upsample(mni_crop, tiny_model, scale=2, consistency="none", with_residual=True)[1] is None
+    assert upsample(mni_crop, tiny_model, scale=2, consistency="none", details=True).residual is None
     constant = Volume(np.full((6, 7, 8), 3.0, np.float32), np.eye(4))
-    np.testing.assert_array_equal(upsample(constant, tiny_model, scale=2, with_residual=True)[1], np.zeros((6, 7, 8)))
+    np.testing.assert_array_equal(upsample(constant, tiny_model, scale=2, details=True).residual, np.zeros((6, 7, 8)))
 
 
 def test_page_shows_every_fact_of_the_sidecar(example_run, carded_weights):

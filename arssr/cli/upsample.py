@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from arssr.device import resolve_device
     from arssr.adapt import adapt_to
     from arssr.gain import fits_gain
-    from arssr.inference import example_volume_path, fitted_gain, upsample
+    from arssr.inference import example_volume_path, upsample
     from arssr.models import default_model_path, file_sha256, load_model, save_model
     from arssr.report import kept_warnings, peak_memory_mib
     from arssr.shard import current_shard, shard_device
@@ -162,18 +162,13 @@ def run(args: argparse.Namespace) -> int:
                               f"PSNR {adapted.before:.2f} -> {adapted.after:.2f} dB, {verdict}", file=sys.stderr)
                     if args.save_adapted:
                         save_model(used, args.save_adapted, adapted_to=str(source), **used.card)
-                gain = args.detail_gain
-                if gain == "auto" and args.consistency != "none":
-                    gain = fitted_gain(volume, used, args.scale, args.voxel_size, args.consistency,
-                                       slice_thickness, slice_profile or "boxcar", device, slice_correction)
-                result = upsample(
+                upsampled = upsample(
                     volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
                     device=device, precision=args.precision, progress=progress, consistency=args.consistency,
-                    gain=gain, slice_thickness=slice_thickness, slice_profile=slice_profile or "boxcar",
-                    slice_correction=slice_correction,
-                    with_residual=target in pages,
+                    gain=args.detail_gain, slice_thickness=slice_thickness, slice_profile=slice_profile or "boxcar",
+                    slice_correction=slice_correction, details=True,
                 )
-            result, residual = result if target in pages else (result, None)
+            result, residual = upsampled.volume, upsampled.residual
             save_volume(result, target, overwrite=args.overwrite, dtype=args.dtype)
         except ArssrError as err:
             failed.append(source)
@@ -185,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
             "arssr_version": __version__, "input": str(source), "output": str(target),
             "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
             "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
-            "precision": args.precision, "consistency": args.consistency, "detail_gain": gain,
+            "precision": args.precision, "consistency": args.consistency, "detail_gain": upsampled.gain,
             "detail_gain_fitted": args.detail_gain == "auto" and fits_gain(args.consistency, slice_thickness),
             "slice_thickness": slice_thickness, "slice_thickness_from": thickness_from, "slice_profile": slice_profile,
             "slice_correction": None if slice_thickness is None else slice_correction,

@@ -139,3 +139,20 @@ def test_training_resumes_where_it_stopped(tmp_path, mni_t1, one_thread):
         torch.testing.assert_close(a, b, msg=name)
     assert not torch.equal(straight.state_dict()["net.model.0.conv.unit0.conv.weight"],
                            small_prior().state_dict()["net.model.0.conv.unit0.conv.weight"])
+
+
+def test_adaptation_learns_from_the_inputs_own_planes_and_keeps_the_caller_prior(mni_t1, one_thread):
+    from arssr.training.planes import adapt_prior
+
+    lr = (mni_t1.data[20:180, 20:210, 40:160:5] / mni_t1.data.max()).astype(np.float32)  # 5 mm slices, axis 2
+    prior = small_prior()
+    state = {k: v.clone() for k, v in prior.state_dict().items()}
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()[1].copy()
+    used, report = adapt_prior(prior, lr, 2, 5.0, 5.0, (1.0, 1.0), seconds=None, steps=3, batch=2)
+    assert report.steps == 3 and report.kept == (report.after > report.before)
+    assert (used is not prior) == report.kept
+    for key, value in prior.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+    assert torch.equal(torch.get_rng_state(), torch_state) and np.array_equal(np.random.get_state()[1], numpy_state)
+    tuned, _ = adapt_prior(prior, lr, 2, 5.0, 5.0, (1.0, 1.0), seconds=None, steps=30, learning_rate=1e-3, batch=4)
+    assert tuned is not prior  # a random prior is far from any restoration: 30 steps on the input's planes help

@@ -206,3 +206,65 @@ def _checkpoint(prior, optimizer, schedule, rng, step: int, out: Path) -> None:
     atomic_save({"model": prior.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": schedule.state_dict(), "rng": rng.bit_generator.state, "step": step},
                 out / "checkpoint.pt")
+
+
+#: Share of the input's slices (the middle ones) whose planes self-adaptation holds out for its score.
+ADAPT_HOLDOUT = 0.2
+#: Held-out examples that score self-adaptation.
+ADAPT_HELD_OUT_EXAMPLES = 32
+
+
+def adapt_prior(prior: PlanePrior, lr: np.ndarray, axis: int, spacing_mm: float, thickness_mm: float,
+                in_plane_mm: Sequence[float], profile: str = "boxcar", seconds: float = 60.0,
+                steps: int | None = None, learning_rate: float = 1e-4, batch: int = 8, seed: int = 0):
+    """``(prior to use, arssr.adapt.AdaptReport)``: a copy of ``prior`` fine-tuned on the thick-slice input
+    ``lr`` itself (normalised, slices along ``axis``, in-plane spacings ``in_plane_mm`` of the two other
+    axes in order), SMORE's way: each in-plane axis thinned to slices ``spacing_mm`` apart and
+    ``thickness_mm`` thick (in its own voxels) is restored. The planes of the middle :data:`ADAPT_HOLDOUT` of
+    the slices are never trained on; the copy is kept only when its PSNR on examples from them improves,
+    else ``prior`` itself is returned. Neither ``prior`` nor any global RNG is changed."""
+    import copy
+
+    from arssr.adapt import AdaptReport
+
+    in_plane = [a for a in range(3) if a != axis]
+    draws = PlaneDraws(size=min(64, *(lr.shape[a] // 2 * 2 for a in in_plane)), noise_share=0.0,
+                       slice_gain_share=0.0, invert_share=0.0)
+    rng = np.random.default_rng(seed)
+    width = max(1, round(ADAPT_HOLDOUT * lr.shape[axis]))
+    start = (lr.shape[axis] - width) // 2
+    centres = foreground_sample(lr, rng)
+    held = (centres[:, axis] >= start) & (centres[:, axis] < start + width)
+    if not held.any() or held.all():
+        centres = np.argwhere(np.ones(lr.shape, dtype=bool))
+        held = (centres[:, axis] >= start) & (centres[:, axis] < start + width)
+
+    def example(k: int, pool: np.ndarray):
+        rows, cols = (in_plane[k], in_plane[1 - k])
+        return draw_example(lr, draws, rng, axes=(rows, cols), spacing=spacing_mm / in_plane_mm[k],
+                            thickness=thickness_mm / in_plane_mm[k], profile=profile, centres=pool)
+
+    held_out = batch_of([example(k % 2, centres[held]) for k in range(ADAPT_HELD_OUT_EXAMPLES)])
+    tuned = copy.deepcopy(prior).train()
+    before = _psnr(prior, held_out)
+    optimizer = torch.optim.Adam(tuned.parameters(), lr=learning_rate)
+    began, done = time.perf_counter(), 0
+    while (steps is None or done < steps) and (seconds is None or time.perf_counter() - began < seconds):
+        planes, target, spacing, thickness = batch_of([example(int(rng.integers(2)), centres[~held])
+                                                       for _ in range(batch)])
+        loss = torch.nn.functional.l1_loss(tuned(planes, spacing, thickness), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        done += 1
+    tuned.eval()
+    after = _psnr(tuned, held_out)
+    report = AdaptReport(before, after, after > before, done, time.perf_counter() - began)
+    return (tuned if report.kept else prior), report
+
+
+@torch.no_grad()
+def _psnr(prior: PlanePrior, examples: tuple[torch.Tensor, ...]) -> float:
+    planes, target, spacing, thickness = examples
+    error = float(torch.mean((prior(planes, spacing, thickness) - target) ** 2))
+    return 10 * math.log10(1.0 / max(error, 1e-12))

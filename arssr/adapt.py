@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from arssr import geometry
-from arssr.consistency import project, slice_consistency
+from arssr.consistency import project, slice_axis, slice_consistency
 from arssr.degrade import DEGRADATIONS, Operator
 from arssr.device import resolve_device
 from arssr.errors import InputError
@@ -42,8 +42,10 @@ from arssr.gain import self_example, self_views
 from arssr.inference import resolve_scale
 from arssr.models.tiling import super_resolve
 from arssr.models import ArSSR, load_model
+from arssr.models.planes import PlanePrior
 from arssr.models.space import ModelSpace
 from arssr.pairs import Example, PairOptions, make_pairs
+from arssr.training import planes
 from arssr.volume import Volume, load_volume
 
 
@@ -178,6 +180,81 @@ def adapt(
     after = _held_out_psnr(tuned, held_out, device)
     kept = after > before
     return (tuned if kept else model), AdaptReport(before, after, kept, steps, seconds)
+
+
+#: Share of the input's slices (the middle ones) whose planes self-adaptation holds out for its score.
+ADAPT_HOLDOUT = 0.2
+#: Held-out examples that score self-adaptation.
+ADAPT_HELD_OUT_EXAMPLES = 32
+
+
+def adapt_prior(prior: PlanePrior, lr: np.ndarray, axis: int, spacing_mm: float, thickness_mm: float,
+                in_plane_mm: Sequence[float], profile: str = "boxcar", seconds: float = 60.0,
+                steps: int | None = None, learning_rate: float = 1e-4, batch: int = 8, seed: int = 0):
+    """``(prior to use, arssr.adapt.AdaptReport)``: a copy of ``prior`` fine-tuned on the thick-slice input
+    ``lr`` itself (normalised, slices along ``axis``, in-plane spacings ``in_plane_mm`` of the two other
+    axes in order), SMORE's way: each in-plane axis thinned to slices ``spacing_mm`` apart and
+    ``thickness_mm`` thick (in its own voxels) is restored. The planes of the middle :data:`ADAPT_HOLDOUT` of
+    the slices are never trained on; the copy is kept only when its PSNR on examples from them improves,
+    else ``prior`` itself is returned. Neither ``prior`` nor any global RNG is changed."""
+    in_plane = [a for a in range(3) if a != axis]
+    draws = planes.PlaneDraws(size=min(64, *(lr.shape[a] // 2 * 2 for a in in_plane)), noise_share=0.0,
+                              slice_gain_share=0.0, invert_share=0.0)
+    rng = np.random.default_rng(seed)
+    width = max(1, round(ADAPT_HOLDOUT * lr.shape[axis]))
+    start = (lr.shape[axis] - width) // 2
+    centres = planes.foreground_sample(lr, rng)
+    held = (centres[:, axis] >= start) & (centres[:, axis] < start + width)
+    if not held.any() or held.all():
+        centres = np.argwhere(np.ones(lr.shape, dtype=bool))
+        held = (centres[:, axis] >= start) & (centres[:, axis] < start + width)
+
+    def example(k: int, pool: np.ndarray):
+        rows, cols = (in_plane[k], in_plane[1 - k])
+        return planes.draw_example(lr, draws, rng, axes=(rows, cols), spacing=spacing_mm / in_plane_mm[k],
+                                   thickness=thickness_mm / in_plane_mm[k], profile=profile, centres=pool)
+
+    held_out = planes.batch_of([example(k % 2, centres[held]) for k in range(ADAPT_HELD_OUT_EXAMPLES)])
+    tuned = copy.deepcopy(prior).train()
+    before = _prior_psnr(prior, held_out)
+    optimizer = torch.optim.Adam(tuned.parameters(), lr=learning_rate)
+    began, done = time.perf_counter(), 0
+    while (steps is None or done < steps) and (seconds is None or time.perf_counter() - began < seconds):
+        inputs, target, spacing, thickness = planes.batch_of([example(int(rng.integers(2)), centres[~held])
+                                                              for _ in range(batch)])
+        loss = torch.nn.functional.l1_loss(tuned(inputs, spacing, thickness), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        done += 1
+    tuned.eval()
+    after = _prior_psnr(tuned, held_out)
+    report = AdaptReport(before, after, after > before, done, time.perf_counter() - began)
+    return (tuned if report.kept else prior), report
+
+
+def adapt_prior_to(volume: Volume, prior: PlanePrior, model: ArSSR, scale: Sequence[float], slice_thickness: float | str,
+                   slice_profile: str = "boxcar", options: AdaptOptions | None = None) -> tuple[PlanePrior, AdaptReport]:
+    """:func:`adapt_prior` for a thick-slice ``volume`` as :func:`arssr.inference.upsample` sees it (the
+    model's space and window, ``scale`` per file axis with only the slice axis upsampled), with the time,
+    steps and seed of ``options``."""
+    options = options or AdaptOptions()
+    space = ModelSpace.of(volume.data, volume.affine, model)
+    out_shape = geometry.output_shape(volume.shape, scale)
+    axis = slice_axis(volume.spacing, volume.shape, out_shape)
+    thickness = volume.spacing[axis] if slice_thickness == "spacing" else float(slice_thickness)
+    model_axis = space.axes(range(3)).index(axis)
+    spacing = space.axes(volume.spacing)
+    in_plane = [spacing[a] for a in range(3) if a != model_axis]
+    return adapt_prior(prior, space.to_model(volume.data), model_axis, spacing[model_axis], thickness, in_plane,
+                       slice_profile, options.seconds, options.steps, seed=options.seed)
+
+
+@torch.no_grad()
+def _prior_psnr(prior: PlanePrior, examples: tuple[torch.Tensor, ...]) -> float:
+    planes, target, spacing, thickness = examples
+    error = float(torch.mean((prior(planes, spacing, thickness) - target) ** 2))
+    return 10 * math.log10(1.0 / max(error, 1e-12))
 
 
 def _crop(lr: np.ndarray, shape: Sequence[int], axis: int, start: int, stop: int, rng: np.random.Generator) -> np.ndarray:

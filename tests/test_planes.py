@@ -142,7 +142,7 @@ def test_training_resumes_where_it_stopped(tmp_path, mni_t1, one_thread):
 
 
 def test_adaptation_learns_from_the_inputs_own_planes_and_keeps_the_caller_prior(mni_t1, one_thread):
-    from arssr.training.planes import adapt_prior
+    from arssr.adapt import adapt_prior
 
     lr = (mni_t1.data[20:180, 20:210, 40:160:5] / mni_t1.data.max()).astype(np.float32)  # 5 mm slices, axis 2
     prior = small_prior()
@@ -156,3 +156,39 @@ def test_adaptation_learns_from_the_inputs_own_planes_and_keeps_the_caller_prior
     assert torch.equal(torch.get_rng_state(), torch_state) and np.array_equal(np.random.get_state()[1], numpy_state)
     tuned, _ = adapt_prior(prior, lr, 2, 5.0, 5.0, (1.0, 1.0), seconds=None, steps=30, learning_rate=1e-3, batch=4)
     assert tuned is not prior  # a random prior is far from any restoration: 30 steps on the input's planes help
+
+
+def test_the_cli_uses_the_prior_for_thick_slices_only(tmp_path, capsys, mni_t1, tiny_weights, one_thread):
+    import json
+
+    from arssr.cli import main
+    from arssr.models import load_model
+    from arssr.volume import load_volume, save_volume
+
+    hr = Volume(mni_t1.data[40:150:2, 50:180:2, 30:160:2], mni_t1.affine @ np.diag([2.0, 2, 2, 1]))
+    save_volume(simulate_thick_slices(hr, ThickSlices(8.0, 2)), tmp_path / "thick.nii.gz")
+    prior_file = save_prior(small_prior(), tmp_path / "prior.safetensors")
+    common = ["--weights", str(tiny_weights), "--plane-prior", str(prior_file), "-q", "--threads", "1"]
+    assert main(["upsample", str(tmp_path / "thick.nii.gz"), "--scale", "1,1,4", "-o", str(tmp_path / "a.nii.gz"),
+                 *common]) == 0
+    sidecar = json.loads((tmp_path / "a.json").read_text())
+    assert sidecar["estimator"] == "plane prior" and sidecar["plane_prior"] == str(prior_file)
+    assert sidecar["detail_gain"] == 1.0
+    expected = upsample(load_volume(tmp_path / "thick.nii.gz"), load_model(tiny_weights), scale=(1, 1, 4),
+                        slice_thickness="spacing", plane_prior=load_prior(prior_file), device="cpu")
+    np.testing.assert_array_equal(load_volume(tmp_path / "a.nii.gz").data, expected.data)
+    assert main(["upsample", str(tmp_path / "thick.nii.gz"), "--scale", "2", "-o", str(tmp_path / "b.nii.gz"),
+                 *common]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["estimator"] == "model"  # every axis upsampled
+    assert main(["upsample", str(tmp_path / "thick.nii.gz"), "--scale", "1,1,4", "-o", str(tmp_path / "c.nii.gz"),
+                 "--weights", str(tiny_weights), "--plane-prior", "none", "-q"]) == 0
+    assert json.loads((tmp_path / "c.json").read_text())["estimator"] == "model"
+    assert main(["upsample", str(tmp_path / "thick.nii.gz"), "--scale", "1,1,4", "-o", str(tmp_path / "d.nii.gz"),
+                 *common, "--adapt-steps", "2", "--save-adapted", str(tmp_path / "adapted.safetensors")]) == 0
+    assert json.loads((tmp_path / "d.json").read_text())["adapt"]["steps"] == 2
+    assert load_prior(tmp_path / "adapted.safetensors").card["adapted_to"] == str(tmp_path / "thick.nii.gz")
+    capsys.readouterr()
+    assert main(["upsample", str(tmp_path / "thick.nii.gz"), "--scale", "1,1,4", "-o", str(tmp_path / "e.nii.gz"),
+                 "--weights", str(tiny_weights), "--plane-prior", str(tiny_weights), "-q"]) != 0
+    assert capsys.readouterr().err.strip() == f"error: {tiny_weights}: not a plane prior (no arssr-plane-prior metadata)"
+    assert not (tmp_path / "e.nii.gz").exists()

@@ -79,9 +79,10 @@ def run(args: argparse.Namespace) -> int:
     from arssr.errors import ArssrError
     from arssr.files import check_distinct, check_output, refuse_existing, refuse_inputs
     from arssr.device import resolve_device
-    from arssr.adapt import adapt_to
+    from arssr.adapt import adapt_prior_to, adapt_to
     from arssr.gain import fits_gain
-    from arssr.inference import example_volume_path, upsample
+    from arssr.inference import example_volume_path, resolve_scale, upsample
+    from arssr.models.planes import load_prior, save_prior
     from arssr.models import default_model_path, file_sha256, load_model, save_model
     from arssr.report import kept_warnings, peak_memory_mib
     from arssr.shard import current_shard, shard_device
@@ -103,21 +104,23 @@ def run(args: argparse.Namespace) -> int:
         shard = current_shard(args.shard)
     todo = shard.take(list(zip(inputs, outputs))) if shard else list(zip(inputs, outputs))
     weights = Path(args.weights) if args.weights else default_model_path()
+    prior_path = _plane_prior_path(args.plane_prior)
+    models = [weights] if prior_path is None else [weights, prior_path]
     check_distinct([*outputs, *([] if args.no_sidecar else map(_sidecar_path, outputs)),
                     *([args.save_adapted] if args.save_adapted else [])])
     for _, target in todo:
         check_nifti_output(target)
-        refuse_inputs([target, _sidecar_path(target)], [*inputs, weights])
+        refuse_inputs([target, _sidecar_path(target)], [*inputs, *models])
         if not os.path.exists(target):  # an existing one is skipped, replaced or reported in the loop below
             check_output(target, args.overwrite)  # a dangling link is replaced as a file would be
             if not args.no_sidecar:  # a sidecar without its volume is replaced only when asked (or resuming)
                 check_output(_sidecar_path(target), args.overwrite or args.skip_existing)
-    pages = plan_pages(args, todo, batch, [*inputs, weights, *outputs, *map(_sidecar_path, outputs)])
+    pages = plan_pages(args, todo, batch, [*inputs, *models, *outputs, *map(_sidecar_path, outputs)])
     adapting = args.adapt is not None or args.adapt_steps is not None
     if args.save_adapted:
         if not adapting or len(inputs) != 1:
             raise UsageError("--save-adapted needs --adapt or --adapt-steps and a single input")
-        check_output(args.save_adapted, args.overwrite, [*inputs, weights, *outputs])
+        check_output(args.save_adapted, args.overwrite, [*inputs, *models, *outputs])
     if adapting:
         from arssr.adapt import AdaptOptions
 
@@ -139,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(shard_device(args.device, shard))
     model = load_model(args.weights)
     weights_sha = file_sha256(weights)
+    prior = None if prior_path is None else load_prior(prior_path)
     progress = not args.quiet and sys.stderr.isatty()
     failed, skipped, done, unreported = [], 0, 0, 0
     for source, target in todo:
@@ -153,7 +157,18 @@ def run(args: argparse.Namespace) -> int:
                 slice_thickness, thickness_from = _slices(volume, source, asked_thickness, args)
                 slice_profile = None if slice_thickness is None else args.slice_profile or "boxcar"
                 volume, alternation = _equalized(volume, source, slice_thickness, args)
-                if adapting:
+                used_prior = prior if _prior_applies(volume, slice_thickness, args) else None
+                if adapting and used_prior is not None:
+                    used_prior, adapted = adapt_prior_to(volume, prior, model, resolve_scale(
+                        volume, args.scale, args.voxel_size), slice_thickness, slice_profile, adapt_options)
+                    if not args.quiet:
+                        verdict = "kept" if adapted.kept else "dropped: the plane prior stays"
+                        print(f"{source}: plane prior adapted in {adapted.steps} steps ({adapted.seconds:.0f} s), "
+                              f"held-out PSNR {adapted.before:.2f} -> {adapted.after:.2f} dB, {verdict}",
+                              file=sys.stderr)
+                    if args.save_adapted:
+                        save_prior(used_prior, args.save_adapted, adapted_to=str(source), **used_prior.card)
+                elif adapting:
                     used, adapted = adapt_to(volume, model, args.scale, args.voxel_size, adapt_options, device,
                                              progress, slice_thickness, slice_profile or "boxcar")
                     if not args.quiet:
@@ -166,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
                     volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
                     device=device, precision=args.precision, progress=progress, consistency=args.consistency,
                     gain=args.detail_gain, slice_thickness=slice_thickness, slice_profile=slice_profile or "boxcar",
-                    slice_correction=slice_correction, details=True,
+                    slice_correction=slice_correction, details=True, plane_prior=used_prior,
                 )
             result, residual = upsampled.volume, upsampled.residual
             save_volume(result, target, overwrite=args.overwrite, dtype=args.dtype)
@@ -178,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - start
         record = {
             "arssr_version": __version__, "input": str(source), "output": str(target),
-            "weights": str(weights), "weights_sha256": weights_sha, "output_shape": list(result.shape),
+            "weights": str(weights), "weights_sha256": weights_sha, "estimator": upsampled.estimator,
+            "plane_prior": None if used_prior is None else str(prior_path), "output_shape": list(result.shape),
             "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
             "precision": args.precision, "consistency": args.consistency, "detail_gain": upsampled.gain,
             "detail_gain_fitted": args.detail_gain == "auto" and fits_gain(args.consistency, slice_thickness),
@@ -234,6 +250,27 @@ def _slices(volume, source: Path, asked: float | str | None, args: argparse.Name
               f"({'SliceThickness of its JSON sidecar' if origin == 'sidecar' else 'as spaced'}); "
               "--slice-thickness none treats it as a 3D volume", file=sys.stderr)
     return thickness, origin
+
+
+def _plane_prior_path(option: str | None) -> Path | None:
+    """The plane prior's file: the option's, none for ``none``, else the shipped one when it is installed."""
+    from arssr.models.planes import default_prior_path
+
+    if option == "none":
+        return None
+    if option is not None:
+        return Path(option)
+    path = default_prior_path()
+    return path if path.is_file() else None
+
+
+def _prior_applies(volume, slice_thickness, args: argparse.Namespace) -> bool:
+    """Whether the plane prior makes the estimate: thick slices, and no axis but theirs upsampled."""
+    from arssr.consistency import SCALE_ONE_TOLERANCE
+    from arssr.inference import resolve_scale
+
+    factors = resolve_scale(volume, args.scale, args.voxel_size)
+    return slice_thickness is not None and sum(f > 1 + SCALE_ONE_TOLERANCE for f in factors) == 1
 
 
 def _equalized(volume, source: Path, slice_thickness, args: argparse.Namespace):
@@ -296,6 +333,10 @@ def add_parser(sub) -> None:
     up.add_argument("--equalize-slices", action="store_true", help=(
         "2D multi-slice inputs: where the even and odd slices differ in brightness (interleaved acquisitions; "
         "'arssr info' measures it), bring them to one before SR (default: off)"))
+    up.add_argument("--plane-prior", metavar="FILE|none", help=(
+        "2D multi-slice inputs upsampled along their slices only: the through-plane prior (a 2D network on the "
+        "planes that contain the slice axis) that makes the estimate instead of the 3D model; 'none' keeps the "
+        "3D model (default: the shipped prior, when one is installed)"))
     up.add_argument("--adapt", type=positive_float, metavar="SECONDS", help=(
         "first fine-tune a copy of the model on the input itself for this long (self-adaptation; with "
         "--slice-thickness, on its in-plane detail); it is kept only if a held-out slab of the input improves, a "

@@ -27,6 +27,8 @@ from arssr.errors import InputError, ModelFileError
 from arssr.files import atomic_file, check_input_file
 
 FORMAT = "arssr-plane-prior"
+#: The shipped prior's file name in ``arssr.pretrained`` (it may not be installed).
+DEFAULT_PRIOR = "arssr_planes_v1.safetensors"
 FORMAT_VERSION = 1
 #: Slice spacings and thicknesses (output voxels) are given to the network divided by this.
 CONDITION_SCALE = 8.0
@@ -36,7 +38,9 @@ PLANES_PER_BATCH = 8
 
 class PlanePrior(torch.nn.Module):
     """A 2D U-Net over planes interpolated along their rows, plus two constant channels: the slice spacing
-    and thickness in output voxels (over :data:`CONDITION_SCALE`); its output is added to the plane.
+    and thickness in output voxels (over :data:`CONDITION_SCALE`); its output is added to the plane. No
+    normalisation layers: with MONAI's default instance norm it fell 0.9 dB below cubic after 400 steps where
+    without it was above (as EDSR found for SR).
 
     Args:
         channels: features at each resolution of the U-Net (MONAI ``UNet``), halving the plane between them.
@@ -54,7 +58,7 @@ class PlanePrior(torch.nn.Module):
         self.normalization = normalization
         self.multiple = 2 ** (len(channels) - 1)
         self.net = UNet(spatial_dims=2, in_channels=3, out_channels=1, channels=tuple(channels),
-                        strides=(2,) * (len(channels) - 1), num_res_units=res_units)
+                        strides=(2,) * (len(channels) - 1), num_res_units=res_units, norm=None)
 
     def forward(self, planes: torch.Tensor, spacing: torch.Tensor, thickness: torch.Tensor) -> torch.Tensor:
         """``planes`` ``(B, 1, H, W)`` with ``H`` and ``W`` multiples of :attr:`multiple`; ``spacing`` and
@@ -98,6 +102,13 @@ def through_plane(prior: PlanePrior, interpolated: np.ndarray, axis: int, spacin
         restored = restore_planes(prior, planes, spacing, thickness)
         estimate += restored.permute(*np.argsort(stacked)) / 2
     return estimate.numpy()
+
+
+def default_prior_path() -> Path:
+    """Where the shipped plane prior lives (it may not be installed)."""
+    from importlib import resources
+
+    return Path(str(resources.files("arssr.pretrained"))) / DEFAULT_PRIOR
 
 
 def save_prior(prior: PlanePrior, path: str | os.PathLike, **metadata: str) -> Path:

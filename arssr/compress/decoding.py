@@ -16,7 +16,7 @@ import numpy as np
 
 #: Metadata key of the consistency band weights, and what it holds while a file is sized, before they are fitted.
 #: The zlib size of the metadata varies by a few bytes with the digits; with these it measured at least 3 bytes
-#: more than with any fitted weights (tests/test_lr_codec.py checks that margin; it is measured, not proven).
+#: more than with any fitted weights (tests/compress/test_lr_codec.py checks that margin; it is measured, not proven).
 #: Their magnitudes exceed ``arssr.consistency.MAX_WEIGHT``, so a file that held them would be refused.
 WEIGHTS_KEY = "consistency_weights"
 WEIGHTS_PLACEHOLDER = (-12.345678901, -98.765432109)

@@ -20,9 +20,9 @@ from arssr.errors import InputError
 from arssr.models import ArSSR, load_model
 from arssr.models.checkpoint import read_metadata
 from arssr.training.trainer import lr_factor
-from test_datasets import write_subjects
+from .test_datasets import write_subjects
 
-RECIPES = Path(__file__).resolve().parents[1] / "train"
+RECIPES = Path(__file__).resolve().parents[2] / "train"
 TINY = {
     "batch_size": 4, "samples": 500, "log_every": 5, "val_every": 1000, "checkpoint_every": 1000, "steps": 10,
     "model": {"encoder_args": {"num_features": 16, "growth": 16, "num_blocks": 2, "num_layers": 2},

@@ -18,7 +18,7 @@ from arssr.cli import _sigterm_as_interrupt
 from arssr.errors import InputError
 from arssr.volume import Volume, load_volume, save_volume
 from conftest import smooth_volume
-from test_bad_inputs import (  # noqa: F401  (arssr_bytes and workspace are fixtures used here)
+from .test_bad_inputs import (  # noqa: F401  (arssr_bytes and workspace are fixtures used here)
     COMPRESS, DECOMPRESS, EVAL, TRAIN, UP, _nifti, _scaled, arssr_bytes, run_cli, snapshot, with_, workspace,
 )
 

@@ -16,7 +16,7 @@ from arssr.metrics import MetricUnavailable, psnr
 from arssr.simulate import simulate_lr
 from arssr.volume import load_volume
 from conftest import needs_ants
-from test_cli import run
+from cli.test_cli import run
 
 
 @pytest.fixture

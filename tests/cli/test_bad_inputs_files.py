@@ -31,7 +31,7 @@ from arssr.compress.container import pack, unpack
 from arssr.models import default_model_path, save_model
 from arssr.models.checkpoint import read_metadata
 from conftest import make_tiny_model, smooth_volume
-from test_bad_inputs import Payload, run_cli, snapshot, with_
+from .test_bad_inputs import Payload, run_cli, snapshot, with_
 
 DROP = object()
 

@@ -30,7 +30,7 @@ from arssr.cli import main
 from arssr.models import save_model
 from conftest import make_tiny_model, smooth_volume
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Payload:

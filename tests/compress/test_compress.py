@@ -141,68 +141,6 @@ def test_decoding_projects_onto_the_decoded_lr(tiny_weights):
         decode({**meta, "consistency": "fft"}, payload, tiny_weights, "cpu")
 
 
-def test_fitted_decoding_is_the_best_gain_and_weights_on_real_anatomy(mni_crop):
-    """MNI152 crop, its LR coded lossily (noise), the shipped model: in each region (inside and outside the
-    foreground found in the decoded LR), the fitted detail gain and band weights decode closer to the original
-    than the projection (gain 1, weights 1, 1) and than the neighbouring gains with their own least-squares
-    weights."""
-    from arssr.compress.decoding import FITTED_GAINS, Terms, decoded_foreground, fit
-    from arssr.consistency import fit_band_weights, projection_bands, weighted_projection
-    from arssr.gain import interpolation
-    from arssr.metrics import brain_mask
-
-    model = load_model(None)
-    truth = normalize(mni_crop.data, (float(mni_crop.data.min()), float(mni_crop.data.max())))
-    lr = degrade(torch.from_numpy(truth.astype(np.float64)), tuple(n // 2 for n in truth.shape), "kspace").numpy()
-    lr = (lr + np.random.default_rng(0).normal(0, 0.03, lr.shape)).astype(np.float32)
-    sr = super_resolve(lr, model, truth.shape)
-    regions = fit(Terms.of(lr, sr, "kspace"), sr, truth)
-    base = interpolation(lr, truth.shape, "kspace")
-    inside = decoded_foreground(base)
-    assert 0.2 < inside.mean() < 0.9 and (inside == brain_mask(truth)).mean() > 0.9  # the crop's real foreground
-
-    for where, (gain, weights) in zip((inside, ~inside), regions):
-        assert gain in FITTED_GAINS
-
-        def error(g, w):
-            decoded = weighted_projection(base + np.float32(g) * (sr - base), lr, "kspace", w)
-            return float(np.sum((decoded - truth)[where] ** 2))
-
-        best = error(gain, weights)
-        assert best < error(1.0, (1.0, 1.0))
-        for other in (gain - 0.1, gain + 0.1):
-            guess = base + np.float32(other) * (sr - base)
-            bands = [band[where] for band in projection_bands(guess, lr, "kspace")]
-            assert best <= error(other, fit_band_weights(guess[where], bands, truth[where])) * (1 + 1e-6)
-
-
-def test_decoding_by_region_puts_each_regions_parameters_in_its_place(mni_crop):
-    """MNI152 crop, a lossy LR, the shipped model: a file's gain and weights apply inside the foreground found
-    in the LR's interpolation, the background's outside it, each as the one-pair decoding would everywhere;
-    a constant interpolation is all foreground."""
-    from arssr.compress.decoding import consistent, decoded_foreground
-    from arssr.consistency import weighted_projection
-    from arssr.gain import interpolation
-    from arssr.metrics import brain_mask
-
-    model = load_model(None)
-    truth = normalize(mni_crop.data, (float(mni_crop.data.min()), float(mni_crop.data.max())))
-    lr = degrade(torch.from_numpy(truth.astype(np.float64)), tuple(n // 2 for n in truth.shape), "kspace").numpy()
-    lr = (lr + np.random.default_rng(1).normal(0, 0.03, lr.shape)).astype(np.float32)
-    sr = super_resolve(lr, model, truth.shape)
-    base = interpolation(lr, truth.shape, "kspace")
-    inside = brain_mask(base)
-    assert 0.2 < inside.mean() < 0.9 and np.array_equal(decoded_foreground(base), inside)
-    decoded = consistent(("kspace", None, [0.9, 0.2], 0.7, [1.3, 0.4, -0.5]), lr, sr)
-
-    def one_pair(gain, weights):
-        return weighted_projection(base + np.float32(gain) * (sr - base), lr, "kspace", weights)
-
-    expected = np.where(inside, one_pair(0.7, (0.9, 0.2)), one_pair(1.3, (0.4, -0.5)))
-    np.testing.assert_allclose(decoded, expected, atol=1e-5)
-    assert decoded_foreground(np.full((4, 5, 6), 0.3, np.float32)).all()
-
-
 def test_real_anatomy_with_the_shipped_model(mni_crop):
     """MNI152 at 2 mm, DS 1/2: the SIREN stage costs under 0.5 dB against SR from the exact LR volume."""
     blob, report = compress_volume(mni_crop, make_config(scale=2.0, width=48, steps=200), device="cpu")

@@ -8,7 +8,8 @@ shipped model with the slice-model consistency (``arssr upsample --scale 1,1,K
 --slice-thickness MM``), and shown in a coronal and a sagittal plane, where the
 staircase of thick slices is: input (nearest neighbour), cubic, arssr, and with
 ``--adapt SECONDS`` arssr after self-adaptation to the whole scan (in-plane
-views, ``arssr.adapt``).
+views, ``arssr.adapt``); with ``--plane-prior FILE`` also the through-plane
+prior's result (``arssr upsample --plane-prior FILE``, the whole scan).
 
 Only a slab of ``2 x receptive radius + 1`` voxels around each shown plane is
 upsampled: the encoder sees nothing beyond that radius, in-plane scales are 1
@@ -17,6 +18,7 @@ detail gain fitted on the whole scan the shown plane equals that of
 whole-volume upsampling, at a fraction of the time.
 
 Usage: python eval/figure_clinical.py [--data ../shared/data] [--threads 1] [--adapt SECONDS]
+                                     [--plane-prior FILE]
 Writes eval/results/figures/clinical_thick_slices.png, and beside it a .json with each scan's fitted detail gains
 and adaptation report.
 """
@@ -36,6 +38,7 @@ from arssr.degrade import resample
 from arssr.evaluation.figures import to_ras
 from arssr.inference import fitted_gain, upsample
 from arssr.models import load_model
+from arssr.models.planes import load_prior
 from arssr.volume import Volume, load_volume
 
 #: ``(file, slice thickness in mm, title)``; the slices are along array axis 2 in both.
@@ -67,7 +70,7 @@ def plane(data: np.ndarray, affine: np.ndarray, axis: int) -> np.ndarray:
     return np.take(ras, ras.shape[ras_axis] // 2, axis=ras_axis).T
 
 
-def panels(volume: Volume, thickness: float, model, adapt: float | None
+def panels(volume: Volume, thickness: float, model, adapt: float | None, prior=None
            ) -> tuple[list[tuple[str, str, np.ndarray, float]], dict]:
     """``(plane, method, image, aspect)`` for every plane and method of one scan, and what was fitted for it
     (detail gains, adaptation report)."""
@@ -84,6 +87,8 @@ def panels(volume: Volume, thickness: float, model, adapt: float | None
              for method, used in models.items()}
     print(f"fitted detail gains: {gains}")
     record["detail_gains"] = gains
+    whole = None if prior is None else upsample(volume, model, scale=scale, device="cpu", slice_thickness=thickness,
+                                                plane_prior=prior)
     out = []
     for name, axis in PLANES:
         part = slab(volume, axis, model.receptive_radius)
@@ -94,6 +99,8 @@ def panels(volume: Volume, thickness: float, model, adapt: float | None
         methods = {"input (nearest)": resample(lr, sr.shape, "nearest").numpy(),
                    "cubic": np.clip(resample(lr, sr.shape, "cubic").numpy(), part.data.min(), part.data.max()),
                    **{method: result.data for method, result in srs.items()}}
+        if whole is not None:
+            methods["plane prior"] = slab(whole, axis, model.receptive_radius).data
         in_plane = 1 - axis  # the other in-plane axis: 0 for coronal, 1 for sagittal
         aspect = sr.spacing[SLICE_AXIS] / sr.spacing[in_plane]
         out += [(name, method, plane(data, sr.affine, axis), aspect) for method, data in methods.items()]
@@ -105,14 +112,16 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data", help="folder of the clinical scans")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     parser.add_argument("--adapt", type=float, help="also show the model adapted to each scan for this many seconds")
+    parser.add_argument("--plane-prior", help="also show this through-plane prior's result")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(None)
+    prior = load_prior(args.plane_prior) if args.plane_prior else None
     rows, records = [], {}
     for file, thickness, title in SCANS:
         volume = load_volume(Path(args.data) / file)
         low, high = np.percentile(volume.data, [0.5, 99.5])
-        images, records[file] = panels(volume, thickness, model, args.adapt)
+        images, records[file] = panels(volume, thickness, model, args.adapt, prior)
         rows.append((title, images, low, high))
     columns = len(rows[0][1]) // len(PLANES)
     figure = Figure(figsize=(4 * columns, 3.4 * len(rows) * len(PLANES)), layout="constrained")
@@ -126,7 +135,7 @@ def main() -> None:
             ax.set_axis_off()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(OUT, dpi=110)
-    report = {"threads": args.threads, "torch": torch.__version__, "scans": records}
+    report = {"threads": args.threads, "torch": torch.__version__, "plane_prior": args.plane_prior, "scans": records}
     OUT.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     print(OUT)
 

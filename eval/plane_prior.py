@@ -8,7 +8,9 @@ real clinical scans, side by side in one run.
    along their slices (whole scan, one head mask from the cubic output, as eval/clinical_steps.py).
 
 Methods: cubic, the 3D default (``arssr+dc:slice+gain``: smooth correction, fitted detail gain), the
-prior (smooth correction, gain 1), each with the default settings of ``arssr upsample`` otherwise.
+prior (smooth correction, gain 1), each with the default settings of ``arssr upsample`` otherwise; on
+Colin27 ``ch2bet`` at 6 mm also the prior after ``--adapt 180`` (self-adaptation on the input's own
+in-plane axes).
 
 Usage: python eval/plane_prior.py --prior PRIOR.safetensors [--parts selection,reported,clinical]
        [--templates $TEMPLATES] [--data ../shared/data] [--threads 1] [--json eval/results/plane_prior/results.json]
@@ -45,13 +47,19 @@ CASES = (
     ("reported", "ch2bet.nii.gz", ((4.0, 2), (6.0, 2))),
     ("reported", "ch2.nii.gz", ((4.0, 2), (6.0, 2))),
 )
+#: Self-adaptation of the prior (``--adapt``), on these ``(volume, thickness)`` cases only.
+ADAPT_SECONDS = 180.0
+ADAPT_CASES = (("ch2bet", 6.0),)
 
 
-def simulated(templates: Path, part: str, methods: dict) -> list[dict]:
+def simulated(templates: Path, part: str, methods: dict, adapted: dict) -> list[dict]:
     rows = []
     for _, file, cases in (c for c in CASES if c[0] == part):
         subject = Subject.from_volumes(file.split(".")[0], load_volume(templates / file))
-        for record in evaluate([subject], methods, slices=[ThickSlices(t, axis) for t, axis in cases]):
+        records = evaluate([subject], methods, slices=[ThickSlices(t, axis) for t, axis in cases])
+        extra = [ThickSlices(t, axis) for t, axis in cases if (subject.name, t) in ADAPT_CASES]
+        records += evaluate([subject], adapted, slices=extra) if extra else []
+        for record in records:
             row = {"volume": subject.name, "method": record.method, "slice_thickness": record.slice_thickness,
                    "axis": record.slice_axis,
                    "psnr": round(record.psnr, 3), "psnr_mask": round(record.psnr_mask, 3),
@@ -96,12 +104,14 @@ def main() -> None:
     methods = {"cubic": baseline("cubic"),
                "arssr": model_method(model, "cpu", consistency="slice", gain="auto"),
                "prior": model_method(model, "cpu", consistency="slice", gain="auto", plane_prior=prior)}
+    adapted = {f"prior+adapt:{ADAPT_SECONDS:g}": model_method(model, "cpu", consistency="slice", gain="auto",
+                                                            plane_prior=prior, adapt=ADAPT_SECONDS)}
     report = {"model": default_model_path().name, "prior": Path(args.prior).name, "prior_card": prior.card,
               "threads": args.threads, "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}
     parts = args.parts.split(",")
     for part in ("selection", "reported"):
         if part in parts:
-            report[part] = simulated(Path(args.templates), part, methods)
+            report[part] = simulated(Path(args.templates), part, methods, adapted if part == "reported" else {})
     if "selection" in parts:
         report["rule"] = selection_rule(report["selection"])
         print("rule:", report["rule"])

@@ -192,3 +192,26 @@ def test_the_cli_uses_the_prior_for_thick_slices_only(tmp_path, capsys, mni_t1, 
                  "--weights", str(tiny_weights), "--plane-prior", str(tiny_weights), "-q"]) != 0
     assert capsys.readouterr().err.strip() == f"error: {tiny_weights}: not a plane prior (no arssr-plane-prior metadata)"
     assert not (tmp_path / "e.nii.gz").exists()
+
+
+def test_the_evaluation_method_adapts_the_prior_not_the_model(monkeypatch, mni_t1, tiny_model, one_thread):
+    from arssr.adapt import AdaptReport
+    from arssr.evaluation import methods
+
+    hr = Volume(mni_t1.data[40:150:2, 50:180:2, 30:160:2], mni_t1.affine @ np.diag([2.0, 2, 2, 1]))
+    slices = ThickSlices(8.0, 2)
+    lr = simulate_thick_slices(hr, slices)
+    scale = tuple(n / m for n, m in zip(hr.shape, lr.shape))
+    given, adapted, calls = small_prior(0), small_prior(1), []
+
+    def adapt_prior_to(volume, prior, model, factors, thickness, profile, options):
+        calls.append((prior, model, factors, thickness, profile, options.seconds))
+        return adapted, AdaptReport(20.0, 21.0, True, 3, 1.0)
+
+    monkeypatch.setattr(methods, "adapt_prior_to", adapt_prior_to)
+    monkeypatch.setattr(methods, "adapt_to", lambda *a, **k: pytest.fail("the 3D model was adapted"))
+    run = methods.model_method(tiny_model, "cpu", consistency="slice", gain="auto", plane_prior=given, adapt=5.0)
+    got = run(lr, hr.shape, slices)
+    assert calls == [(given, tiny_model, scale, 8.0, "boxcar", 5.0)]
+    expected = upsample(lr, tiny_model, scale=scale, slice_thickness=8.0, plane_prior=adapted, device="cpu")
+    np.testing.assert_array_equal(got.data, expected.data)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from arssr import geometry
-from arssr.adapt import AdaptOptions, adapt_to
+from arssr.adapt import AdaptOptions, adapt_prior_to, adapt_to
 from arssr.consistency import project, slice_consistency
 from arssr.degrade import resample
 from arssr.errors import InputError
@@ -96,7 +96,7 @@ def model_method(
     gain, after ``adapt`` seconds of self-adaptation to each input when given. ``consistency="slice"`` projects
     onto the slice model of the case's thick slices (and k-space truncation on the other axes), spreading
     each slice's residual as ``slice_correction`` says; a ``plane_prior`` replaces the model there
-    (``arssr.inference.upsample``)."""
+    (``arssr.inference.upsample``), and is what adapts to the input."""
     def run(lr: Volume, hr_shape: tuple[int, int, int], slices: ThickSlices | None = None) -> Volume:
         options: dict = {"consistency": consistency, "gain": gain}
         if consistency == SLICE_CONSISTENCY:
@@ -105,8 +105,12 @@ def model_method(
             options.update(consistency=DEFAULT_CONSISTENCY, slice_thickness=slices.thickness,
                            slice_profile=slices.profile, slice_correction=slice_correction, plane_prior=plane_prior)
         scale = tuple(n / m for n, m in zip(hr_shape, lr.shape))
-        used = model
-        if adapt is not None:
+        used, prior = model, plane_prior
+        if adapt is not None and prior is not None and slices is not None:
+            prior, _ = adapt_prior_to(lr, prior, model, scale, slices.thickness, slices.profile,
+                                      AdaptOptions(seconds=adapt))
+            options["plane_prior"] = prior
+        elif adapt is not None:
             operator = options["consistency"] if options["consistency"] != "none" else DEFAULT_CONSISTENCY
             used, _ = adapt_to(lr, model, scale, options=AdaptOptions(seconds=adapt, operator=operator), device=device,
                                slice_thickness=options.get("slice_thickness"),

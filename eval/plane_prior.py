@@ -13,7 +13,11 @@ Colin27 ``ch2bet`` at 6 mm also the prior after ``--adapt 180`` (self-adaptation
 in-plane axes).
 
 Usage: python eval/plane_prior.py --prior PRIOR.safetensors [--parts selection,reported,clinical]
-       [--templates $TEMPLATES] [--data ../shared/data] [--threads 1] [--json eval/results/plane_prior/results.json]
+       [--methods cubic,arssr,prior] [--templates $TEMPLATES] [--data ../shared/data] [--threads 1]
+       [--json eval/results/plane_prior/results.json]
+
+With ``--methods`` a subset runs, and its rows replace those of the same method and case in an existing
+``--json`` (the others are kept), so the methods that do not depend on the prior can run first.
 """
 
 from __future__ import annotations
@@ -53,10 +57,12 @@ ADAPT_CASES = (("ch2bet", 6.0),)
 
 
 def simulated(templates: Path, part: str, methods: dict, adapted: dict) -> list[dict]:
+    if not methods and not adapted:
+        return []
     rows = []
     for _, file, cases in (c for c in CASES if c[0] == part):
         subject = Subject.from_volumes(file.split(".")[0], load_volume(templates / file))
-        records = evaluate([subject], methods, slices=[ThickSlices(t, axis) for t, axis in cases])
+        records = evaluate([subject], methods, slices=[ThickSlices(t, axis) for t, axis in cases]) if methods else []
         extra = [ThickSlices(t, axis) for t, axis in cases if (subject.name, t) in ADAPT_CASES]
         records += evaluate([subject], adapted, slices=extra) if extra else []
         for record in records:
@@ -91,8 +97,9 @@ def clinical(data: Path, model, prior) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prior", required=True, help="the plane prior's weights")
+    parser.add_argument("--prior", help="the plane prior's weights (needed for the prior and the clinical part)")
     parser.add_argument("--parts", default="selection,reported,clinical")
+    parser.add_argument("--methods", default="cubic,arssr,prior", help="which of cubic, arssr, prior to run")
     parser.add_argument("--templates", default=os.environ.get("TEMPLATES", str(
         Path.home() / ".cache/arssr/mricron/usr/share/mricron/templates")), help="mricron-data templates folder")
     parser.add_argument("--data", default="../shared/data", help="folder of the clinical scans")
@@ -100,32 +107,50 @@ def main() -> None:
     parser.add_argument("--json", default="eval/results/plane_prior/results.json", help="where to write")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, prior = load_model(None), load_prior(args.prior)
+    model, prior = load_model(None), load_prior(args.prior) if args.prior else None
     methods = {"cubic": baseline("cubic"),
                "arssr": model_method(model, "cpu", consistency="slice", gain="auto"),
                "prior": model_method(model, "cpu", consistency="slice", gain="auto", plane_prior=prior)}
     adapted = {f"prior+adapt:{ADAPT_SECONDS:g}": model_method(model, "cpu", consistency="slice", gain="auto",
                                                             plane_prior=prior, adapt=ADAPT_SECONDS)}
-    report = {"model": default_model_path().name, "prior": Path(args.prior).name, "prior_card": prior.card,
-              "threads": args.threads, "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}
+    chosen = args.methods.split(",")
+    methods = {name: run for name, run in methods.items() if name in chosen}
+    adapted = adapted if "prior" in chosen else {}
+    out = Path(args.json)
+    report = json.loads(out.read_text()) if out.is_file() else {}
+    report.update({"model": default_model_path().name, "threads": args.threads, "torch": torch.__version__,
+                   "cpu": platform.processor() or platform.machine()})
+    if "prior" in chosen:
+        report.update({"prior": Path(args.prior).name, "prior_card": prior.card})
     parts = args.parts.split(",")
     for part in ("selection", "reported"):
         if part in parts:
-            report[part] = simulated(Path(args.templates), part, methods, adapted if part == "reported" else {})
-    if "selection" in parts:
+            rows = simulated(Path(args.templates), part, methods, adapted if part == "reported" else {})
+            report[part] = merged(report.get(part, []), rows)
+    if {"arssr", "prior"} <= {row["method"] for row in report.get("selection", [])}:
         report["rule"] = selection_rule(report["selection"])
         print("rule:", report["rule"])
     if "clinical" in parts:
         report["clinical"] = clinical(Path(args.data), model, prior)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
-    print(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(out)
+
+
+def merged(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` rows with those of the same volume, method, thickness and axis as a ``new`` row replaced."""
+    def key(row):
+        return row["volume"], row["method"], row["slice_thickness"], row["axis"]
+
+    replaced = {key(row) for row in new}
+    return [row for row in old if key(row) not in replaced] + new
 
 
 def selection_rule(rows: list[dict]) -> dict:
     """The rule of eval/results/plane_prior/README.md on the selection rows."""
     def scores(method):
-        return [r["psnr_mask"] for r in rows if r["method"] == method]
+        ordered = sorted((r for r in rows if r["method"] == method), key=lambda r: (r["slice_thickness"], r["axis"]))
+        return [r["psnr_mask"] for r in ordered]
 
     differences = np.subtract(scores("prior"), scores("arssr"))
     passed = bool(differences.mean() >= 0.3 and differences.min() >= -0.05)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 from scipy import ndimage
 
@@ -98,6 +99,11 @@ def test_prior_files_round_trip_and_bad_files_are_refused(tmp_path, mni_crop):
     assert loaded.card == {"step": "7"} and loaded.config == prior.config
     volume = (mni_crop.data / mni_crop.data.max()).astype(np.float32)
     np.testing.assert_array_equal(through_plane(loaded, volume, 2, 3, 3), through_plane(prior, volume, 2, 3, 3))
+    half = load_prior(save_prior(prior, tmp_path / "half.safetensors", half=True))
+    with safe_open(str(tmp_path / "half.safetensors"), framework="pt") as handle:
+        assert {handle.get_tensor(key).dtype for key in handle.keys()} == {torch.float16}
+    for key, value in prior.state_dict().items():  # float16 storage, float32 weights within its rounding
+        torch.testing.assert_close(half.state_dict()[key], value.half().float(), rtol=0, atol=0)
     other = tmp_path / "other.safetensors"
     save_file({"x": torch.zeros(2)}, str(other), metadata={"format": "arssr"})
     with pytest.raises(ModelFileError, match="not a plane prior"):

@@ -111,10 +111,10 @@ def default_prior_path() -> Path:
     return Path(str(resources.files("arssr.pretrained"))) / DEFAULT_PRIOR
 
 
-def save_prior(prior: PlanePrior, path: str | os.PathLike, **metadata: str) -> Path:
-    """Write ``prior`` as self-describing safetensors, atomically."""
+def save_prior(prior: PlanePrior, path: str | os.PathLike, half: bool = False, **metadata: str) -> Path:
+    """Write ``prior`` as self-describing safetensors, atomically; ``half`` stores float16."""
     path = Path(path)
-    tensors = {k: v.contiguous() for k, v in prior.state_dict().items()}
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in prior.state_dict().items()}
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "model": json.dumps(prior.config), **metadata}
     with atomic_file(path) as handle:
         handle.write(save(tensors, metadata=meta))
@@ -131,7 +131,7 @@ def load_prior(path: str | os.PathLike) -> PlanePrior:
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
-        state = load_file(str(path))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(f"{path}: not a readable safetensors file ({err})") from None
     if meta.get("format") != FORMAT or not str(meta.get("format_version", "")).isdigit():

@@ -55,8 +55,9 @@ class ModelSpace:
         return np.ascontiguousarray(geometry.to_ras_order(data, self.orientation).transpose(*self.order, *trailing))
 
     def from_model_axes(self, data: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`to_model_axes` (contiguous)."""
-        return np.ascontiguousarray(geometry.from_ras_order(data.transpose(self.order), self.orientation))
+        """Inverse of :meth:`to_model_axes`: model-space array ``(a, b, c, ...)`` -> file axis order (contiguous)."""
+        trailing = tuple(range(3, data.ndim))
+        return np.ascontiguousarray(geometry.from_ras_order(data.transpose(*self.order, *trailing), self.orientation))
 
     def normalize(self, data: np.ndarray) -> np.ndarray:
         """Intensities -> the model's normalised float32 units."""

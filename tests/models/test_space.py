@@ -79,6 +79,20 @@ def test_trailing_axes_are_kept(oblique_volume, model):
     np.testing.assert_array_equal(out[..., 1], -space.to_model_axes(stored.data))
 
 
+@pytest.mark.parametrize("index", [0, 17, 47])
+def test_from_model_axes_inverts_trailing_axes_too(oblique_volume, model, index):
+    """Channels (X, Y, Z, 2, 3) into model axis order and back: the stored array exactly, each channel as a 3D
+    array comes back."""
+    stored = reoriented(oblique_volume, ORIENTATIONS[index])
+    space = ModelSpace.of(stored.data, stored.affine, model)
+    channels = np.stack([stored.data * k for k in range(6)], axis=-1).reshape(*stored.shape, 2, 3)
+    in_model = space.to_model_axes(channels)
+    back = space.from_model_axes(in_model)
+    assert back.flags.c_contiguous
+    np.testing.assert_array_equal(back, channels)
+    np.testing.assert_array_equal(back[..., 1, 2], space.from_model_axes(in_model[..., 1, 2]))
+
+
 @pytest.mark.parametrize("name, offset, snapped", [("mni_crop", 0.0, False), ("mni_t1", 20.0, True)])
 def test_windows_of_both_normalizations(request, name, offset, snapped):
     """minmax: the array's range; percentile: numpy's 0.5 and 99.5 percentiles, the low end snapped to 0 when it

@@ -15,6 +15,7 @@ import torch
 from arssr import geometry
 from arssr.consistency import project
 from arssr.degrade import Operator, SliceModel, axis_operators, resample
+from arssr.errors import InputError
 from arssr.models import ArSSR
 from arssr.models.tiling import super_resolve
 from arssr.protocol import CUBIC_GAIN, DEGRADATION_INTERPOLATIONS
@@ -88,8 +89,12 @@ def interpolation(lr: np.ndarray, shape: Sequence[int], operator: Operator) -> n
     """``lr`` upsampled to ``shape`` (float32) by the interpolation that matches the consistency ``operator``
     (:data:`arssr.protocol.DEGRADATION_INTERPOLATIONS`; cubic along thick slices): what a detail gain of 0
     gives, once projected."""
-    per_axis = tuple(DEGRADATION_INTERPOLATIONS[entry] if isinstance(entry, str) else "cubic"
-                     for entry in axis_operators(operator))
+    operators = (operator,) * 3 if isinstance(operator, str) else axis_operators(operator)
+    for entry in operators:
+        if isinstance(entry, str) and entry not in DEGRADATION_INTERPOLATIONS:
+            raise InputError(f"no interpolation matches the consistency operator {entry!r}; known: "
+                             f"{', '.join(DEGRADATION_INTERPOLATIONS)}")
+    per_axis = tuple(DEGRADATION_INTERPOLATIONS[entry] if isinstance(entry, str) else "cubic" for entry in operators)
     return resample(torch.from_numpy(np.asarray(lr, dtype=np.float32)), tuple(shape), per_axis).numpy()
 
 

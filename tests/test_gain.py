@@ -12,7 +12,7 @@ from arssr.gain import (MAX_GAIN, SelfView, auto_gain, detail_gain, fits_gain, i
                         self_views)
 from arssr.models import load_model
 from arssr.models.tiling import super_resolve
-from arssr.protocol import CUBIC_GAIN
+from arssr.protocol import CUBIC_GAIN, DEGRADATION_INTERPOLATIONS
 from conftest import make_tiny_model, smooth_volume
 
 CPU = torch.device("cpu")
@@ -158,6 +158,19 @@ def test_interpolation_matches_the_consistency_operator(synthetic, operator, met
     np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("operator, entry", [("linear", "linear"), ("none", "none"), ("fft", "fft"),
+                                             (("kspace", "linear", SliceModel(2.0)), "linear")])
+def test_interpolation_of_an_operator_without_one_is_an_input_error(synthetic, operator, entry):
+    """Only the degradations have a matching interpolation (``none`` and resampling methods such as ``linear``
+    do not): a one-line error naming them."""
+    low = np.ascontiguousarray(synthetic[::2, ::2, ::2])
+    known = ", ".join(DEGRADATION_INTERPOLATIONS)
+    assert known == "kspace, cubic, lanczos, gaussian"
+    with pytest.raises(InputError, match=f"^no interpolation matches the consistency operator '{entry}'; "
+                                         f"known: {known}$"):
+        interpolation(low, (14, 12, 10), operator)
+
+
 def test_interpolation_is_cubic_across_thick_slices(synthetic):
     low = np.ascontiguousarray(synthetic[:, :, ::2])
     out = interpolation(low, (14, 12, 10), ("gaussian", "lanczos", SliceModel(2.0)))
@@ -167,8 +180,3 @@ def test_interpolation_is_cubic_across_thick_slices(synthetic):
         methods[axis] = method
         axis_by_axis = resample(axis_by_axis, (14, 12, 10)[:axis + 1] + low.shape[axis + 1:], tuple(methods))
     np.testing.assert_allclose(out, axis_by_axis.numpy(), atol=1e-6)
-
-
-def test_unknown_operator_is_an_input_error(synthetic):
-    with pytest.raises(InputError, match="unknown resampling method 'fft'; known: nearest, linear, cubic"):
-        interpolation(synthetic, (20, 20, 20), "fft")

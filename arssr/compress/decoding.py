@@ -127,10 +127,11 @@ def consistent(rule: tuple, lr: np.ndarray, sr: np.ndarray, terms: Terms | None 
     correction weighted per band (``arssr.consistency.weighted_projection``): a lossy LR is not trusted to its
     finest detail. With a background gain and weights, those apply outside the decoded foreground. ``terms``:
     :class:`Terms` of ``lr`` and ``sr`` if the caller has them already."""
-    from arssr.consistency import project, weighted_projection
+    from arssr.consistency import check_operator, project, weighted_projection
     from arssr.gain import interpolation
 
     operator, floor, weights, gain, background = rule
+    check_operator(operator)  # before the gain's interpolation, which knows only the degradations
     if weights is None:
         return project(sr, lr, operator, floor)
     if gain is None:

@@ -17,6 +17,7 @@ from arssr.intensity import normalize
 from arssr.metrics import brain_mask
 from arssr.models import load_model
 from arssr.models.tiling import super_resolve
+from arssr.protocol import CONSISTENCY_OPERATORS
 from conftest import smooth_volume
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -152,6 +153,18 @@ def test_bad_rules_are_input_errors(coded, rule, sr_shape, message):
     _, lr, _ = coded
     with pytest.raises(InputError, match=message):
         consistent(rule, lr, np.ones(sr_shape, np.float32))
+
+
+@pytest.mark.parametrize("operator", ["fft", "linear"])
+@pytest.mark.parametrize("gain, background", [(1.0, None), (0.5, (1.0, 1.0, 1.0))])
+def test_unknown_operators_with_a_gain_are_named_against_the_consistency_operators(coded, operator, gain,
+                                                                                     background):
+    """With a gain, decoding interpolates the LR first; its error still names the consistency operators."""
+    _, lr, sr = coded
+    known = ", ".join(CONSISTENCY_OPERATORS)
+    assert known == "kspace, cubic, lanczos, gaussian, none"
+    with pytest.raises(InputError, match=f"^unknown consistency operator '{operator}'; known: {known}$"):
+        consistent((operator, None, (1.0, 1.0), gain, background), lr, sr)
 
 
 def test_fitted_decoding_is_the_best_gain_and_weights_on_real_anatomy(mni_crop):

@@ -84,7 +84,7 @@ def _predicted_default(args: argparse.Namespace) -> bool:
 
 def _check_lr_codec_options(args: argparse.Namespace, config) -> None:
     """``--lr-codec`` and ``--auto`` options checked before any work (``InputError``)."""
-    from arssr.compress.lr_codec import check_options
+    from arssr.compress.search import check_options
     from arssr.errors import InputError
 
     if args.auto and (args.lr_codec is not None or args.scale is not None):
@@ -135,6 +135,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def add_parser(sub) -> None:
     """The ``compress`` and ``decompress`` commands' options."""
+    from arssr.compress.lr_codec import lr_codec_names  # no torch: the parser is built for every command
+
     co = sub.add_parser("compress", help="compress a volume into an .arssr file", description=(
         "Downsample by --scale, code the LR volume (a SIREN, or SPERR with --lr-codec sperr) into an .arssr file. "
         "Decoding decodes the LR, then runs the SR model (--decoder-weights) back to the original grid. The file "
@@ -157,9 +159,10 @@ def add_parser(sub) -> None:
     co.add_argument("--steps", type=int, help="most optimisation steps")
     co.add_argument("--quant", help="weights: fp32, fp16 or int2 .. int8 (per-tensor)")
     co.add_argument("--time-budget", type=positive_float, help="seconds of fitting at most (per fit)")
-    co.add_argument("--lr-codec", choices=["siren", "sperr"],
-                    help="what codes the LR volume: siren or sperr (SPERR wavelets, sized by --target-bpp); default "
-                         "siren, or with --target-bpp alone the predicted codec and scale")
+    co.add_argument("--lr-codec", choices=lr_codec_names(),
+                    help="what codes the LR volume: a SIREN, or another LR codec (arssr.compress.lr_codec; sperr: SPERR "
+                         "wavelets), sized by --target-bpp; default siren, or with --target-bpp alone the predicted "
+                         "codec and scale")
     co.add_argument("--auto", action="store_true",
                     help=f"with --target-bpp: try each LR codec at scales {', '.join(f'{s:g}' for s in AUTO_SCALES)} "
                          "and keep the file that decodes closest to the input (PSNR); every candidate's score goes "

@@ -26,20 +26,31 @@ than with the SIREN as it was before that phase.
 Rate is that of the real file: ``bpp = 8 * bytes / HR voxels``.
 
 With ``lr_codec="sperr"`` SPERR codes the LR volume instead of a SIREN
-(``lr_codec``, ``sperr``); ``auto=True`` keeps whichever LR codec and scale
+(``lr_codec``, the table of such codecs, and ``sperr``); ``auto=True`` keeps whichever LR codec and scale
 decode closest within a target bpp (``auto``).
 
 Modules: ``config`` (settings and presets), ``fitting`` (the SIREN),
 ``finetune`` (end-to-end mode), ``codec`` (volume <-> metadata and payload),
 ``decoding`` (the SR result made consistent with the decoded LR, and its fit),
 ``rate`` (rate and quality of an encoding), ``search`` (one LR codec's file
-within a target), ``lr_codec`` and ``sperr`` (the SPERR LR codec), ``auto``, ``predict`` (the LR codec and
+within a target), ``lr_codec`` (the LR codecs other than the SIREN) and ``sperr`` (the SPERR LR codec), ``auto``, ``predict`` (the LR codec and
 scale that ``arssr compress --target-bpp`` uses by default),
 ``container`` (the file format), ``quantize``, ``api`` (:func:`compress`,
 :func:`decompress`) and ``sweep`` (the trade-off sweep).
 """
 
-from arssr.compress.api import compress, compress_volume, decompress
-from arssr.compress.config import PRESETS, CompressionConfig, make_config
-
 __all__ = ["PRESETS", "CompressionConfig", "compress", "compress_volume", "decompress", "make_config"]
+
+
+def __getattr__(name: str):
+    """The public names, imported on first use: the light modules (``lr_codec``, whose names the CLI's parser
+    lists) import without torch."""
+    if name in ("compress", "compress_volume", "decompress"):
+        from arssr.compress import api
+
+        return getattr(api, name)
+    if name in ("PRESETS", "CompressionConfig", "make_config"):
+        from arssr.compress import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

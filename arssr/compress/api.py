@@ -34,7 +34,7 @@ def compress_volume(
     """``(file bytes, report)``. ``target_bpp`` sets the SIREN width so the file stays within it;
     ``target_psnr`` tries widths (and scale 1 after ``config.scale`` when ``search_scale``), smallest
     first, until the decoded volume reaches it, else keeps the best. With ``config.lr_codec`` other than
-    ``siren`` see :func:`arssr.compress.lr_codec.compress_lr`; ``auto``: :func:`arssr.compress.auto.compress_auto`."""
+    ``siren`` see :func:`arssr.compress.search.compress_lr`; ``auto``: :func:`arssr.compress.auto.compress_auto`."""
     if target_bpp is not None and target_psnr is not None:
         raise InputError("give at most one of target_bpp and target_psnr")
     low, high = float(volume.data.min()), float(volume.data.max())

@@ -19,11 +19,10 @@ from dataclasses import replace
 import torch
 
 from arssr.compress import container
-from arssr.compress.config import LR_CODECS, CompressionConfig
-from arssr.compress.container import lr_codec_of
-from arssr.compress.lr_codec import budget_bytes, check_options
+from arssr.compress.config import CompressionConfig
+from arssr.compress.lr_codec import lr_codec_names, lr_codec_of
 from arssr.compress.rate import rate
-from arssr.compress.search import compress_with_codec
+from arssr.compress.search import budget_bytes, check_options, compress_with_codec
 from arssr.device import resolve_device
 from arssr.errors import InputError
 from arssr.protocol import AUTO_SCALES
@@ -33,8 +32,10 @@ from arssr.volume import Volume
 SCORE_DECIMALS = 2
 
 
-def candidates(config: CompressionConfig, codecs=LR_CODECS, scales=AUTO_SCALES) -> list[CompressionConfig]:
-    """``config`` with each LR codec at each downsampling factor."""
+def candidates(config: CompressionConfig, codecs=None, scales=AUTO_SCALES) -> list[CompressionConfig]:
+    """``config`` with each LR codec (default: every one, :func:`arssr.compress.lr_codec.lr_codec_names`) at each
+    downsampling factor."""
+    codecs = lr_codec_names() if codecs is None else codecs
     return [replace(config, lr_codec=codec, scale=float(scale)) for codec in codecs for scale in scales]
 
 
@@ -47,7 +48,7 @@ def record_bytes(trials: list[CompressionConfig]) -> int:
 
 def compress_auto(volume: Volume, config: CompressionConfig, sr_model: str | os.PathLike | None,
                   target_bpp: float | None, target_psnr: float | None, time_budget: float | None,
-                  device: str | torch.device, progress: bool = False, codecs=LR_CODECS,
+                  device: str | torch.device, progress: bool = False, codecs=None,
                   scales=AUTO_SCALES) -> tuple[bytes, dict]:
     """``(file bytes, report)`` of the candidate (:func:`candidates`) that decodes closest to ``volume`` within
     ``target_bpp``; the report's ``auto`` entry has the budget, the choice and every candidate's scores.

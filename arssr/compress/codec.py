@@ -1,6 +1,6 @@
 """A volume to ``(meta, payload)`` and back, in memory: the SIREN's weights quantised and entropy-coded.
 
-Decoding makes the normalised LR volume (the SIREN's, or another LR codec's: ``arssr.compress.sperr``),
+Decoding makes the normalised LR volume (the SIREN's, or another LR codec's: ``arssr.compress.lr_codec``),
 then :func:`restore` brings it to the original grid, intensities, dtype and geometry.
 
 The SR model is not in the payload: the metadata names it (file name and
@@ -21,11 +21,10 @@ import torch
 
 from arssr.compress import decoding, metadata, quantize
 from arssr.compress.config import FINETUNE, CompressionConfig, lr_grid_shape
-from arssr.compress.container import lr_codec_of
 from arssr.compress.decoding import BACKGROUND_KEY, GAIN_KEY, WEIGHTS_KEY
 from arssr.compress.finetune import finetune_sr_model, finetuned_parameters
 from arssr.compress.fitting import evaluate_siren, fit_siren
-from arssr.compress.sperr import decode_lr
+from arssr.compress.lr_codec import decode_lr, lr_codec_of
 from arssr.degrade import degrade
 from arssr.errors import InputError, ModelFileError
 from arssr.intensity import intensity_window
@@ -203,7 +202,7 @@ def _lr_and_model(meta: dict, payload: bytes, sr_model: str | os.PathLike | None
     """``(normalised LR volume, SR model or None)`` of a file."""
     with malformed_metadata():
         model = load_sr_model(meta["decoder"], sr_model) if meta["decoder"] is not None else None
-    if lr_codec_of(meta) != "siren":  # another LR codec's stream (arssr.compress.sperr)
+    if lr_codec_of(meta) != "siren":  # another LR codec's stream (arssr.compress.lr_codec)
         return decode_lr(meta, payload), model
     return _siren_lr(meta, payload, model, device), model
 

@@ -9,6 +9,7 @@ import torch
 
 from arssr import geometry
 from arssr.compress import quantize
+from arssr.compress.lr_codec import lr_codec_names
 from arssr.degrade import DEGRADATIONS
 from arssr.errors import InputError
 from arssr.models.siren import Siren
@@ -16,8 +17,6 @@ from arssr.models.siren import Siren
 LOSSES = ("l1", "mse")
 #: What the end-to-end phase may change in the SR model: nothing, or its biases.
 FINETUNE = ("none", "bias")
-#: What codes the LR volume: a SIREN (``arssr.compress.codec``) or SPERR (``arssr.compress.lr_codec``).
-LR_CODECS = ("siren", "sperr")
 #: Largest SIREN: neurons per layer and sine layers (a compressed volume's network is far smaller; a reader
 #: refuses files beyond these, ``arssr.compress.metadata``).
 MAX_WIDTH = 4096
@@ -42,8 +41,8 @@ class CompressionConfig:
     their changes stored in the file) for the last ``finetune_share`` of the
     steps or time budget, each step on a random block of ``finetune_block``
     LR voxels per axis (the whole axis when it is not much longer);
-    ``lr_codec``: what codes the LR volume, ``siren`` or ``sperr`` (``arssr.compress.lr_codec``; only
-    ``scale`` and ``method`` apply to it).
+    ``lr_codec``: what codes the LR volume, ``siren`` or a codec of ``arssr.compress.lr_codec`` (``sperr``;
+    only ``scale`` and ``method`` apply to those).
     """
 
     scale: float = 2.0
@@ -76,8 +75,8 @@ class CompressionConfig:
             raise InputError(f"unknown SR model fine-tuning {self.finetune!r}; known: {', '.join(FINETUNE)}")
         if self.finetune != "none" and (self.scale == 1 or not 0 < self.finetune_share < 1):
             raise InputError("SR model fine-tuning needs a scale above 1 (an SR model) and finetune_share in (0, 1)")
-        if self.lr_codec not in LR_CODECS:
-            raise InputError(f"unknown LR codec {self.lr_codec!r}; known: {', '.join(LR_CODECS)}")
+        if self.lr_codec not in lr_codec_names():
+            raise InputError(f"unknown LR codec {self.lr_codec!r}; known: {', '.join(lr_codec_names())}")
         if self.finetune != "none" and self.lr_codec != "siren":
             raise InputError("SR model fine-tuning needs the SIREN LR codec")
         if self.finetune_block < 2:

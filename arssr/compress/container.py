@@ -33,6 +33,7 @@ import os
 import struct
 import zlib
 
+from arssr.compress.lr_codec import lr_codec_of
 from arssr.errors import InputError
 from arssr.files import atomic_file, check_input_file, check_output
 
@@ -45,11 +46,6 @@ _HEAD = struct.Struct("<6sBBII")
 _CRC = struct.Struct("<I")
 #: Smallest possible file: header, empty metadata and payload, checksum.
 MIN_SIZE = _HEAD.size + _CRC.size
-
-
-def lr_codec_of(meta: dict) -> str:
-    """The LR codec a file's metadata records (files without the key have a SIREN LR)."""
-    return meta.get("lr_codec", "siren")
 
 
 def pack(meta: dict, payload: bytes) -> bytes:

@@ -1,79 +1,76 @@
-"""``--lr-codec sperr``: the LR volume coded by SPERR (3D wavelets, through ``imagecodecs``), not by a SIREN.
+"""The LR codecs other than the SIREN, by name (:data:`CODECS`): what codes a file's LR volume when no SIREN does.
 
-Encoding makes the LR volume as the SIREN path does (:func:`arssr.compress.codec.prepare`: downsampled by
-``config.method``, normalised by the SR model's intensity rule; at scale 1 the whole volume, min-max
-normalised, and no SR model) and codes it with SPERR in its bpp mode. The rate is the file's: the largest SPERR
-bpp whose whole ``.arssr`` file (header, metadata, stream, checksum) fits the byte budget is found by bisection
-(:func:`arssr.compress.sperr.fit_stream`). Decoding is SPERR's, then :func:`arssr.compress.codec.restore`
+A codec is a module and one entry here, an :class:`LRCodec`. Everything else is shared: encoding makes the LR
+volume as the SIREN path does (:func:`arssr.compress.codec.prepare`: downsampled by ``config.method``, normalised
+by the SR model's intensity rule; at scale 1 the whole volume, min-max normalised, and no SR model) and gives the
+codec the bytes that the file's byte budget leaves after its header and metadata
+(:func:`arssr.compress.search.encode_lr`); decoding is the codec's, then :func:`arssr.compress.codec.restore`
 (SR model, made consistent with the decoded LR by the file's band weights, intensities, dtype, geometry), as for
-a SIREN file.
+a SIREN file. ``CompressionConfig.lr_codec``, ``arssr compress --lr-codec``, ``--auto``'s candidates and the
+metadata's checks (``arssr.compress.metadata``) take the names from here (:func:`lr_codec_names`).
 
-Metadata: the SIREN file's, less its ``siren``, ``quant`` and ``codec`` keys, plus ``"lr_codec": "sperr"``;
-such files have container format version 3 (``arssr.compress.container``), 4 with consistency band weights, or
-5 with them by region (as every file made now), which earlier readers refuse.
+The SIREN is not in the table: its weights are the container's own format (``arssr.compress.codec``).
+
+Metadata: the SIREN file's, less its ``siren``, ``quant`` and ``codec`` keys, plus ``"lr_codec": NAME``; such
+files have container format version 3 (``arssr.compress.container``), 4 with consistency band weights, or 5 with
+them by region (as every file made now), which earlier readers refuse.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import time
+from dataclasses import dataclass
+from typing import Callable
 
-import torch
+import numpy as np
 
-from arssr.compress.codec import prepare
-from arssr.compress.config import CompressionConfig
-from arssr.compress.container import lr_codec_of
-from arssr.compress.rate import measure
-from arssr.compress.sperr import fit_stream
+from arssr.compress import sperr
 from arssr.errors import InputError
-from arssr.volume import Volume
-
-#: Metadata that only a SIREN LR has.
-SIREN_KEYS = ("siren", "quant", "codec")
 
 
-def check_options(config: CompressionConfig, target_bpp: float | None, target_psnr: float | None,
-                  auto: bool = False) -> None:
-    """``InputError`` for options that cannot work whatever the volume: another LR codec than the SIREN, and
-    ``--auto``, are sized by a target bpp only; ``--auto`` tries SIRENs without SR model fine-tuning."""
-    what = "--auto" if auto else f"the {config.lr_codec} LR codec"
-    if target_bpp is None or target_psnr is not None:
-        raise InputError(f"{what} needs --target-bpp (it is sized by the file's bytes), not --target-psnr")
-    if auto and config.finetune != "none":
-        raise InputError("--auto does not combine with SR model fine-tuning")
+@dataclass(frozen=True)
+class LRCodec:
+    """An LR codec. ``fit(lr, room)``: the stream of the normalised LR array ``lr`` (float32) at the highest
+    quality that takes at most ``room`` bytes, or ``None`` if none does; ``decode(meta, payload)``: the float32 LR
+    array of a file's stream, checked against its metadata (``InputError``); ``check(meta)``: what the codec
+    requires of a file's metadata beyond the common checks (``InputError``), if anything."""
+
+    fit: Callable[[np.ndarray, int], bytes | None]
+    decode: Callable[[dict, bytes], np.ndarray]
+    check: Callable[[dict], None] | None = None
 
 
-def budget_bytes(volume: Volume, target_bpp: float) -> int:
-    """The largest file, in bytes, that ``target_bpp`` allows for ``volume``."""
-    if not (math.isfinite(target_bpp) and target_bpp > 0):
-        raise InputError(f"target bpp must be positive, got {target_bpp}")
-    return math.floor(target_bpp * math.prod(volume.shape) / 8 + 1e-9)
+#: The LR codecs other than the SIREN, by the name that files and ``--lr-codec`` give them.
+CODECS: dict[str, LRCodec] = {
+    "sperr": LRCodec(fit=sperr.fit_stream, decode=sperr.decode_stream),
+}
 
 
-def encode_sperr(volume: Volume, config: CompressionConfig, sr_model: str | os.PathLike | None,
-                 budget: int) -> tuple[dict, bytes]:
-    """``(meta, payload)`` of ``volume`` with its LR coded by SPERR into a file of at most ``budget`` bytes."""
-    meta, lr, model = prepare(volume, config, sr_model)
-    meta = {key: value for key, value in meta.items() if key not in SIREN_KEYS}
-    meta["lr_codec"] = "sperr"
-    if model is not None:
-        meta["consistency"] = config.method  # decoding makes the SR result consistent with the decoded LR
-    return meta, fit_stream(lr, meta, budget)
+def lr_codec_names() -> tuple[str, ...]:
+    """Every LR codec's name: the SIREN's, then the table's."""
+    return ("siren", *CODECS)
 
 
-def compress_lr(volume: Volume, config: CompressionConfig, sr_model: str | os.PathLike | None,
-                target_bpp: float | None, target_psnr: float | None, device: torch.device,
-                progress: bool = False) -> tuple[bytes, dict]:
-    """``(file bytes, report)`` of ``volume`` with the LR codec ``config.lr_codec`` (SPERR) within ``target_bpp``
-    (``progress``: a progress bar over the SR pass that measures it)."""
-    check_options(config, target_bpp, target_psnr)
-    budget = budget_bytes(volume, target_bpp)
-    start = time.perf_counter()
-    meta, payload = encode_sperr(volume, config, sr_model, budget)
-    encode_s = time.perf_counter() - start
-    blob, report = measure(meta, payload, config, volume, sr_model, device, progress)
-    return blob, {**report, "encode_s": encode_s, "lr_bpp": 8 * len(payload) / math.prod(meta["lr_shape"])}
+def lr_codec_of(meta: dict) -> str:
+    """The LR codec a file's metadata records (files without the key have a SIREN LR)."""
+    return meta.get("lr_codec", "siren")
+
+
+def registered(name: str) -> LRCodec:
+    """The table's entry for ``name`` (``InputError`` for an unknown name; the SIREN has none)."""
+    if name not in CODECS:
+        raise InputError(f"unknown LR codec {name!r}; known: {', '.join(lr_codec_names())}")
+    return CODECS[name]
+
+
+def fit_stream(lr: np.ndarray, meta: dict, room: int) -> bytes | None:
+    """The stream of ``lr`` by the LR codec that ``meta`` names, of at most ``room`` bytes (``None`` if none)."""
+    return registered(lr_codec_of(meta)).fit(lr, room)
+
+
+def decode_lr(meta: dict, payload: bytes) -> np.ndarray:
+    """The normalised LR volume of a file whose LR codec is not the SIREN, by its entry in :data:`CODECS`."""
+    return registered(lr_codec_of(meta)).decode(meta, payload)
 
 
 def summary(report: dict) -> str:

@@ -70,15 +70,16 @@ def check_metadata(meta: dict) -> None:
 def _check(meta) -> None:
     import nibabel as nib
 
-    from arssr.compress.config import LR_CODECS, MAX_DEPTH, MAX_WIDTH
+    from arssr.compress.config import MAX_DEPTH, MAX_WIDTH
+    from arssr.compress.lr_codec import CODECS, lr_codec_names
     from arssr.degrade import DEGRADATIONS
     from arssr.geometry import MAX_NIFTI_DIM
 
     if not isinstance(meta, dict):
         raise InputError("not a JSON object")
     codec = meta.get("lr_codec", "siren")
-    if codec not in LR_CODECS:
-        raise InputError(f"unknown LR codec {_shown(codec)}; known: {', '.join(LR_CODECS)}")
+    if codec not in lr_codec_names():
+        raise InputError(f"unknown LR codec {_shown(codec)}; known: {', '.join(lr_codec_names())}")
     missing = [key for key in REQUIRED + (SIREN_REQUIRED if codec == "siren" else ()) if key not in meta]
     if missing:
         raise InputError(f"missing key {missing[0]!r}")
@@ -114,9 +115,11 @@ def _check(meta) -> None:
         raise InputError(f"decoder must be null or a name and a sha256, got {_shown(decoder)}")
     if codec == "siren":
         _check_siren(meta, MAX_WIDTH, MAX_DEPTH)
+    elif CODECS[codec].check is not None:  # what that LR codec requires besides
+        CODECS[codec].check(meta)
     _check_finetune(meta.get("finetune"), codec, decoder)
     consistency_rule(meta)
-    _check_auto(meta.get("auto"), LR_CODECS)
+    _check_auto(meta.get("auto"), lr_codec_names())
 
 
 def _check_dtype(name) -> None:

@@ -1,12 +1,11 @@
-"""SPERR streams of LR volumes (3D wavelets, through ``imagecodecs``): coded within a file's byte budget, decoded
-and checked against the file's metadata. ``arssr.compress.lr_codec`` makes the files that carry them."""
+"""The SPERR LR codec (``--lr-codec sperr``, an entry of ``arssr.compress.lr_codec.CODECS``): LR volumes coded by
+SPERR (3D wavelets, through ``imagecodecs``) in its bpp mode, at the largest bpp whose stream fits the bytes that
+the file's budget leaves (bisection), and decoded and checked against the file's metadata."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from arssr.compress import container
-from arssr.compress.container import lr_codec_of
 from arssr.errors import InputError
 
 #: Bisection steps of the SPERR bpp search (the bracket shrinks to 2^-20 of its width).
@@ -24,26 +23,21 @@ def sperr_encode(lr: np.ndarray, bpp: float) -> bytes:
     return imagecodecs.sperr_encode(np.ascontiguousarray(lr, dtype=np.float32), bpp, mode="bpp")
 
 
-def fit_stream(lr: np.ndarray, meta: dict, budget: int) -> bytes:
-    """SPERR stream of ``lr`` at the largest bpp whose file ``container.pack(meta, stream)`` has at most
-    ``budget`` bytes (bisection on SPERR's bpp; its size grows with the bpp)."""
-    room = budget - len(container.pack(meta, b""))
-    if room <= 0:
-        raise InputError(f"a budget of {budget} bytes is below the smallest possible file for this volume")
+def fit_stream(lr: np.ndarray, room: int) -> bytes | None:
+    """SPERR stream of ``lr`` at the largest bpp whose stream has at most ``room`` bytes, or ``None`` if none has
+    (bisection on SPERR's bpp; its size grows with the bpp)."""
     low, high = 0.0, min(MAX_BPP, 8 * room / lr.size)
     best = None
     bpp = high
     for _ in range(BPP_STEPS):
         stream = sperr_encode(lr, bpp)
-        if len(container.pack(meta, stream)) <= budget:
+        if len(stream) <= room:
             best, low = stream, bpp
             if bpp == high:
                 break
         else:
             high = bpp
         bpp = (low + high) / 2
-    if best is None:
-        raise InputError(f"a budget of {budget} bytes is below the smallest SPERR file for this volume")
     return best
 
 
@@ -55,13 +49,10 @@ def stream_shape(stream: bytes) -> tuple[int, ...]:
     return tuple(int(n) for n in reversed(np.frombuffer(stream, "<u4", 3, _SHAPE_AT)))
 
 
-def decode_lr(meta: dict, payload: bytes) -> np.ndarray:
-    """The normalised LR volume of a file whose LR codec is not the SIREN (checked against the metadata)."""
+def decode_stream(meta: dict, payload: bytes) -> np.ndarray:
+    """The normalised LR volume of a SPERR file (checked against the metadata)."""
     import imagecodecs
 
-    codec = lr_codec_of(meta)
-    if codec != "sperr":
-        raise InputError(f"unknown LR codec {codec!r} in the file; known: sperr, siren")
     header = stream_shape(payload)
     try:
         lr_shape = tuple(int(n) for n in meta["lr_shape"])

@@ -6,13 +6,15 @@ import math
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
-from arssr.cli import main
-from arssr.compress import compress, compress_volume, decompress, make_config
+from arssr.cli import build_parser, main
+from arssr.compress import compress, compress_volume, decompress, make_config, sperr
 from arssr.compress.auto import candidates, compress_auto, record_bytes
-from arssr.compress.codec import decode
+from arssr.compress.codec import decode, prepare, restore
 from arssr.compress.container import MAGIC, pack, read_container, unpack
-from arssr.compress.sperr import fit_stream
+from arssr.compress.lr_codec import CODECS, LRCodec, decode_lr, lr_codec_names
+from arssr.compress.metadata import check_metadata
 from arssr.errors import InputError
 from arssr.metrics import psnr
 
@@ -99,8 +101,7 @@ def test_the_placeholders_size_files_for_any_fitted_decoding(sperr_file):
 def test_budgets_below_the_smallest_file_are_refused(mni_crop, tiny_weights_module):
     with pytest.raises(InputError, match="below the smallest"):
         compress_volume(mni_crop, make_config(lr_codec="sperr"), tiny_weights_module, target_bpp=0.02, device="cpu")
-    with pytest.raises(InputError, match="below the smallest"):
-        fit_stream(np.ones((4, 4, 4), np.float32), {"shape": [4, 4, 4]}, 40)
+    assert sperr.fit_stream(np.ones((4, 4, 4), np.float32), 4) is None  # no SPERR stream is 4 bytes long
 
 
 def test_every_single_byte_change_of_a_sperr_file_is_refused(sperr_file, tiny_weights_module):
@@ -206,3 +207,81 @@ def test_cli_refuses_lr_codec_options_that_cannot_work(tmp_path, int16_nifti, ca
         main(["compress", str(int16_nifti), "-o", str(tmp_path / "x.arssr"), "--device", "cpu", *options])
     assert exit_info.value.code == 2 and not (tmp_path / "x.arssr").exists()
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def _cli_lr_codecs() -> tuple:
+    sub = next(action for action in build_parser()._actions if action.dest == "command").choices["compress"]
+    return tuple(next(action for action in sub._actions if "--lr-codec" in action.option_strings).choices)
+
+
+@pytest.mark.parametrize("name", list(CODECS))
+def test_every_list_of_lr_codecs_is_the_registry(sperr_file, mni_crop, tiny_weights_module, name):
+    """The CLI's choices, the config's and the metadata's names, --auto's candidates and the decode dispatch all
+    come from CODECS: each codec's file passes the metadata checks and decodes through its own entry."""
+    names = ("siren", *CODECS)
+    assert lr_codec_names() == names == _cli_lr_codecs()
+    assert [trial.lr_codec for trial in candidates(make_config(), scales=(2.0,))] == list(names)
+    blob = sperr_file[0] if name == "sperr" else compress_volume(
+        mni_crop, make_config("fast", lr_codec=name), tiny_weights_module, target_bpp=1.0, device="cpu")[0]
+    meta, payload = unpack(blob)
+    assert meta["lr_codec"] == name and make_config(lr_codec=name).lr_codec == name
+    check_metadata(meta)
+    assert np.array_equal(decode_lr(meta, payload), CODECS[name].decode(meta, payload))
+    known = f"known: {', '.join(names)}$"
+    for refuse in (lambda: make_config(lr_codec="jpeg"), lambda: decode_lr({**meta, "lr_codec": "jpeg"}, payload)):
+        with pytest.raises(InputError, match=f"^unknown LR codec 'jpeg'; {known}"):
+            refuse()
+    with pytest.raises(InputError, match=f"^malformed .arssr metadata: unknown LR codec 'jpeg'; {known}"):
+        check_metadata({**meta, "lr_codec": "jpeg"})
+
+
+def _raw_fit(lr: np.ndarray, room: int) -> bytes | None:
+    stream = np.ascontiguousarray(lr, "<f4").tobytes()
+    return stream if len(stream) <= room else None
+
+
+def _raw_decode(meta: dict, payload: bytes) -> np.ndarray:
+    shape = tuple(meta["lr_shape"])
+    if len(payload) != 4 * math.prod(shape):
+        raise InputError(f"the raw stream has {len(payload)} bytes, the LR shape {shape} needs {4 * math.prod(shape)}")
+    return np.frombuffer(payload, "<f4").reshape(shape).copy()
+
+
+def _raw_check(meta: dict) -> None:
+    if meta["method"] != "kspace":
+        raise InputError("a raw LR needs k-space downsampling")
+
+
+#: A lossless LR codec that the tests register: the LR's float32 bytes.
+RAW = LRCodec(fit=_raw_fit, decode=_raw_decode, check=_raw_check)
+
+
+def test_a_registered_lr_codec_needs_no_other_change(tmp_path, monkeypatch, mni_crop, tiny_weights, int16_nifti,
+                                                      capsys):
+    """One entry in CODECS: compress, decompress, the metadata checks, --auto, the CLI and info take it."""
+    monkeypatch.setitem(CODECS, "raw", RAW)
+    path = tmp_path / "raw.arssr"
+    report = compress(mni_crop, path, sr_model=tiny_weights, lr_codec="raw", target_bpp=8.0, device="cpu")
+    meta, payload = read_container(path)
+    _, lr, model = prepare(mni_crop, make_config(lr_codec="raw"), tiny_weights)
+    assert meta["lr_codec"] == "raw" and meta["consistency"] == "kspace" and payload == lr.astype("<f4").tobytes()
+    assert report["bytes"] == path.stat().st_size <= math.floor(mni_crop.data.size) and report["lr_bpp"] == 32
+    back = decompress(path, sr_model=tiny_weights, device="cpu")
+    assert np.array_equal(back.data, restore(meta, lr, model, torch.device("cpu")).data)
+    assert report["psnr"] == pytest.approx(psnr(back.data, mni_crop.data), abs=1e-6)
+    with pytest.raises(InputError, match="^malformed .arssr metadata: a raw LR needs k-space downsampling$"):
+        check_metadata({**meta, "method": "lanczos"})
+    with pytest.raises(InputError, match=r"^the raw stream has 8 bytes, the LR shape \(12, 14, 10\) needs 6720$"):
+        decode(meta, payload[:8], tiny_weights, "cpu")
+    assert [trial.lr_codec for trial in candidates(make_config(), scales=(2.0,))] == ["siren", "sperr", "raw"]
+    out = tmp_path / "cli.arssr"
+    args = ["--decoder-weights", str(tiny_weights), "--device", "cpu", "-q"]
+    assert main(["compress", str(int16_nifti), "-o", str(out), "--lr-codec", "raw", "--target-bpp", "16", *args]) == 0
+    assert main(["info", str(out)]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert lines["lr_codec"] == f"raw, {4 * 6 ** 3} bytes, 32.0000 bits per LR voxel"
+    assert main(["decompress", str(out), "-o", str(tmp_path / "cli.nii.gz"), *args]) == 0
+    monkeypatch.delitem(CODECS, "raw")
+    assert "raw" not in _cli_lr_codecs()
+    with pytest.raises(InputError, match="^.*unknown LR codec 'raw'; known: siren, sperr$"):
+        read_container(out)

@@ -3,8 +3,7 @@
 Run before and after a change that should not change behaviour: the two JSON outputs must be equal.
 The example volume is copied into the temporary folder first, so the sidecar's paths are the same
 wherever the package lives; the sidecar's ``seconds`` and ``peak_memory_mib`` (measurements) are left out
-of its hash, and a ``.gz``
-file is hashed uncompressed (its gzip header holds the time it was written).
+of its hash, and a ``.gz`` file is hashed uncompressed (its gzip header holds the time it was written).
 
     python eval/check_unchanged.py --json /tmp/before.json
 """

@@ -24,7 +24,7 @@ from arssr.errors import InputError
 from arssr.gain import auto_gain, interpolation
 from arssr.models import ArSSR, load_model
 from arssr.models.card import warn_outside_card
-from arssr.models.planes import PlanePrior, load_prior, through_plane
+from arssr.models.planes import PlanePrior, default_prior_path, load_prior, shipped_prior, through_plane
 from arssr.models.space import ModelSpace
 from arssr.models.tiling import DEFAULT_CHUNK, super_resolve
 from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN, DEFAULT_SLICE_CORRECTION
@@ -88,7 +88,7 @@ def upsample(
     slice_profile: str = "boxcar",
     slice_correction: str = DEFAULT_SLICE_CORRECTION,
     details: bool = False,
-    plane_prior: PlanePrior | str | os.PathLike | None = None,
+    plane_prior: PlanePrior | str | os.PathLike | None = "auto",
 ) -> Volume | Upsampled:
     """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
 
@@ -129,8 +129,8 @@ def upsample(
     lr = space.to_model(volume.data)
     operator = operator if isinstance(operator, str) else space.axes(operator)
     prior_axis = None if plane_prior is None else _prior_axis(operator, lr.shape, space.axes(out_shape))
-    if prior_axis is not None:
-        prior = plane_prior if isinstance(plane_prior, PlanePrior) else load_prior(plane_prior)
+    prior = None if prior_axis is None else resolve_plane_prior(plane_prior)
+    if prior is not None:
         slices = operator[prior_axis]
         result = through_plane(prior, interpolation(lr, space.axes(out_shape), operator), prior_axis,
                                space.axes(out_shape)[prior_axis] / lr.shape[prior_axis], slices.thickness)
@@ -158,6 +158,16 @@ def upsample(
         data = space.from_model(project(result, lr, operator, floor))
     result = Volume(data, affine, volume.header)
     return Upsampled(result, None if gain is None else float(gain), residual, estimator) if details else result
+
+
+def resolve_plane_prior(plane_prior: PlanePrior | str | os.PathLike | None) -> PlanePrior | None:
+    """The prior that ``plane_prior`` names: itself, the file's, or for ``auto`` the shipped one (``None`` when it
+    is not installed)."""
+    if plane_prior is None or isinstance(plane_prior, PlanePrior):
+        return plane_prior
+    if plane_prior == "auto":
+        return shipped_prior() if default_prior_path().is_file() else None
+    return load_prior(plane_prior)
 
 
 def _prior_axis(operator, lr_shape: Sequence[int], out_shape: Sequence[int]) -> int | None:
@@ -198,10 +208,11 @@ def fitted_gain(
     slice_profile: str = "boxcar",
     device: str | torch.device = "auto",
     slice_correction: str = DEFAULT_SLICE_CORRECTION,
+    plane_prior: PlanePrior | str | os.PathLike | None = "auto",
 ) -> float:
     """The detail gain that :func:`upsample` uses with ``gain="auto"`` and the same arguments
-    (``arssr.gain.auto_gain``); 1 for a constant volume. Pass it as ``gain`` to
-    upsample parts of a volume (or several times) with the whole volume's gain."""
+    (``arssr.gain.auto_gain``); 1 for a constant volume and where the plane prior makes the estimate. Pass it
+    as ``gain`` to upsample parts of a volume (or several times) with the whole volume's gain."""
     volume, model, factors, operator = _request(volume, model, scale, voxel_size, consistency, slice_thickness,
                                                 slice_profile, slice_correction)
     if consistency == "none":
@@ -210,6 +221,10 @@ def fitted_gain(
         return 1.0
     space = ModelSpace.of(volume.data, volume.affine, model)
     operator = operator if isinstance(operator, str) else space.axes(operator)
+    lr_shape, out_shape = space.axes(volume.shape), space.axes(geometry.output_shape(volume.shape, factors))
+    if plane_prior is not None and _prior_axis(operator, lr_shape, out_shape) is not None and \
+            resolve_plane_prior(plane_prior) is not None:
+        return 1.0
     return auto_gain(model, space.to_model(volume.data), space.axes(factors), operator, resolve_device(device),
                       consistency, slice_thickness)
 

@@ -6,19 +6,20 @@ density with 5 mm slices every 7 mm (2 mm gaps). Each is upsampled along its
 slice axis only (array axis 2) to about 1 mm by cubic interpolation and by the
 shipped model with the slice-model consistency (``arssr upsample --scale 1,1,K
 --slice-thickness MM``), and shown in a coronal and a sagittal plane, where the
-staircase of thick slices is: input (nearest neighbour), cubic, arssr, and with
-``--adapt SECONDS`` arssr after self-adaptation to the whole scan (in-plane
-views, ``arssr.adapt``); with ``--plane-prior FILE`` also the through-plane
-prior's result (``arssr upsample --plane-prior FILE``, the whole scan).
+staircase of thick slices is: input (nearest neighbour), cubic, the 3D model
+(``--plane-prior none``), with ``--adapt SECONDS`` the 3D model after
+self-adaptation to the whole scan (in-plane views, ``arssr.adapt``), and the
+default: the through-plane prior (``--plane-prior``, the shipped one unless
+given; the whole scan).
 
-Only a slab of ``2 x receptive radius + 1`` voxels around each shown plane is
+For the 3D model only a slab of ``2 x receptive radius + 1`` voxels around each shown plane is
 upsampled: the encoder sees nothing beyond that radius, in-plane scales are 1
 and the consistency projection acts along the slice axis only, so with the
 detail gain fitted on the whole scan the shown plane equals that of
 whole-volume upsampling, at a fraction of the time.
 
 Usage: python eval/figure_clinical.py [--data ../shared/data] [--threads 1] [--adapt SECONDS]
-                                     [--plane-prior FILE]
+                                     [--plane-prior FILE|auto]
 Writes eval/results/figures/clinical_thick_slices.png, and beside it a .json with each scan's fitted detail gains
 and adaptation report.
 """
@@ -70,37 +71,35 @@ def plane(data: np.ndarray, affine: np.ndarray, axis: int) -> np.ndarray:
     return np.take(ras, ras.shape[ras_axis] // 2, axis=ras_axis).T
 
 
-def panels(volume: Volume, thickness: float, model, adapt: float | None, prior=None
+def panels(volume: Volume, thickness: float, model, adapt: float | None, prior="auto"
            ) -> tuple[list[tuple[str, str, np.ndarray, float]], dict]:
     """``(plane, method, image, aspect)`` for every plane and method of one scan, and what was fitted for it
     (detail gains, adaptation report)."""
     scale = (1.0, 1.0, volume.spacing[SLICE_AXIS] / TARGET_MM)
-    models = {"arssr": model}
+    models = {"3D model": model}
     record = {"slice_thickness_mm": thickness, "scale": scale}
     if adapt:
         adapted, report = adapt_to(volume, model, scale, options=AdaptOptions(seconds=adapt), device="cpu",
                                    slice_thickness=thickness)
         print(f"adapted: {report.as_dict()}")
         record["adaptation"] = report.as_dict()
-        models[f"arssr + adapt {adapt:g} s" + ("" if report.kept else " (dropped)")] = adapted
+        models[f"3D model + adapt {adapt:g} s" + ("" if report.kept else " (dropped)")] = adapted
     gains = {method: fitted_gain(volume, used, scale, slice_thickness=thickness, device="cpu")
-             for method, used in models.items()}
+             for method, used in models.items()}  # fitted_gain is the 3D model's
     print(f"fitted detail gains: {gains}")
     record["detail_gains"] = gains
-    whole = None if prior is None else upsample(volume, model, scale=scale, device="cpu", slice_thickness=thickness,
-                                                plane_prior=prior)
+    whole = upsample(volume, model, scale=scale, device="cpu", slice_thickness=thickness, plane_prior=prior)
     out = []
     for name, axis in PLANES:
         part = slab(volume, axis, model.receptive_radius)
         lr = torch.from_numpy(part.data.astype(np.float64))
-        srs = {method: upsample(part, used, scale=scale, device="cpu", slice_thickness=thickness, gain=gains[method])
-               for method, used in models.items()}
-        sr = srs["arssr"]
+        srs = {method: upsample(part, used, scale=scale, device="cpu", slice_thickness=thickness, gain=gains[method],
+                                plane_prior=None) for method, used in models.items()}
+        sr = srs["3D model"]
         methods = {"input (nearest)": resample(lr, sr.shape, "nearest").numpy(),
                    "cubic": np.clip(resample(lr, sr.shape, "cubic").numpy(), part.data.min(), part.data.max()),
                    **{method: result.data for method, result in srs.items()}}
-        if whole is not None:
-            methods["plane prior"] = slab(whole, axis, model.receptive_radius).data
+        methods["arssr default (plane prior)"] = slab(whole, axis, model.receptive_radius).data
         in_plane = 1 - axis  # the other in-plane axis: 0 for coronal, 1 for sagittal
         aspect = sr.spacing[SLICE_AXIS] / sr.spacing[in_plane]
         out += [(name, method, plane(data, sr.affine, axis), aspect) for method, data in methods.items()]
@@ -112,11 +111,11 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data", help="folder of the clinical scans")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     parser.add_argument("--adapt", type=float, help="also show the model adapted to each scan for this many seconds")
-    parser.add_argument("--plane-prior", help="also show this through-plane prior's result")
+    parser.add_argument("--plane-prior", default="auto", help="the through-plane prior (default: the shipped one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(None)
-    prior = load_prior(args.plane_prior) if args.plane_prior else None
+    prior = args.plane_prior if args.plane_prior == "auto" else load_prior(args.plane_prior)
     rows, records = [], {}
     for file, thickness, title in SCANS:
         volume = load_volume(Path(args.data) / file)

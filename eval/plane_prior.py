@@ -82,7 +82,7 @@ def clinical(data: Path, model, prior) -> list[dict]:
         volume = load_volume(data / file)
         scale = (1.0, 1.0, volume.spacing[SLICE_AXIS] / TARGET_MM)
         outputs = {}
-        for name, used in (("arssr", None), ("prior", prior)):
+        for name, used in (("arssr", None), ("prior", prior)):  # the 3D model, the prior
             start = time.perf_counter()
             outputs[name] = upsample(volume, model, scale=scale, device="cpu", slice_thickness=thickness,
                                      plane_prior=used).data
@@ -109,7 +109,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, prior = load_model(None), load_prior(args.prior) if args.prior else None
     methods = {"cubic": baseline("cubic"),
-               "arssr": model_method(model, "cpu", consistency="slice", gain="auto"),
+               "arssr": model_method(model, "cpu", consistency="slice", gain="auto", plane_prior=None),
                "prior": model_method(model, "cpu", consistency="slice", gain="auto", plane_prior=prior)}
     adapted = {f"prior+adapt:{ADAPT_SECONDS:g}": model_method(model, "cpu", consistency="slice", gain="auto",
                                                             plane_prior=prior, adapt=ADAPT_SECONDS)}

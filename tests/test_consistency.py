@@ -242,7 +242,8 @@ def test_detail_gain_of_thick_slices_pools_the_in_plane_views(monkeypatch, mni_c
 
 
 def test_thick_slice_upsampling_uses_the_fitted_gain(monkeypatch, mni_crop, tiny_model):
-    """MNI152 with 6 mm slices: the default gain is the one fitted on the in-plane views, not 1."""
+    """MNI152 with 6 mm slices and the 3D model: the default gain is the one fitted on the in-plane views, not
+    1; with the plane prior (the default where it is installed) it is 1, and nothing is fitted."""
     from arssr import gain as gain_module
     from arssr.simulate import ThickSlices, simulate_thick_slices
 
@@ -257,11 +258,14 @@ def test_thick_slice_upsampling_uses_the_fitted_gain(monkeypatch, mni_crop, tiny
 
     monkeypatch.setattr(gain_module, "detail_gain", recorded)
     scale = (1, 1, 20 / 7)
-    auto = upsample(thick, tiny_model, scale=scale, slice_thickness=6.0).data
+    auto = upsample(thick, tiny_model, scale=scale, slice_thickness=6.0, plane_prior=None).data
     assert len(fitted) == 1 and 0 <= fitted[0] <= gain_module.MAX_GAIN and fitted[0] != 1.0
-    given = upsample(thick, tiny_model, scale=scale, slice_thickness=6.0, gain=fitted[0]).data
+    given = upsample(thick, tiny_model, scale=scale, slice_thickness=6.0, gain=fitted[0], plane_prior=None).data
     np.testing.assert_array_equal(auto, given)
-    assert fitted_gain(thick, tiny_model, scale=scale, slice_thickness=6.0) == fitted[0]
+    assert fitted_gain(thick, tiny_model, scale=scale, slice_thickness=6.0, plane_prior=None) == fitted[0]
+    assert fitted_gain(thick, tiny_model, scale=scale, slice_thickness=6.0) == 1.0  # the shipped prior's
+    with_prior = upsample(thick, tiny_model, scale=scale, slice_thickness=6.0, details=True)
+    assert len(fitted) == 2 and (with_prior.gain, with_prior.estimator) == (1.0, "plane prior")  # no more fits
 
 
 def test_cubic_consistency_takes_the_fixed_gain_unless_slices_are_thick(monkeypatch, mni_crop, tiny_model):
@@ -279,7 +283,8 @@ def test_cubic_consistency_takes_the_fixed_gain_unless_slices_are_thick(monkeypa
     assert fitted_gain(mni_crop, tiny_model, scale=scale, consistency="cubic") == gain_module.CUBIC_GAIN == 0.25
     assert fits == []
     thick = simulate_thick_slices(mni_crop, ThickSlices(6.0, 2))
-    gain = fitted_gain(thick, tiny_model, scale=(1, 1, 20 / 7), consistency="cubic", slice_thickness=6.0)
+    gain = fitted_gain(thick, tiny_model, scale=(1, 1, 20 / 7), consistency="cubic", slice_thickness=6.0,
+                       plane_prior=None)
     assert fits == [1] and gain != gain_module.CUBIC_GAIN
 
 

@@ -125,13 +125,31 @@ def test_upsample_with_the_prior_is_slice_consistent_on_real_anatomy(mni_t1, tin
     scale = (1.0, 1.0, hr.shape[2] / lr.shape[2])
     prior = small_prior()
     out = upsample(lr, tiny_model, scale=scale, slice_thickness=8.0, plane_prior=prior, device="cpu")
-    without = upsample(lr, tiny_model, scale=scale, slice_thickness=8.0, device="cpu")
+    without = upsample(lr, tiny_model, scale=scale, slice_thickness=8.0, device="cpu", plane_prior=None)
     assert out.shape == hr.shape and np.allclose(out.affine, without.affine)
     operator = slice_consistency("kspace", lr.spacing, lr.shape, out.shape, 8.0, correction="smooth")
     np.testing.assert_allclose(degrade_volume(out.data, lr.shape, operator), lr.data, atol=1e-3 * lr.data.max())
     assert np.abs(out.data - without.data).max() > 1.0  # the prior, not the 3D model, made it
     isotropic = upsample(lr, tiny_model, scale=2, plane_prior=prior, device="cpu")  # not thick slices alone
-    np.testing.assert_array_equal(isotropic.data, upsample(lr, tiny_model, scale=2, device="cpu").data)
+    np.testing.assert_array_equal(isotropic.data, upsample(lr, tiny_model, scale=2, device="cpu",
+                                                           plane_prior=None).data)
+
+
+def test_the_shipped_prior_is_the_default_and_beats_cubic_on_real_anatomy(mni_t1, one_thread):
+    from arssr.metrics import brain_mask, psnr
+    from arssr.models.planes import default_prior_path
+
+    hr = Volume(mni_t1.data[::2, ::2, ::2], mni_t1.affine @ np.diag([2.0, 2, 2, 1]))
+    lr = simulate_thick_slices(hr, ThickSlices(8.0, 2))
+    scale = (1.0, 1.0, hr.shape[2] / lr.shape[2])
+    default = upsample(lr, scale=scale, slice_thickness=8.0, details=True)
+    assert default.estimator == "plane prior"
+    explicit = upsample(lr, scale=scale, slice_thickness=8.0, plane_prior=default_prior_path())
+    np.testing.assert_array_equal(default.volume.data, explicit.data)
+    cubic = ndimage.zoom(lr.data.astype(np.float64), (1, 1, hr.shape[2] / lr.shape[2]), order=3, mode="reflect",
+                         grid_mode=True)
+    mask = brain_mask(hr.data)
+    assert psnr(default.volume.data, hr.data, mask) > psnr(cubic, hr.data, mask) + 0.5
 
 
 def test_training_resumes_where_it_stopped(tmp_path, mni_t1, one_thread):

@@ -23,7 +23,7 @@ from arssr.adapt import AdaptOptions, adapt_prior_to, adapt_to
 from arssr.consistency import project, slice_consistency
 from arssr.degrade import resample
 from arssr.errors import InputError
-from arssr.inference import upsample
+from arssr.inference import resolve_plane_prior, upsample
 from arssr.models import ArSSR, load_model
 from arssr.protocol import (BASELINES, CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_SLICE_CORRECTION, METHODS,
                             SLICE_CONSISTENCY, SLICE_CORRECTIONS)
@@ -90,13 +90,13 @@ def ants_bspline(lr: Volume, hr_shape: tuple[int, int, int], slices: ThickSlices
 def model_method(
     model: ArSSR, device: str = "auto", tile: int | None = None, consistency: str = "none",
     adapt: float | None = None, gain: float | str = 1.0, slice_correction: str = DEFAULT_SLICE_CORRECTION,
-    plane_prior=None,
+    plane_prior="auto",
 ) -> Method:
     """The model through :func:`arssr.inference.upsample` with the given consistency projection and detail
     gain, after ``adapt`` seconds of self-adaptation to each input when given. ``consistency="slice"`` projects
     onto the slice model of the case's thick slices (and k-space truncation on the other axes), spreading
-    each slice's residual as ``slice_correction`` says; a ``plane_prior`` replaces the model there
-    (``arssr.inference.upsample``), and is what adapts to the input."""
+    each slice's residual as ``slice_correction`` says; a ``plane_prior`` (``auto``: the shipped one, ``None``:
+    none) replaces the model there (``arssr.inference.upsample``), and is what adapts to the input."""
     def run(lr: Volume, hr_shape: tuple[int, int, int], slices: ThickSlices | None = None) -> Volume:
         options: dict = {"consistency": consistency, "gain": gain}
         if consistency == SLICE_CONSISTENCY:
@@ -105,8 +105,8 @@ def model_method(
             options.update(consistency=DEFAULT_CONSISTENCY, slice_thickness=slices.thickness,
                            slice_profile=slices.profile, slice_correction=slice_correction, plane_prior=plane_prior)
         scale = tuple(n / m for n, m in zip(hr_shape, lr.shape))
-        used, prior = model, plane_prior
-        if adapt is not None and prior is not None and slices is not None:
+        used, prior = model, resolve_plane_prior(plane_prior) if slices is not None else None
+        if adapt is not None and prior is not None:
             prior, _ = adapt_prior_to(lr, prior, model, scale, slices.thickness, slices.profile,
                                       AdaptOptions(seconds=adapt))
             options["plane_prior"] = prior

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -109,6 +110,12 @@ def default_prior_path() -> Path:
     from importlib import resources
 
     return Path(str(resources.files("arssr.pretrained"))) / DEFAULT_PRIOR
+
+
+@lru_cache(maxsize=1)
+def shipped_prior() -> PlanePrior:
+    """The shipped prior (:func:`default_prior_path`), loaded once; callers copy it before changing it."""
+    return load_prior(default_prior_path())
 
 
 def save_prior(prior: PlanePrior, path: str | os.PathLike, half: bool = False, **metadata: str) -> Path:

@@ -84,8 +84,8 @@ def panels(volume: Volume, thickness: float, model, adapt: float | None, prior="
         print(f"adapted: {report.as_dict()}")
         record["adaptation"] = report.as_dict()
         models[f"3D model + adapt {adapt:g} s" + ("" if report.kept else " (dropped)")] = adapted
-    gains = {method: fitted_gain(volume, used, scale, slice_thickness=thickness, device="cpu")
-             for method, used in models.items()}  # fitted_gain is the 3D model's
+    gains = {method: fitted_gain(volume, used, scale, slice_thickness=thickness, device="cpu", plane_prior=None)
+             for method, used in models.items()}
     print(f"fitted detail gains: {gains}")
     record["detail_gains"] = gains
     whole = upsample(volume, model, scale=scale, device="cpu", slice_thickness=thickness, plane_prior=prior)

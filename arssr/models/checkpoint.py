@@ -56,9 +56,18 @@ def default_model_path() -> Path:
 
 def save_model(model: ArSSR, path: str | os.PathLike, half: bool = False, **metadata: str) -> Path:
     """Write ``model`` as self-describing safetensors, atomically. ``half`` stores float16."""
+    return save_weights(model, path, FORMAT, FORMAT_VERSION, half, **metadata)
+
+
+def save_weights(module: torch.nn.Module, path: str | os.PathLike, format_name: str, format_version: int,
+                 half: bool = False, **metadata: str) -> Path:
+    """``module``'s tensors (float16 with ``half``) as safetensors, atomically, with metadata ``format``,
+    ``format_version``, ``model`` (its ``config`` as JSON) and ``metadata``."""
     path = Path(path)
-    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "model": json.dumps(model.config), **metadata}
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
+               for k, v in module.state_dict().items()}
+    meta = {"format": format_name, "format_version": str(format_version), "model": json.dumps(module.config),
+            **metadata}
     with atomic_file(path) as handle:
         handle.write(save(tensors, metadata=meta))
     return path

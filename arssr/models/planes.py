@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from monai.networks.nets import UNet
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save
+from safetensors.torch import load_file, safe_open
 
 from arssr.errors import InputError, ModelFileError
-from arssr.files import atomic_file, check_input_file
+from arssr.files import check_input_file
+from arssr.models.checkpoint import save_weights
 
 FORMAT = "arssr-plane-prior"
 #: The shipped prior's file name in ``arssr.pretrained`` (it may not be installed).
@@ -120,12 +121,7 @@ def shipped_prior() -> PlanePrior:
 
 def save_prior(prior: PlanePrior, path: str | os.PathLike, half: bool = False, **metadata: str) -> Path:
     """Write ``prior`` as self-describing safetensors, atomically; ``half`` stores float16."""
-    path = Path(path)
-    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in prior.state_dict().items()}
-    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "model": json.dumps(prior.config), **metadata}
-    with atomic_file(path) as handle:
-        handle.write(save(tensors, metadata=meta))
-    return path
+    return save_weights(prior, path, FORMAT, FORMAT_VERSION, half, **metadata)
 
 
 def load_prior(path: str | os.PathLike) -> PlanePrior:

@@ -99,7 +99,7 @@ def panels(volume: Volume, thickness: float, model, adapt: float | None, prior="
         methods = {"input (nearest)": resample(lr, sr.shape, "nearest").numpy(),
                    "cubic": np.clip(resample(lr, sr.shape, "cubic").numpy(), part.data.min(), part.data.max()),
                    **{method: result.data for method, result in srs.items()}}
-        methods["arssr default (plane prior)"] = slab(whole, axis, model.receptive_radius).data
+        methods["plane prior (default)"] = slab(whole, axis, model.receptive_radius).data
         in_plane = 1 - axis  # the other in-plane axis: 0 for coronal, 1 for sagittal
         aspect = sr.spacing[SLICE_AXIS] / sr.spacing[in_plane]
         out += [(name, method, plane(data, sr.affine, axis), aspect) for method, data in methods.items()]

@@ -1,11 +1,12 @@
 """Train the through-plane prior (``arssr.models.planes``) on 2D planes of real volumes, resumable.
 
     OMP_NUM_THREADS=1 python train/plane_prior.py --data train/real_t1.csv --out RUN [--hours 2] [--steps 12000]
-                                                  [--export pretrained/arssr_planes_v1.safetensors]
+                                                  [--init PRIOR] [--export pretrained/arssr_planes_v1.safetensors]
 
 RUN (outside the repository) holds ``checkpoint.pt``, TensorBoard logs, ``step*.safetensors`` and
 ``last.safetensors``; running the same command again resumes (a finished run only exports). ``--export``
-writes the last weights in float16, as the shipped prior is stored. The selection rule of the shipped prior is
+writes the last weights in float16, as the shipped prior is stored; ``--init`` starts from a prior's weights
+(a new run only: a run folder with a checkpoint resumes from it). The selection rule of the shipped prior is
 in eval/results/plane_prior/README.md.
 """
 
@@ -30,13 +31,14 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=math.inf, help="stop (with a checkpoint) after this long")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--export", help="also write the last weights here, in float16")
+    parser.add_argument("--init", help="start from this prior's weights")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths, _ = find_subjects(args.data)
     volumes = [load_normalized(path, "percentile") for path in paths]
     exports = tuple(range(2000, args.steps + 1, 2000))
     last = train_prior(volumes, args.out, PriorRun(steps=args.steps, export_steps=exports),
-                       max_seconds=args.hours * 3600)
+                       prior=load_prior(args.init).train() if args.init else None, max_seconds=args.hours * 3600)
     print(last)
     if args.export:
         prior = load_prior(last)

@@ -1,5 +1,5 @@
 """Names and defaults the CLI needs without importing torch: the evaluation protocol's (paper section 4),
-the consistency options, the compressor's ``--auto`` factors and the output dtypes."""
+the consistency options, the compressor's ``--auto`` factors and default SIREN time budget, and the output dtypes."""
 
 #: Interpolation baselines on the aligned grid, by ``arssr.degrade.resample`` method (``kspace``: zero filling).
 BASELINES = {"nearest": "nearest", "trilinear": "linear", "cubic": "cubic", "lanczos": "lanczos", "kspace": "kspace"}
@@ -43,6 +43,11 @@ SLICE_AXES = ("0", "1", "2", "all")
 
 #: Downsampling factors that ``arssr compress --auto`` tries with each LR codec.
 AUTO_SCALES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+#: Seconds per SIREN fit that ``arssr compress`` allows when neither ``--steps`` nor ``--time-budget`` is given
+#: (the library's ``time_budget=None`` means no limit): the shortest of 30, 60, 120 and 240 s whose PSNR is within
+#: 0.3 dB of 240 s's on a 64^3 macaque patch at 0.775 bpp, one CPU thread (``eval/siren_time.py``,
+#: docs/results/compress-speed.md).
+SIREN_TIME_BUDGET = 240.0
 
 #: Output data types of written volumes; ``input`` keeps the source file's.
 OUTPUT_DTYPES = ("float32", "float64", "int16", "uint16", "uint8", "input")

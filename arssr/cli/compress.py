@@ -10,7 +10,7 @@ from pathlib import Path
 from arssr.cli.options import (
     UsageError, check_nifti_output, check_outputs, output_path, parse_numbers, positive_float, positive_int, usage_errors,
 )
-from arssr.protocol import AUTO_SCALES, OUTPUT_DTYPES
+from arssr.protocol import AUTO_SCALES, OUTPUT_DTYPES, SIREN_TIME_BUDGET
 
 
 def _setup(args: argparse.Namespace):
@@ -50,9 +50,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
         _check_lr_codec_options(args, config)
     check_outputs([Path(p) for p in (args.output, args.json) if p], _inputs(args), args.overwrite)
     device, progress = _setup(args)
+    time_budget = siren_time_budget(args, config)
+    if time_budget != args.time_budget and not args.quiet:
+        print(f"SIREN fit: at most {time_budget:g} s (the default; --steps or --time-budget to change)",
+              file=sys.stderr)
     report = compress(
         args.input, args.output, sr_model=args.decoder_weights, preset=args.preset, overwrite=args.overwrite,
-        target_bpp=args.target_bpp, target_psnr=args.target_psnr, time_budget=args.time_budget, device=device,
+        target_bpp=args.target_bpp, target_psnr=args.target_psnr, time_budget=time_budget, device=device,
         progress=progress, search_scale=args.scale is None, auto=args.auto, **options,
     )
     if not args.quiet:
@@ -80,6 +84,14 @@ def _predicted_default(args: argparse.Namespace) -> bool:
     return (args.target_bpp is not None and not args.auto and args.scale is None and args.lr_codec is None
             and args.preset == "paper-2025" and not args.finetune_decoder
             and all(getattr(args, name) is None for name in SIREN_OPTIONS))
+
+
+def siren_time_budget(args: argparse.Namespace, config) -> float | None:
+    """Seconds per SIREN fit: ``--time-budget``; else, for one SIREN encode (not ``--auto``) without ``--steps``,
+    :data:`arssr.protocol.SIREN_TIME_BUDGET`; else none."""
+    if args.time_budget is not None or args.steps is not None or args.auto or config.lr_codec != "siren":
+        return args.time_budget
+    return SIREN_TIME_BUDGET
 
 
 def _check_lr_codec_options(args: argparse.Namespace, config) -> None:
@@ -158,7 +170,9 @@ def add_parser(sub) -> None:
     co.add_argument("--depth", type=int, help="SIREN sine layers (at most 32)")
     co.add_argument("--steps", type=int, help="most optimisation steps")
     co.add_argument("--quant", help="weights: fp32, fp16 or int2 .. int8 (per-tensor)")
-    co.add_argument("--time-budget", type=positive_float, help="seconds of fitting at most (per fit)")
+    co.add_argument("--time-budget", type=positive_float,
+                    help=f"seconds of fitting at most (per fit); a SIREN encode (not --auto) with neither --steps "
+                         f"nor --time-budget stops at {SIREN_TIME_BUDGET:g} s")
     co.add_argument("--lr-codec", choices=lr_codec_names(),
                     help="what codes the LR volume: a SIREN, or another LR codec (arssr.compress.lr_codec; sperr: SPERR "
                          "wavelets), sized by --target-bpp; default siren, or with --target-bpp alone the predicted "

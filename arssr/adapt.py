@@ -198,8 +198,11 @@ def adapt_prior(prior: PlanePrior, lr: np.ndarray, axis: int, spacing_mm: float,
     the slices are never trained on; the copy is kept only when its PSNR on examples from them improves,
     else ``prior`` itself is returned. Neither ``prior`` nor any global RNG is changed."""
     in_plane = [a for a in range(3) if a != axis]
-    draws = planes.PlaneDraws(size=min(64, *(lr.shape[a] // 2 * 2 for a in in_plane)), noise_share=0.0,
-                              slice_gain_share=0.0, invert_share=0.0)
+    size = min(64, *(lr.shape[a] for a in in_plane)) // prior.multiple * prior.multiple
+    if size < prior.multiple:
+        raise InputError(f"input {tuple(lr.shape)} is too small to adapt the plane prior to: its in-plane axes "
+                         f"need at least {prior.multiple} voxels")
+    draws = planes.PlaneDraws(size=size, noise_share=0.0, slice_gain_share=0.0, invert_share=0.0)
     rng = np.random.default_rng(seed)
     width = max(1, round(ADAPT_HOLDOUT * lr.shape[axis]))
     start = (lr.shape[axis] - width) // 2

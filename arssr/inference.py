@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -18,13 +19,14 @@ import torch
 
 from arssr import geometry
 from arssr.consistency import check_operator, degrade_volume, project, slice_consistency
-from arssr.degrade import SliceModel
+from arssr.degrade import Operator, SliceModel
 from arssr.device import free_memory_bytes, resolve_device
 from arssr.errors import InputError
 from arssr.gain import auto_gain, interpolation
 from arssr.models import ArSSR, load_model
 from arssr.models.card import warn_outside_card
-from arssr.models.planes import PlanePrior, default_prior_path, load_prior, shipped_prior, through_plane
+from arssr.models.planes import (TRAINED_SPACING, PlanePrior, default_prior_path, load_prior, shipped_prior,
+                                 through_plane)
 from arssr.models.space import ModelSpace
 from arssr.models.tiling import DEFAULT_CHUNK, super_resolve
 from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN, DEFAULT_SLICE_CORRECTION
@@ -64,12 +66,14 @@ class Upsampled:
     consistency); the consistency ``residual`` before the projection, the input minus the degradation of the
     output that was projected (the input's grid and axes, intensity units: where the estimate disagreed with
     the input; ``None`` without consistency); the ``estimator`` of the detail (``model``, ``plane prior``, or
-    ``none`` for a constant input)."""
+    ``none`` for a constant input); the consistency ``operator`` projected onto, in the file's axis order
+    (``arssr.degrade.Operator``: a name, or per axis with the slice model along thick slices)."""
 
     volume: Volume
     gain: float | None
     residual: np.ndarray | None
     estimator: str
+    operator: Operator
 
 
 def upsample(
@@ -115,6 +119,7 @@ def upsample(
     """
     volume, model, factors, operator = _request(volume, model, scale, voxel_size, consistency, slice_thickness,
                                                 slice_profile, slice_correction)
+    used_operator = operator
     out_shape = geometry.output_shape(volume.shape, factors)
     check_memory(out_shape)
     device = resolve_device(device)
@@ -124,16 +129,21 @@ def upsample(
     residual = None if consistency == "none" else np.zeros(volume.shape, dtype=np.float32)
     if low == high:  # a constant volume has nothing to resolve, and every projection keeps it
         constant = Volume(np.full(out_shape, low, dtype=np.float32), affine, volume.header)
-        return Upsampled(constant, None if consistency == "none" else 1.0, residual, "none") if details else constant
+        return (Upsampled(constant, None if consistency == "none" else 1.0, residual, "none", used_operator)
+                if details else constant)
     space = ModelSpace.of(volume.data, volume.affine, model)
     lr = space.to_model(volume.data)
     operator = operator if isinstance(operator, str) else space.axes(operator)
     prior_axis = None if plane_prior is None else _prior_axis(operator, lr.shape, space.axes(out_shape))
     prior = None if prior_axis is None else resolve_plane_prior(plane_prior)
     if prior is not None:
-        slices = operator[prior_axis]
-        result = through_plane(prior, interpolation(lr, space.axes(out_shape), operator), prior_axis,
-                               space.axes(out_shape)[prior_axis] / lr.shape[prior_axis], slices.thickness)
+        slices, spacing = operator[prior_axis], space.axes(out_shape)[prior_axis] / lr.shape[prior_axis]
+        low_spacing, high_spacing = TRAINED_SPACING
+        if not 0.95 * low_spacing <= spacing <= 1.05 * high_spacing:
+            warnings.warn(f"slice spacing of {spacing:.3g} output voxels is outside the {low_spacing:g}-"
+                          f"{high_spacing:g} the plane prior was trained on; results may be poor", stacklevel=2)
+        result = through_plane(prior, interpolation(lr, space.axes(out_shape), operator), prior_axis, spacing,
+                               slices.thickness)
         gain, estimator = (1.0 if gain == "auto" else gain), "plane prior"
     else:
         estimator = "model"
@@ -157,7 +167,8 @@ def upsample(
             residual = space.from_model_axes((lr - degrade_volume(result, lr.shape, operator)) * np.float32(width))
         data = space.from_model(project(result, lr, operator, floor))
     result = Volume(data, affine, volume.header)
-    return Upsampled(result, None if gain is None else float(gain), residual, estimator) if details else result
+    return (Upsampled(result, None if gain is None else float(gain), residual, estimator, used_operator)
+            if details else result)
 
 
 def resolve_plane_prior(plane_prior: PlanePrior | str | os.PathLike | None) -> PlanePrior | None:

@@ -107,6 +107,8 @@ def main() -> None:
     parser.add_argument("--json", default="eval/results/plane_prior/results.json", help="where to write")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.prior and ("prior" in args.methods.split(",") or "clinical" in args.parts.split(",")):
+        parser.error("--prior is needed for the prior method and the clinical part")
     model, prior = load_model(None), load_prior(args.prior) if args.prior else None
     methods = {"cubic": baseline("cubic"),
                "arssr": model_method(model, "cpu", consistency="slice", gain="auto", plane_prior=None),

@@ -266,6 +266,7 @@ def test_thick_slice_upsampling_uses_the_fitted_gain(monkeypatch, mni_crop, tiny
     assert fitted_gain(thick, tiny_model, scale=scale, slice_thickness=6.0) == 1.0  # the shipped prior's
     with_prior = upsample(thick, tiny_model, scale=scale, slice_thickness=6.0, details=True)
     assert len(fitted) == 2 and (with_prior.gain, with_prior.estimator) == (1.0, "plane prior")  # no more fits
+    assert with_prior.operator == ("kspace", "kspace", SliceModel(3.0, "boxcar", "smooth"))  # 6 mm on a 2 mm grid
 
 
 def test_cubic_consistency_takes_the_fixed_gain_unless_slices_are_thick(monkeypatch, mni_crop, tiny_model):

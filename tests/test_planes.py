@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from arssr.consistency import degrade_volume, slice_consistency
 from arssr.degrade import SliceModel
-from arssr.errors import ModelFileError
+from arssr.errors import InputError, ModelFileError
 from arssr.inference import upsample
 from arssr.models.planes import PlanePrior, load_prior, save_prior, through_plane
 from arssr.simulate import ThickSlices, simulate_thick_slices
@@ -163,6 +163,8 @@ def test_training_resumes_where_it_stopped(tmp_path, mni_t1, one_thread):
         torch.testing.assert_close(a, b, msg=name)
     assert not torch.equal(straight.state_dict()["net.model.0.conv.unit0.conv.weight"],
                            small_prior().state_dict()["net.model.0.conv.unit0.conv.weight"])
+    with pytest.raises(InputError, match="its run's cosine schedule spans 4 steps, not 6"):
+        train_prior(volumes, tmp_path / "resumed", PriorRun(**{**run.__dict__, "steps": 6}), log=lambda _: None)
 
 
 def test_adaptation_learns_from_the_inputs_own_planes_and_keeps_the_caller_prior(mni_t1, one_thread):
@@ -239,3 +241,55 @@ def test_the_evaluation_method_adapts_the_prior_not_the_model(monkeypatch, mni_t
     assert calls == [(given, tiny_model, scale, 8.0, "boxcar", 5.0)]
     expected = upsample(lr, tiny_model, scale=scale, slice_thickness=8.0, plane_prior=adapted, device="cpu")
     np.testing.assert_array_equal(got.data, expected.data)
+
+
+def test_review_cases_small_inputs_readaptation_and_scales_near_one(tmp_path, capsys, mni_t1, tiny_weights,
+                                                                     one_thread):
+    import json
+
+    from arssr.adapt import adapt_prior
+    from arssr.cli import main
+    from arssr.volume import save_volume
+
+    with pytest.raises(InputError, match=r"too small to adapt the plane prior to: its in-plane axes need at least 2"):
+        adapt_prior(small_prior(), np.ones((1, 9, 3), np.float32), 2, 4.0, 4.0, (1.0, 1.0), steps=1)
+    prior = PlanePrior(channels=(4, 8, 8, 8), res_units=0)
+    thin = (mni_t1.data[60:96, 60:106, 60:100:4] / mni_t1.data.max()).astype(np.float32)  # 36 x 46: not x8
+    used, report = adapt_prior(prior, thin, 2, 4.0, 4.0, (1.0, 1.0), seconds=None, steps=1, batch=1)
+    assert report.steps == 1
+    small = Volume(mni_t1.data[60:108:2, 60:116:2, 60:120:6], mni_t1.affine @ np.diag([2.0, 2, 6, 1]))
+    save_volume(small, tmp_path / "small.nii.gz")
+    prior_file = save_prior(small_prior(), tmp_path / "prior.safetensors")
+    common = ["--weights", str(tiny_weights), "-q", "--threads", "1", "--adapt-steps", "1"]
+    for k, source in enumerate([prior_file, tmp_path / "a0.safetensors"]):  # an adapted prior adapts again
+        assert main(["upsample", str(tmp_path / "small.nii.gz"), "--scale", "1,1,3", "-o", str(tmp_path / f"{k}.nii.gz"),
+                     "--plane-prior", str(source), "--save-adapted", str(tmp_path / f"a{k}.safetensors"),
+                     *common]) == 0
+    assert load_prior(tmp_path / "a1.safetensors").card["adapted_to"] == str(tmp_path / "small.nii.gz")
+    assert main(["upsample", str(tmp_path / "small.nii.gz"), "--scale", "1.001,1,3", "-o", str(tmp_path / "n.nii.gz"),
+                 "--slice-thickness", "spacing", "--plane-prior", str(prior_file), "--weights", str(tiny_weights),
+                 "-q"]) == 0
+    sidecar = json.loads((tmp_path / "n.json").read_text())  # 24 x 1.001 rounds to 24: only the slices grow
+    assert (sidecar["estimator"], sidecar["plane_prior"], sidecar["detail_gain_fitted"]) == (
+        "plane prior", str(prior_file), False)
+    with pytest.warns(UserWarning, match="slice spacing of 12 output voxels is outside the 2-8"):
+        upsample(small, tiny_weights, scale=(1, 1, 12), slice_thickness="spacing", plane_prior=prior_file)
+    training = small_prior().train()
+    through_plane(training, np.zeros((8, 8, 8), np.float32), 2, 3.0, 3.0)
+    assert training.training  # the caller's mode is kept
+
+
+def test_a_weights_files_method_is_that_model_and_the_default_is_the_prior(mni_t1, tiny_weights, one_thread):
+    from arssr.evaluation.methods import method
+
+    hr = Volume(mni_t1.data[40:150:2, 50:180:2, 30:160:2], mni_t1.affine @ np.diag([2.0, 2, 2, 1]))
+    slices = ThickSlices(8.0, 2)
+    lr = simulate_thick_slices(hr, slices)
+    scale = tuple(n / m for n, m in zip(hr.shape, lr.shape))
+    _, of_file = method(f"v={tiny_weights}+dc:slice", device="cpu")
+    expected = upsample(lr, tiny_weights, scale=scale, slice_thickness=8.0, plane_prior=None, device="cpu")
+    np.testing.assert_array_equal(of_file(lr, hr.shape, slices).data, expected.data)
+    _, default = method("arssr+dc:slice", device="cpu")
+    shipped = upsample(lr, scale=scale, slice_thickness=8.0, device="cpu", details=True)
+    assert shipped.estimator == "plane prior"
+    np.testing.assert_array_equal(default(lr, hr.shape, slices).data, shipped.volume.data)

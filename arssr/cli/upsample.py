@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
                               f"held-out PSNR {adapted.before:.2f} -> {adapted.after:.2f} dB, {verdict}",
                               file=sys.stderr)
                     if args.save_adapted:
-                        save_prior(used_prior, args.save_adapted, adapted_to=str(source), **used_prior.card)
+                        save_prior(used_prior, args.save_adapted, **{**used_prior.card, "adapted_to": str(source)})
                 elif adapting:
                     used, adapted = adapt_to(volume, model, args.scale, args.voxel_size, adapt_options, device,
                                              progress, slice_thickness, slice_profile or "boxcar")
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
                         print(f"{source}: adapted in {adapted.steps} steps ({adapted.seconds:.0f} s), held-out "
                               f"PSNR {adapted.before:.2f} -> {adapted.after:.2f} dB, {verdict}", file=sys.stderr)
                     if args.save_adapted:
-                        save_model(used, args.save_adapted, adapted_to=str(source), **used.card)
+                        save_model(used, args.save_adapted, **{**used.card, "adapted_to": str(source)})
                 upsampled = upsample(
                     volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
                     device=device, precision=args.precision, progress=progress, consistency=args.consistency,
@@ -194,10 +194,11 @@ def run(args: argparse.Namespace) -> int:
         record = {
             "arssr_version": __version__, "input": str(source), "output": str(target),
             "weights": str(weights), "weights_sha256": weights_sha, "estimator": upsampled.estimator,
-            "plane_prior": None if used_prior is None else str(prior_path), "output_shape": list(result.shape),
+            "plane_prior": str(prior_path) if upsampled.estimator == "plane prior" else None, "output_shape": list(result.shape),
             "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
             "precision": args.precision, "consistency": args.consistency, "detail_gain": upsampled.gain,
-            "detail_gain_fitted": args.detail_gain == "auto" and fits_gain(args.consistency, slice_thickness),
+            "detail_gain_fitted": (args.detail_gain == "auto" and upsampled.estimator == "model"
+                                   and fits_gain(args.consistency, slice_thickness)),
             "slice_thickness": slice_thickness, "slice_thickness_from": thickness_from, "slice_profile": slice_profile,
             "slice_correction": None if slice_thickness is None else slice_correction,
             "slice_intensity": alternation,
@@ -265,12 +266,13 @@ def _plane_prior_path(option: str | None) -> Path | None:
 
 
 def _prior_applies(volume, slice_thickness, args: argparse.Namespace) -> bool:
-    """Whether the plane prior makes the estimate: thick slices, and no axis but theirs upsampled."""
-    from arssr.consistency import SCALE_ONE_TOLERANCE
+    """Whether the plane prior makes the estimate: thick slices, and no axis but one changes size (as
+    ``arssr.inference.upsample`` decides)."""
+    from arssr.geometry import output_shape
     from arssr.inference import resolve_scale
 
-    factors = resolve_scale(volume, args.scale, args.voxel_size)
-    return slice_thickness is not None and sum(f > 1 + SCALE_ONE_TOLERANCE for f in factors) == 1
+    out_shape = output_shape(volume.shape, resolve_scale(volume, args.scale, args.voxel_size))
+    return slice_thickness is not None and sum(m != n for m, n in zip(out_shape, volume.shape)) == 1
 
 
 def _equalized(volume, source: Path, slice_thickness, args: argparse.Namespace):

@@ -105,7 +105,8 @@ def model_method(
             options.update(consistency=DEFAULT_CONSISTENCY, slice_thickness=slices.thickness,
                            slice_profile=slices.profile, slice_correction=slice_correction, plane_prior=plane_prior)
         scale = tuple(n / m for n, m in zip(hr_shape, lr.shape))
-        used, prior = model, resolve_plane_prior(plane_prior) if slices is not None else None
+        slice_case = consistency == SLICE_CONSISTENCY and slices is not None
+        used, prior = model, resolve_plane_prior(plane_prior) if slice_case else None
         if adapt is not None and prior is not None:
             prior, _ = adapt_prior_to(lr, prior, model, scale, slices.thickness, slices.profile,
                                       AdaptOptions(seconds=adapt))
@@ -174,4 +175,4 @@ def method(spec: str, device: str = "auto", tile: int | None = None) -> tuple[st
     if not Path(path).is_file():
         raise InputError(f"unknown method {spec!r}: not one of {', '.join(METHODS)} nor a weights file")
     label = (name or Path(path).name.split(".")[0]) + "".join("+" + s for s in suffixes)
-    return label, model_method(load_model(path), device, tile, **options)
+    return label, model_method(load_model(path), device, tile, plane_prior=None, **options)

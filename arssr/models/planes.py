@@ -26,6 +26,7 @@ from safetensors.torch import load_file, safe_open
 
 from arssr.errors import InputError, ModelFileError
 from arssr.files import check_input_file
+from arssr.intensity import NORMALIZATIONS
 from arssr.models.checkpoint import save_weights
 
 FORMAT = "arssr-plane-prior"
@@ -34,6 +35,8 @@ DEFAULT_PRIOR = "arssr_planes_v1.safetensors"
 FORMAT_VERSION = 1
 #: Slice spacings and thicknesses (output voxels) are given to the network divided by this.
 CONDITION_SCALE = 8.0
+#: Slice spacings (output voxels) the shipped prior was trained on; outside them ``upsample`` warns.
+TRAINED_SPACING = (2.0, 8.0)
 #: Planes this many at a time through the network (bounded memory).
 PLANES_PER_BATCH = 8
 
@@ -55,6 +58,8 @@ class PlanePrior(torch.nn.Module):
         super().__init__()
         if len(channels) < 2 or res_units < 0:
             raise ValueError("a plane prior needs at least two levels and a non-negative number of residual units")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {normalization!r}; known: {', '.join(NORMALIZATIONS)}")
         self.config = {"channels": [int(c) for c in channels], "res_units": int(res_units),
                        "normalization": normalization}
         self.normalization = normalization
@@ -95,14 +100,18 @@ def through_plane(prior: PlanePrior, interpolated: np.ndarray, axis: int, spacin
     the slices' in output voxels."""
     if interpolated.ndim != 3 or axis not in (0, 1, 2):
         raise InputError(f"the through-plane prior needs a 3D volume and a slice axis 0-2, got {interpolated.shape}")
-    prior = prior.eval()
-    volume = torch.from_numpy(np.asarray(interpolated, dtype=np.float32))
-    estimate = torch.zeros_like(volume)
-    for across in (a for a in range(3) if a != axis):
-        stacked = (3 - axis - across, axis, across)  # planes along the third axis, slices as rows
-        planes = volume.permute(*stacked).contiguous()
-        restored = restore_planes(prior, planes, spacing, thickness)
-        estimate += restored.permute(*np.argsort(stacked)) / 2
+    training = prior.training
+    prior.eval()
+    try:
+        volume = torch.from_numpy(np.asarray(interpolated, dtype=np.float32))
+        estimate = torch.zeros_like(volume)
+        for across in (a for a in range(3) if a != axis):
+            stacked = (3 - axis - across, axis, across)  # planes along the third axis, slices as rows
+            planes = volume.permute(*stacked).contiguous()
+            restored = restore_planes(prior, planes, spacing, thickness)
+            estimate += restored.permute(*np.argsort(stacked)) / 2
+    finally:
+        prior.train(training)
     return estimate.numpy()
 
 

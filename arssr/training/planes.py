@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from arssr.degrade import SliceModel, reflect_index, resampling_matrix
+from arssr.errors import InputError
 from arssr.models.planes import PlanePrior, save_prior
 from arssr.training.run_folder import atomic_save
 from arssr.training.trainer import lr_factor
@@ -154,6 +155,9 @@ def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: Prio
     step = 0
     if (out / "checkpoint.pt").is_file():
         state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+        if state.get("steps", run.steps) != run.steps:
+            raise InputError(f"{out}: its run's cosine schedule spans {state['steps']} steps, not {run.steps}; "
+                             "resume with the same steps or start a new run folder")
         prior.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["scheduler"])
@@ -180,10 +184,10 @@ def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: Prio
             log(f"step {step} loss {running / 100:.5f} lr {schedule.get_last_lr()[0]:.2e}")
             running = 0.0
         if step % run.checkpoint_every == 0 or step == run.steps:
-            _checkpoint(prior, optimizer, schedule, rng, step, out)
+            _checkpoint(prior, optimizer, schedule, rng, step, out, run.steps)
         if step in run.export_steps:
             save_prior(prior, out / f"step{step}.safetensors", step=str(step))
-    _checkpoint(prior, optimizer, schedule, rng, step, out)
+    _checkpoint(prior, optimizer, schedule, rng, step, out, run.steps)
     writer.close()
     return save_prior(prior.eval(), out / "last.safetensors", step=str(step))
 
@@ -202,8 +206,9 @@ def _seeded_prior(seed: int) -> PlanePrior:
         return PlanePrior()
 
 
-def _checkpoint(prior, optimizer, schedule, rng, step: int, out: Path) -> None:
+def _checkpoint(prior, optimizer, schedule, rng, step: int, out: Path, steps: int) -> None:
     atomic_save({"model": prior.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": schedule.state_dict(), "rng": rng.bit_generator.state, "step": step},
+                 "scheduler": schedule.state_dict(), "rng": rng.bit_generator.state, "step": step,
+                 "steps": steps},
                 out / "checkpoint.pt")
 

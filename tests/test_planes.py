@@ -287,7 +287,8 @@ def test_a_weights_files_method_is_that_model_and_the_default_is_the_prior(mni_t
     lr = simulate_thick_slices(hr, slices)
     scale = tuple(n / m for n, m in zip(hr.shape, lr.shape))
     _, of_file = method(f"v={tiny_weights}+dc:slice", device="cpu")
-    expected = upsample(lr, tiny_weights, scale=scale, slice_thickness=8.0, plane_prior=None, device="cpu")
+    expected = upsample(lr, tiny_weights, scale=scale, slice_thickness=8.0, plane_prior=None, device="cpu",
+                        gain=1.0)  # a method's gain is 1 unless +gain says otherwise
     np.testing.assert_array_equal(of_file(lr, hr.shape, slices).data, expected.data)
     _, default = method("arssr+dc:slice", device="cpu")
     shipped = upsample(lr, scale=scale, slice_thickness=8.0, device="cpu", details=True)

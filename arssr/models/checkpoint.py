@@ -49,9 +49,14 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def pretrained_path(name: str) -> Path:
+    """Where the shipped weights file ``name`` lives in ``arssr.pretrained`` (it may not be installed)."""
+    return Path(str(resources.files("arssr.pretrained"))) / name
+
+
 def default_model_path() -> Path:
     """Where the shipped default model lives (it may not be installed)."""
-    return Path(str(resources.files("arssr.pretrained"))) / DEFAULT_MODEL
+    return pretrained_path(DEFAULT_MODEL)
 
 
 def save_model(model: ArSSR, path: str | os.PathLike, half: bool = False, **metadata: str) -> Path:
@@ -141,7 +146,7 @@ def load_model(path: str | os.PathLike | None = None) -> ArSSR:
         model = _built(args, path)
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
         model.card = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model")}
-    _check_finite(state, path)
+    check_finite(state, path)
     _load_strict(model, state, path)
     return model.eval()
 
@@ -168,7 +173,8 @@ def _check_shapes(model: ArSSR, path: Path) -> None:
         raise ModelFileError(f"{path}: weights do not match the model ({detail})")
 
 
-def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+def check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """``ModelFileError`` naming ``path`` and the first such tensor when floating-point weights are NaN or infinite."""
     bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
     if bad:
         more = f" and {len(bad) - 1} more tensors" if len(bad) > 1 else ""

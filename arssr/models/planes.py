@@ -27,7 +27,7 @@ from safetensors.torch import load_file, safe_open
 from arssr.errors import InputError, ModelFileError
 from arssr.files import check_input_file
 from arssr.intensity import NORMALIZATIONS
-from arssr.models.checkpoint import save_weights
+from arssr.models.checkpoint import check_finite, pretrained_path, save_weights
 
 FORMAT = "arssr-plane-prior"
 #: The shipped prior's file name in ``arssr.pretrained`` (it may not be installed).
@@ -62,7 +62,6 @@ class PlanePrior(torch.nn.Module):
             raise ValueError(f"unknown normalization {normalization!r}; known: {', '.join(NORMALIZATIONS)}")
         self.config = {"channels": [int(c) for c in channels], "res_units": int(res_units),
                        "normalization": normalization}
-        self.normalization = normalization
         self.multiple = 2 ** (len(channels) - 1)
         self.net = UNet(spatial_dims=2, in_channels=3, out_channels=1, channels=tuple(channels),
                         strides=(2,) * (len(channels) - 1), num_res_units=res_units, norm=None)
@@ -117,9 +116,13 @@ def through_plane(prior: PlanePrior, interpolated: np.ndarray, axis: int, spacin
 
 def default_prior_path() -> Path:
     """Where the shipped plane prior lives (it may not be installed)."""
-    from importlib import resources
+    return pretrained_path(DEFAULT_PRIOR)
 
-    return Path(str(resources.files("arssr.pretrained"))) / DEFAULT_PRIOR
+
+def installed_prior_path() -> Path | None:
+    """:func:`default_prior_path` when the shipped prior is installed, else ``None``."""
+    path = default_prior_path()
+    return path if path.is_file() else None
 
 
 @lru_cache(maxsize=1)
@@ -160,7 +163,6 @@ def load_prior(path: str | os.PathLike) -> PlanePrior:
     except (TypeError, ValueError, RuntimeError) as err:
         raise ModelFileError(f"{path}: the plane prior's arguments or tensors do not build it "
                              f"({str(err).splitlines()[0][:200]})") from None
-    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-        raise ModelFileError(f"{path}: plane prior weights hold NaN or infinite values")
+    check_finite(state, Path(path))
     prior.card = {k: v for k, v in meta.items() if k not in ("format", "format_version", "model")}
     return prior.eval()

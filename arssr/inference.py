@@ -25,7 +25,7 @@ from arssr.errors import InputError
 from arssr.gain import auto_gain, interpolation
 from arssr.models import ArSSR, load_model
 from arssr.models.card import warn_outside_card
-from arssr.models.planes import (TRAINED_SPACING, PlanePrior, default_prior_path, load_prior, shipped_prior,
+from arssr.models.planes import (TRAINED_SPACING, PlanePrior, installed_prior_path, load_prior, shipped_prior,
                                  through_plane)
 from arssr.models.space import ModelSpace
 from arssr.models.tiling import DEFAULT_CHUNK, super_resolve
@@ -136,14 +136,15 @@ def upsample(
     operator = operator if isinstance(operator, str) else space.axes(operator)
     prior_axis = None if plane_prior is None else _prior_axis(operator, lr.shape, space.axes(out_shape))
     prior = None if prior_axis is None else resolve_plane_prior(plane_prior)
+    base = None  # the interpolation that a detail gain of 0 gives, once made
     if prior is not None:
         slices, spacing = operator[prior_axis], space.axes(out_shape)[prior_axis] / lr.shape[prior_axis]
         low_spacing, high_spacing = TRAINED_SPACING
         if not 0.95 * low_spacing <= spacing <= 1.05 * high_spacing:
             warnings.warn(f"slice spacing of {spacing:.3g} output voxels is outside the {low_spacing:g}-"
                           f"{high_spacing:g} the plane prior was trained on; results may be poor", stacklevel=2)
-        result = through_plane(prior, interpolation(lr, space.axes(out_shape), operator), prior_axis, spacing,
-                               slices.thickness)
+        base = interpolation(lr, space.axes(out_shape), operator)
+        result = through_plane(prior, base, prior_axis, spacing, slices.thickness)
         gain, estimator = (1.0 if gain == "auto" else gain), "plane prior"
     else:
         estimator = "model"
@@ -157,7 +158,7 @@ def upsample(
         if gain == "auto":
             gain = auto_gain(model, lr, space.axes(factors), operator, device, consistency, slice_thickness)
         if gain != 1:
-            base = interpolation(lr, result.shape, operator)
+            base = interpolation(lr, result.shape, operator) if base is None else base
             result -= base  # in place: base + gain (result - base) with one output-sized array more
             result *= float(gain)
             result += base
@@ -177,8 +178,19 @@ def resolve_plane_prior(plane_prior: PlanePrior | str | os.PathLike | None) -> P
     if plane_prior is None or isinstance(plane_prior, PlanePrior):
         return plane_prior
     if plane_prior == "auto":
-        return shipped_prior() if default_prior_path().is_file() else None
+        return shipped_prior() if installed_prior_path() is not None else None
     return load_prior(plane_prior)
+
+
+def uses_plane_prior(volume: Volume, scale=None, voxel_size=None, slice_thickness: float | str | None = None,
+                     plane_prior: PlanePrior | str | os.PathLike | None = "auto") -> bool:
+    """Whether ``plane_prior`` makes :func:`upsample`'s estimate for these arguments: thick slices, their axis
+    the only one that changes size, and a prior there (``auto``: the shipped one installed)."""
+    if slice_thickness is None or plane_prior is None:
+        return False
+    out_shape = geometry.output_shape(volume.shape, resolve_scale(volume, scale, voxel_size))
+    operator = slice_consistency(DEFAULT_CONSISTENCY, volume.spacing, volume.shape, out_shape, slice_thickness)
+    return _prior_axis(operator, volume.shape, out_shape) is not None and resolve_plane_prior(plane_prior) is not None
 
 
 def _prior_axis(operator, lr_shape: Sequence[int], out_shape: Sequence[int]) -> int | None:
@@ -228,14 +240,11 @@ def fitted_gain(
                                                 slice_profile, slice_correction)
     if consistency == "none":
         raise InputError("a detail gain needs a consistency operator, not none")
-    if float(volume.data.min()) == float(volume.data.max()):
+    if float(volume.data.min()) == float(volume.data.max()) or uses_plane_prior(volume, factors, None,
+                                                                                  slice_thickness, plane_prior):
         return 1.0
     space = ModelSpace.of(volume.data, volume.affine, model)
     operator = operator if isinstance(operator, str) else space.axes(operator)
-    lr_shape, out_shape = space.axes(volume.shape), space.axes(geometry.output_shape(volume.shape, factors))
-    if plane_prior is not None and _prior_axis(operator, lr_shape, out_shape) is not None and \
-            resolve_plane_prior(plane_prior) is not None:
-        return 1.0
     return auto_gain(model, space.to_model(volume.data), space.axes(factors), operator, resolve_device(device),
                       consistency, slice_thickness)
 

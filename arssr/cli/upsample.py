@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from arssr.device import resolve_device
     from arssr.adapt import adapt_prior_to, adapt_to
     from arssr.gain import fits_gain
-    from arssr.inference import example_volume_path, resolve_scale, upsample
+    from arssr.inference import example_volume_path, resolve_scale, upsample, uses_plane_prior
     from arssr.models.planes import load_prior, save_prior
     from arssr.models import default_model_path, file_sha256, load_model, save_model
     from arssr.report import kept_warnings, peak_memory_mib
@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
                 slice_thickness, thickness_from = _slices(volume, source, asked_thickness, args)
                 slice_profile = None if slice_thickness is None else args.slice_profile or "boxcar"
                 volume, alternation = _equalized(volume, source, slice_thickness, args)
-                used_prior = prior if _prior_applies(volume, slice_thickness, args) else None
+                used_prior = prior if uses_plane_prior(volume, args.scale, args.voxel_size, slice_thickness,
+                                                       prior) else None
                 if adapting and used_prior is not None:
                     used_prior, adapted = adapt_prior_to(volume, prior, model, resolve_scale(
                         volume, args.scale, args.voxel_size), slice_thickness, slice_profile, adapt_options)
@@ -255,24 +256,11 @@ def _slices(volume, source: Path, asked: float | str | None, args: argparse.Name
 
 def _plane_prior_path(option: str | None) -> Path | None:
     """The plane prior's file: the option's, none for ``none``, else the shipped one when it is installed."""
-    from arssr.models.planes import default_prior_path
+    from arssr.models.planes import installed_prior_path
 
     if option == "none":
         return None
-    if option is not None:
-        return Path(option)
-    path = default_prior_path()
-    return path if path.is_file() else None
-
-
-def _prior_applies(volume, slice_thickness, args: argparse.Namespace) -> bool:
-    """Whether the plane prior makes the estimate: thick slices, and no axis but one changes size (as
-    ``arssr.inference.upsample`` decides)."""
-    from arssr.geometry import output_shape
-    from arssr.inference import resolve_scale
-
-    out_shape = output_shape(volume.shape, resolve_scale(volume, args.scale, args.voxel_size))
-    return slice_thickness is not None and sum(m != n for m, n in zip(out_shape, volume.shape)) == 1
+    return Path(option) if option is not None else installed_prior_path()
 
 
 def _equalized(volume, source: Path, slice_thickness, args: argparse.Namespace):

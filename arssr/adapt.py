@@ -96,9 +96,9 @@ class AdaptReport:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
 
-def _holdout(shape: Sequence[int], share: float) -> tuple[int, int, int]:
-    """``(axis, start, stop)`` of the held-out slab: the middle ``share`` of the longest axis."""
-    axis = int(np.argmax(shape))
+def _holdout(shape: Sequence[int], share: float, axis: int | None = None) -> tuple[int, int, int]:
+    """``(axis, start, stop)`` of the held-out slab: the middle ``share`` of ``axis`` (default: the longest)."""
+    axis = int(np.argmax(shape)) if axis is None else axis
     width = max(1, round(share * shape[axis]))
     start = (shape[axis] - width) // 2
     return axis, start, start + width
@@ -204,13 +204,12 @@ def adapt_prior(prior: PlanePrior, lr: np.ndarray, axis: int, spacing_mm: float,
                          f"need at least {prior.multiple} voxels")
     draws = planes.PlaneDraws(size=size, noise_share=0.0, slice_gain_share=0.0, invert_share=0.0)
     rng = np.random.default_rng(seed)
-    width = max(1, round(ADAPT_HOLDOUT * lr.shape[axis]))
-    start = (lr.shape[axis] - width) // 2
+    _, start, stop = _holdout(lr.shape, ADAPT_HOLDOUT, axis)
     centres = planes.foreground_sample(lr, rng)
-    held = (centres[:, axis] >= start) & (centres[:, axis] < start + width)
+    held = (centres[:, axis] >= start) & (centres[:, axis] < stop)
     if not held.any() or held.all():
         centres = np.argwhere(np.ones(lr.shape, dtype=bool))
-        held = (centres[:, axis] >= start) & (centres[:, axis] < start + width)
+        held = (centres[:, axis] >= start) & (centres[:, axis] < stop)
 
     def example(k: int, pool: np.ndarray):
         rows, cols = (in_plane[k], in_plane[1 - k])

@@ -6,7 +6,7 @@ the spacing so gaps and overlaps occur, noise and slice-to-slice gains on some),
 the rows' grid by cubic interpolation: what the prior sees along the slice axis at inference. The rows
 around the patch are degraded with it, so no patch edge acts as the volume's face.
 
-Self-adaptation (:func:`adapt_prior`) draws the same examples from the input's own in-plane axes, at its
+Self-adaptation (:func:`arssr.adapt.adapt_prior`) draws the same examples from the input's own in-plane axes, at its
 own slice spacing and thickness (SMORE).
 """
 

@@ -48,6 +48,10 @@ AUTO_SCALES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 #: 0.3 dB of 240 s's on a 64^3 macaque patch at 0.775 bpp, one CPU thread (``eval/siren_time.py``,
 #: docs/results/compress-speed.md).
 SIREN_TIME_BUDGET = 240.0
+#: Seconds per SIREN candidate of ``arssr compress --auto`` without ``--steps`` or ``--time-budget``: the setting
+#: of every ``--auto`` record in docs/results (its six SIREN fits then take 3 of its minutes; at 0.02-0.1 bpp no
+#: SIREN candidate came within 3 dB of the best SPERR one there).
+AUTO_SIREN_TIME_BUDGET = 30.0
 
 #: Output data types of written volumes; ``input`` keeps the source file's.
 OUTPUT_DTYPES = ("float32", "float64", "int16", "uint16", "uint8", "input")

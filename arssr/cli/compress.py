@@ -10,7 +10,7 @@ from pathlib import Path
 from arssr.cli.options import (
     UsageError, check_nifti_output, check_outputs, output_path, parse_numbers, positive_float, positive_int, usage_errors,
 )
-from arssr.protocol import AUTO_SCALES, OUTPUT_DTYPES, SIREN_TIME_BUDGET
+from arssr.protocol import AUTO_SCALES, AUTO_SIREN_TIME_BUDGET, OUTPUT_DTYPES, SIREN_TIME_BUDGET
 
 
 def _setup(args: argparse.Namespace):
@@ -50,10 +50,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         _check_lr_codec_options(args, config)
     check_outputs([Path(p) for p in (args.output, args.json) if p], _inputs(args), args.overwrite)
     device, progress = _setup(args)
-    time_budget = siren_time_budget(args, config)
-    if time_budget != args.time_budget and not args.quiet:
-        print(f"SIREN fit: at most {time_budget:g} s (the default; --steps or --time-budget to change)",
-              file=sys.stderr)
+    time_budget = _announced_time_budget(args, config)
     report = compress(
         args.input, args.output, sr_model=args.decoder_weights, preset=args.preset, overwrite=args.overwrite,
         target_bpp=args.target_bpp, target_psnr=args.target_psnr, time_budget=time_budget, device=device,
@@ -87,11 +84,23 @@ def _predicted_default(args: argparse.Namespace) -> bool:
 
 
 def siren_time_budget(args: argparse.Namespace, config) -> float | None:
-    """Seconds per SIREN fit: ``--time-budget``; else, for one SIREN encode (not ``--auto``) without ``--steps``,
-    :data:`arssr.protocol.SIREN_TIME_BUDGET`; else none."""
-    if args.time_budget is not None or args.steps is not None or args.auto or config.lr_codec != "siren":
+    """Seconds per SIREN fit: ``--time-budget``; else, without ``--steps``,
+    :data:`arssr.protocol.AUTO_SIREN_TIME_BUDGET` per candidate of ``--auto`` and
+    :data:`arssr.protocol.SIREN_TIME_BUDGET` per SIREN encode (one, or each of ``--sweep``); else none."""
+    if args.time_budget is not None or args.steps is not None:
         return args.time_budget
-    return SIREN_TIME_BUDGET
+    if args.auto:
+        return AUTO_SIREN_TIME_BUDGET
+    return SIREN_TIME_BUDGET if config.lr_codec == "siren" else None
+
+
+def _announced_time_budget(args: argparse.Namespace, config) -> float | None:
+    """:func:`siren_time_budget`, with one stderr line (not with ``-q``) when it is a default."""
+    time_budget = siren_time_budget(args, config)
+    if time_budget != args.time_budget and not args.quiet:
+        print(f"SIREN fit: at most {time_budget:g} s (the default; --steps or --time-budget to change)",
+              file=sys.stderr)
+    return time_budget
 
 
 def _check_lr_codec_options(args: argparse.Namespace, config) -> None:
@@ -118,7 +127,7 @@ def _sweep(args: argparse.Namespace) -> int:
     check_report_folder(Path(args.sweep), args.overwrite)
     device, progress = _setup(args)
     records = sweep(load_volume(args.input), base, scales, widths, sr_model=args.decoder_weights,
-                    time_budget=args.time_budget, device=device, progress=progress)
+                    time_budget=_announced_time_budget(args, base), device=device, progress=progress)
     for path in write_report(records, Path(args.sweep), overwrite=args.overwrite):
         print(path, file=sys.stderr)
     return 0
@@ -171,8 +180,9 @@ def add_parser(sub) -> None:
     co.add_argument("--steps", type=int, help="most optimisation steps")
     co.add_argument("--quant", help="weights: fp32, fp16 or int2 .. int8 (per-tensor)")
     co.add_argument("--time-budget", type=positive_float,
-                    help=f"seconds of fitting at most (per fit); a SIREN encode (not --auto) with neither --steps "
-                         f"nor --time-budget stops at {SIREN_TIME_BUDGET:g} s")
+                    help=f"seconds of fitting at most (per fit); with neither --steps nor --time-budget a SIREN fit "
+                         f"stops at {SIREN_TIME_BUDGET:g} s, a SIREN candidate of --auto at "
+                         f"{AUTO_SIREN_TIME_BUDGET:g} s")
     co.add_argument("--lr-codec", choices=lr_codec_names(),
                     help="what codes the LR volume: a SIREN, or another LR codec (arssr.compress.lr_codec; sperr: SPERR "
                          "wavelets), sized by --target-bpp; default siren, or with --target-bpp alone the predicted "

@@ -1,5 +1,5 @@
-"""The CLI's default time budget of a SIREN fit: only without --steps and --time-budget, never for --auto or
-another LR codec; the help and one stderr line state it."""
+"""The CLI's default time budget of a SIREN fit: only without --steps and --time-budget, its own for --auto's
+candidates, none for another LR codec; the help and one stderr line state it."""
 
 import pytest
 
@@ -7,7 +7,7 @@ from arssr.cli import build_parser, main
 from arssr.cli.compress import siren_time_budget
 from arssr.compress import make_config
 from arssr.inference import example_volume_path
-from arssr.protocol import SIREN_TIME_BUDGET
+from arssr.protocol import AUTO_SIREN_TIME_BUDGET, SIREN_TIME_BUDGET
 
 DEFAULT_LINE = f"SIREN fit: at most {SIREN_TIME_BUDGET:g} s (the default; --steps or --time-budget to change)"
 
@@ -24,20 +24,24 @@ def _budget(codec: str, *options) -> float | None:
     ("siren", ["--target-bpp", "0.775", "--lr-codec", "siren", "--steps", "300"], None),
     ("siren", ["--target-bpp", "0.775", "--lr-codec", "siren", "--time-budget", "7"], 7.0),
     ("siren", ["--target-psnr", "35", "--steps", "300", "--time-budget", "7.5"], 7.5),
-    ("siren", ["--target-bpp", "0.05", "--auto"], None),
-    ("siren", ["--target-bpp", "0.05", "--auto", "--time-budget", "30"], 30.0),
+    ("siren", ["--target-bpp", "0.05", "--auto"], AUTO_SIREN_TIME_BUDGET),
+    ("siren", ["--target-bpp", "0.05", "--auto", "--time-budget", "45"], 45.0),
+    ("siren", ["--target-bpp", "0.05", "--auto", "--steps", "300"], None),
+    ("siren", ["--sweep", "report"], SIREN_TIME_BUDGET),
+    ("siren", ["--sweep", "report", "--steps", "300"], None),
     ("sperr", ["--target-bpp", "0.05", "--lr-codec", "sperr"], None),
     ("sperr", ["--target-bpp", "0.05"], None),  # the predicted default: SPERR
 ])
 def test_default_budget_only_without_steps_or_time_budget(codec, options, budget):
-    assert SIREN_TIME_BUDGET > 0
+    assert SIREN_TIME_BUDGET > AUTO_SIREN_TIME_BUDGET > 0
     assert _budget(codec, *options) == budget
 
 
 def test_help_states_the_default_budget(capsys):
     with pytest.raises(SystemExit):
         main(["compress", "--help"])
-    assert f"stops at {SIREN_TIME_BUDGET:g} s" in " ".join(capsys.readouterr().out.split())
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"stops at {SIREN_TIME_BUDGET:g} s, a SIREN candidate of --auto at {AUTO_SIREN_TIME_BUDGET:g} s" in help_text
 
 
 def test_default_budget_line_on_real_anatomy(tmp_path, tiny_weights, capsys):

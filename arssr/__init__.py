@@ -16,6 +16,8 @@ _PUBLIC = {
     "load_volume": "arssr.volume",
     "save_volume": "arssr.volume",
     "upsample": "arssr.inference",
+    "upsample_request": "arssr.inference",
+    "prepare": "arssr.request",
     "fitted_gain": "arssr.inference",
     "adapt_to": "arssr.adapt",
     "AdaptOptions": "arssr.adapt",

@@ -34,19 +34,18 @@ import numpy as np
 import torch
 
 from arssr import geometry
-from arssr.consistency import project, slice_axis, slice_consistency
-from arssr.degrade import DEGRADATIONS, Operator
+from arssr.consistency import project
+from arssr.degrade import DEGRADATIONS, Operator, SliceModel
 from arssr.device import resolve_device
 from arssr.errors import InputError
 from arssr.gain import self_example, self_views
-from arssr.inference import resolve_scale
 from arssr.models.tiling import super_resolve
-from arssr.models import ArSSR, load_model
+from arssr.models import ArSSR
 from arssr.models.planes import PlanePrior
-from arssr.models.space import ModelSpace
 from arssr.pairs import Example, PairOptions, make_pairs
+from arssr.request import Request, prepare
 from arssr.training import planes
-from arssr.volume import Volume, load_volume
+from arssr.volume import Volume
 
 
 @dataclass(frozen=True)
@@ -235,21 +234,19 @@ def adapt_prior(prior: PlanePrior, lr: np.ndarray, axis: int, spacing_mm: float,
     return (tuned if report.kept else prior), report
 
 
-def adapt_prior_to(volume: Volume, prior: PlanePrior, model: ArSSR, scale: Sequence[float], slice_thickness: float | str,
-                   slice_profile: str = "boxcar", options: AdaptOptions | None = None) -> tuple[PlanePrior, AdaptReport]:
-    """:func:`adapt_prior` for a thick-slice ``volume`` as :func:`arssr.inference.upsample` sees it (the
-    model's space and window, ``scale`` per file axis with only the slice axis upsampled), with the time,
-    steps and seed of ``options``."""
+def adapt_prior_to(request: Request, prior: PlanePrior,
+                   options: AdaptOptions | None = None) -> tuple[PlanePrior, AdaptReport]:
+    """:func:`adapt_prior` for a thick-slice request as :func:`arssr.inference.upsample` sees it (the model's
+    space and window, only the slice axis upsampled), with the time, steps and seed of ``options``."""
     options = options or AdaptOptions()
-    space = ModelSpace.of(volume.data, volume.affine, model)
-    out_shape = geometry.output_shape(volume.shape, scale)
-    axis = slice_axis(volume.spacing, volume.shape, out_shape)
-    thickness = volume.spacing[axis] if slice_thickness == "spacing" else float(slice_thickness)
-    model_axis = space.axes(range(3)).index(axis)
-    spacing = space.axes(volume.spacing)
-    in_plane = [spacing[a] for a in range(3) if a != model_axis]
-    return adapt_prior(prior, space.to_model(volume.data), model_axis, spacing[model_axis], thickness, in_plane,
-                       slice_profile, options.seconds, options.steps, seed=options.seed)
+    axis = request.slice_axis()
+    if axis is None:
+        raise InputError("the plane prior adapts to thick slices upsampled along their slice axis only")
+    spacing = request.space.axes(request.volume.spacing)
+    thickness = spacing[axis] if request.slice_thickness == "spacing" else float(request.slice_thickness)
+    in_plane = [spacing[a] for a in range(3) if a != axis]
+    return adapt_prior(prior, request.lr, axis, spacing[axis], thickness, in_plane,
+                       request.model_operator[axis].profile, options.seconds, options.steps, seed=options.seed)
 
 
 @torch.no_grad()
@@ -289,19 +286,21 @@ def adapt_to(
 
     ``slice_thickness`` and ``slice_profile`` declare a thick-slice input as
     in :func:`arssr.inference.upsample` (in-plane examples). Pass the
-    returned model to :func:`arssr.inference.upsample` with the same scale.
+    returned model to :func:`arssr.inference.upsample` with the same scale,
+    or give that its ``adapt`` options to do both on one prepared request.
     """
-    if not isinstance(volume, Volume):
-        volume = load_volume(volume)
-    if not isinstance(model, ArSSR):
-        model = load_model(model)
+    request = prepare(volume, model, scale, voxel_size, slice_thickness=slice_thickness, slice_profile=slice_profile)
+    return adapt_request(request, options, device, progress)
+
+
+def adapt_request(request: Request, options: AdaptOptions | None = None, device: str | torch.device = "auto",
+                  progress: bool = False) -> tuple[ArSSR, AdaptReport]:
+    """:func:`adapt_to` of a request made once by :func:`arssr.request.prepare`: examples made with
+    ``options.operator``, and with the request's slice model along thick slices."""
     options = options or AdaptOptions()
-    factors = resolve_scale(volume, scale, voxel_size)
-    device = resolve_device(device)
-    space = ModelSpace.of(volume.data, volume.affine, model)
     operator = None
-    if slice_thickness is not None:
-        out_shape = geometry.output_shape(volume.shape, factors)
-        operator = space.axes(slice_consistency(options.operator, volume.spacing, volume.shape, out_shape,
-                                                slice_thickness, slice_profile))
-    return adapt(model, space.to_model(volume.data), space.axes(factors), options, device, progress, operator)
+    if not isinstance(request.operator, str):
+        operator = request.space.axes(tuple(entry if isinstance(entry, SliceModel) else options.operator
+                                            for entry in request.operator))
+    return adapt(request.model, request.lr, request.space.axes(request.factors), options, resolve_device(device),
+                 progress, operator)

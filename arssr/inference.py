@@ -18,19 +18,20 @@ import numpy as np
 import torch
 
 from arssr import geometry
-from arssr.consistency import check_operator, degrade_volume, project, slice_consistency
-from arssr.degrade import Operator, SliceModel
+from arssr.adapt import AdaptOptions, AdaptReport, adapt_prior_to, adapt_request
+from arssr.consistency import degrade_volume, project
+from arssr.degrade import Operator
 from arssr.device import free_memory_bytes, resolve_device
 from arssr.errors import InputError
 from arssr.gain import auto_gain, interpolation
-from arssr.models import ArSSR, load_model
+from arssr.models import ArSSR
 from arssr.models.card import warn_outside_card
 from arssr.models.planes import (TRAINED_SPACING, PlanePrior, installed_prior_path, load_prior, shipped_prior,
                                  through_plane)
-from arssr.models.space import ModelSpace
 from arssr.models.tiling import DEFAULT_CHUNK, super_resolve
 from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN, DEFAULT_SLICE_CORRECTION
-from arssr.volume import Volume, load_volume
+from arssr.request import Request, prepare
+from arssr.volume import Volume
 
 #: Share of the intensity window around its low end that still counts as empty background.
 EMPTY_TOLERANCE = 0.01
@@ -48,18 +49,6 @@ def check_memory(out_shape: Sequence[int]) -> None:
         )
 
 
-def resolve_scale(volume: Volume, scale=None, voxel_size=None) -> geometry.Triple:
-    """The per-axis scale from exactly one of ``scale`` and ``voxel_size`` (mm); each must be >= 1."""
-    if (scale is None) == (voxel_size is None):
-        raise InputError("give exactly one of scale and voxel_size")
-    if scale is not None:
-        factors = geometry.parse_triple(scale, "scale")
-    else:
-        factors = geometry.scale_for_voxel_size(volume.spacing, geometry.parse_triple(voxel_size, "voxel size"))
-    geometry.check_scale(factors)
-    return factors
-
-
 @dataclass(frozen=True)
 class Upsampled:
     """What :func:`upsample` made and used: the ``volume``; the detail ``gain`` applied (``None`` without
@@ -67,13 +56,17 @@ class Upsampled:
     output that was projected (the input's grid and axes, intensity units: where the estimate disagreed with
     the input; ``None`` without consistency); the ``estimator`` of the detail (``model``, ``plane prior``, or
     ``none`` for a constant input); the consistency ``operator`` projected onto, in the file's axis order
-    (``arssr.degrade.Operator``: a name, or per axis with the slice model along thick slices)."""
+    (``arssr.degrade.Operator``: a name, or per axis with the slice model along thick slices); with
+    adaptation, its ``adaptation`` report and the estimator it ``adapted`` (the fine-tuned copy when kept,
+    else the one given)."""
 
     volume: Volume
     gain: float | None
     residual: np.ndarray | None
     estimator: str
     operator: Operator
+    adaptation: AdaptReport | None = None
+    adapted: ArSSR | PlanePrior | None = None
 
 
 def upsample(
@@ -93,6 +86,7 @@ def upsample(
     slice_correction: str = DEFAULT_SLICE_CORRECTION,
     details: bool = False,
     plane_prior: PlanePrior | str | os.PathLike | None = "auto",
+    adapt: AdaptOptions | None = None,
 ) -> Volume | Upsampled:
     """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
 
@@ -107,37 +101,58 @@ def upsample(
     axis the projection uses the slice model (``slice_profile``: ``boxcar``
     or ``gaussian``, ``arssr.degrade.SliceModel``) instead of ``consistency``, its residual spread as
     ``slice_correction`` says (``arssr.protocol.SLICE_CORRECTIONS``: ``smooth`` leaves no steps at slice
-    boundaries).
+    boundaries). Where thick slices are the only axis upsampled, ``plane_prior`` (``auto``: the shipped one;
+    ``None``: none) makes the estimate instead of the model.
     ``gain`` scales the detail that the network adds to the interpolation
     that matches the consistency operator (``arssr.gain.interpolation``: zero-filled
     k-space for ``kspace``); ``auto`` (the default) fits it on the input
     itself (``arssr.gain.detail_gain``, from in-plane examples with a slice
     model), or, with ``cubic`` consistency and no thick slices, takes
     ``arssr.protocol.CUBIC_GAIN`` (``arssr.gain.auto_gain``).
-    Without consistency it plays no part. With ``details``, returns an :class:`Upsampled`: the volume with
-    the gain it used and the consistency residual.
+    Without consistency it plays no part. ``adapt`` first fine-tunes a copy of whichever estimator is used
+    to the input (``arssr.adapt``), kept only if it scores better on held-out data. With ``details``,
+    returns an :class:`Upsampled`: the volume with what was used.
     """
-    volume, model, factors, operator = _request(volume, model, scale, voxel_size, consistency, slice_thickness,
-                                                slice_profile, slice_correction)
-    used_operator = operator
-    out_shape = geometry.output_shape(volume.shape, factors)
+    request = prepare(volume, model, scale, voxel_size, consistency, slice_thickness, slice_profile,
+                      slice_correction)
+    return upsample_request(request, tile=tile, device=device, precision=precision, chunk=chunk,
+                            progress=progress, gain=gain, details=details, plane_prior=plane_prior, adapt=adapt)
+
+
+def upsample_request(
+    request: Request,
+    tile: int | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
+    chunk: int = DEFAULT_CHUNK,
+    progress: bool = False,
+    gain: float | str = DEFAULT_GAIN,
+    details: bool = False,
+    plane_prior: PlanePrior | str | os.PathLike | None = "auto",
+    adapt: AdaptOptions | None = None,
+) -> Volume | Upsampled:
+    """:func:`upsample` of a request made once by :func:`arssr.request.prepare`."""
+    volume, space, lr, consistency = request.volume, request.space, request.lr, request.consistency
+    out_shape = request.out_shape
     check_memory(out_shape)
     device = resolve_device(device)
 
     affine = geometry.resampled_affine(volume.affine, volume.shape, out_shape)
-    low, high = float(volume.data.min()), float(volume.data.max())
+    low, high = request.range
     residual = None if consistency == "none" else np.zeros(volume.shape, dtype=np.float32)
-    if low == high:  # a constant volume has nothing to resolve, and every projection keeps it
+    if request.constant:  # a constant volume has nothing to resolve, and every projection keeps it
         constant = Volume(np.full(out_shape, low, dtype=np.float32), affine, volume.header)
-        return (Upsampled(constant, None if consistency == "none" else 1.0, residual, "none", used_operator)
+        return (Upsampled(constant, None if consistency == "none" else 1.0, residual, "none", request.operator)
                 if details else constant)
-    space = ModelSpace.of(volume.data, volume.affine, model)
-    lr = space.to_model(volume.data)
-    operator = operator if isinstance(operator, str) else space.axes(operator)
-    prior_axis = None if plane_prior is None else _prior_axis(operator, lr.shape, space.axes(out_shape))
+    operator = request.model_operator
+    prior_axis = None if plane_prior is None else request.slice_axis()
     prior = None if prior_axis is None else resolve_plane_prior(plane_prior)
+    model, adaptation, adapted = request.model, None, None
     base = None  # the interpolation that a detail gain of 0 gives, once made
     if prior is not None:
+        if adapt is not None:
+            prior, adaptation = adapt_prior_to(request, prior, adapt)
+            adapted = prior
         slices, spacing = operator[prior_axis], space.axes(out_shape)[prior_axis] / lr.shape[prior_axis]
         low_spacing, high_spacing = TRAINED_SPACING
         if not 0.95 * low_spacing <= spacing <= 1.05 * high_spacing:
@@ -147,8 +162,11 @@ def upsample(
         result = through_plane(prior, base, prior_axis, spacing, slices.thickness)
         gain, estimator = (1.0 if gain == "auto" else gain), "plane prior"
     else:
+        if adapt is not None:
+            model, adaptation = adapt_request(request, adapt, device, progress)
+            adapted = model
         estimator = "model"
-        warn_outside_card(model, volume.spacing, factors)
+        warn_outside_card(model, volume.spacing, request.factors)
         result = super_resolve(lr, model, space.axes(out_shape), tile=tile, device=device, precision=precision,
                                chunk=chunk, progress=progress)
     result[empty_background(lr, result.shape)] = 0.0
@@ -156,7 +174,8 @@ def upsample(
         data, gain = space.from_model(result, clip=(low, high)), None
     else:
         if gain == "auto":
-            gain = auto_gain(model, lr, space.axes(factors), operator, device, consistency, slice_thickness)
+            gain = auto_gain(model, lr, space.axes(request.factors), operator, device, consistency,
+                             request.slice_thickness)
         if gain != 1:
             base = interpolation(lr, result.shape, operator) if base is None else base
             result -= base  # in place: base + gain (result - base) with one output-sized array more
@@ -168,7 +187,8 @@ def upsample(
             residual = space.from_model_axes((lr - degrade_volume(result, lr.shape, operator)) * np.float32(width))
         data = space.from_model(project(result, lr, operator, floor))
     result = Volume(data, affine, volume.header)
-    return (Upsampled(result, None if gain is None else float(gain), residual, estimator, used_operator)
+    return (Upsampled(result, None if gain is None else float(gain), residual, estimator, request.operator,
+                      adaptation, adapted)
             if details else result)
 
 
@@ -182,43 +202,11 @@ def resolve_plane_prior(plane_prior: PlanePrior | str | os.PathLike | None) -> P
     return load_prior(plane_prior)
 
 
-def uses_plane_prior(volume: Volume, scale=None, voxel_size=None, slice_thickness: float | str | None = None,
-                     plane_prior: PlanePrior | str | os.PathLike | None = "auto") -> bool:
-    """Whether ``plane_prior`` makes :func:`upsample`'s estimate for these arguments: thick slices, their axis
-    the only one that changes size, and a prior there (``auto``: the shipped one installed)."""
-    if slice_thickness is None or plane_prior is None:
-        return False
-    out_shape = geometry.output_shape(volume.shape, resolve_scale(volume, scale, voxel_size))
-    operator = slice_consistency(DEFAULT_CONSISTENCY, volume.spacing, volume.shape, out_shape, slice_thickness)
-    return _prior_axis(operator, volume.shape, out_shape) is not None and resolve_plane_prior(plane_prior) is not None
-
-
-def _prior_axis(operator, lr_shape: Sequence[int], out_shape: Sequence[int]) -> int | None:
-    """The slice axis of a per-axis operator whose only upsampled axis holds thick slices, or ``None``."""
-    if isinstance(operator, str):
-        return None
-    thick = [a for a, entry in enumerate(operator) if isinstance(entry, SliceModel)]
-    upsampled = [a for a in range(3) if out_shape[a] != lr_shape[a]]
-    return thick[0] if len(thick) == 1 and upsampled == thick else None
-
-
-def _request(volume, model, scale, voxel_size, consistency: str, slice_thickness, slice_profile: str,
-             slice_correction: str = DEFAULT_SLICE_CORRECTION):
-    """``(volume, model, per-axis scale, operator)`` of :func:`upsample`'s arguments, loaded and checked; the
-    operator (file axis order) is ``consistency``, with the slice model along the slice axis when
-    ``slice_thickness`` declares thick slices."""
-    if not isinstance(volume, Volume):
-        volume = load_volume(volume)
-    if not isinstance(model, ArSSR):
-        model = load_model(model)
-    check_operator(consistency)
-    factors = resolve_scale(volume, scale, voxel_size)
-    if slice_thickness is None:
-        return volume, model, factors, consistency
-    out_shape = geometry.output_shape(volume.shape, factors)
-    operator = slice_consistency(consistency, volume.spacing, volume.shape, out_shape, slice_thickness, slice_profile,
-                                 slice_correction)
-    return volume, model, factors, operator
+def uses_plane_prior(request: Request, plane_prior: PlanePrior | str | os.PathLike | None = "auto") -> bool:
+    """Whether ``plane_prior`` makes :func:`upsample`'s estimate for ``request``: thick slices, their axis the
+    only one that changes size, and a prior there (``auto``: the shipped one installed)."""
+    return (plane_prior is not None and request.slice_axis() is not None
+            and resolve_plane_prior(plane_prior) is not None)
 
 
 def fitted_gain(
@@ -236,17 +224,14 @@ def fitted_gain(
     """The detail gain that :func:`upsample` uses with ``gain="auto"`` and the same arguments
     (``arssr.gain.auto_gain``); 1 for a constant volume and where the plane prior makes the estimate. Pass it
     as ``gain`` to upsample parts of a volume (or several times) with the whole volume's gain."""
-    volume, model, factors, operator = _request(volume, model, scale, voxel_size, consistency, slice_thickness,
-                                                slice_profile, slice_correction)
+    request = prepare(volume, model, scale, voxel_size, consistency, slice_thickness, slice_profile,
+                      slice_correction)
     if consistency == "none":
         raise InputError("a detail gain needs a consistency operator, not none")
-    if float(volume.data.min()) == float(volume.data.max()) or uses_plane_prior(volume, factors, None,
-                                                                                  slice_thickness, plane_prior):
+    if request.constant or uses_plane_prior(request, plane_prior):
         return 1.0
-    space = ModelSpace.of(volume.data, volume.affine, model)
-    operator = operator if isinstance(operator, str) else space.axes(operator)
-    return auto_gain(model, space.to_model(volume.data), space.axes(factors), operator, resolve_device(device),
-                      consistency, slice_thickness)
+    return auto_gain(request.model, request.lr, request.space.axes(request.factors), request.model_operator,
+                     resolve_device(device), consistency, slice_thickness)
 
 
 def empty_background(lr: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:

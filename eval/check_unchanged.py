@@ -1,9 +1,11 @@
-"""Run the README's example commands at fixed seeds and print the sha256 of every file they write.
+"""Run the README's example commands, and thick-slice and self-adaptation ones, at fixed seeds and print the
+sha256 of every file they write.
 
 Run before and after a change that should not change behaviour: the two JSON outputs must be equal.
-The example volume is copied into the temporary folder first, so the sidecar's paths are the same
-wherever the package lives; the sidecar's ``seconds`` and ``peak_memory_mib`` (measurements) are left out
-of its hash, and a ``.gz`` file is hashed uncompressed (its gzip header holds the time it was written).
+The example volume is copied into the temporary folder first, and a sidecar's weights files are hashed by
+name, so its paths are the same wherever the package lives; its ``seconds``, ``peak_memory_mib`` and
+adaptation seconds (measurements) are left out of its hash, and a ``.gz`` file is hashed uncompressed (its
+gzip header holds the time it was written).
 
     python eval/check_unchanged.py --json /tmp/before.json
 """
@@ -27,6 +29,18 @@ COMMANDS = [
      "--device", "cpu", "-q"],
     ["decompress", "mni.arssr", "-o", "mni_back.nii.gz", "--threads", "1", "--device", "cpu", "-q"],
 ]
+#: Every third axial plane of the example volume as 9 mm slices (:func:`write_thick_slices`).
+THICK_INPUT = "mni152_t1_9mm_slices.nii.gz"
+THICK = [THICK_INPUT, "--scale", "1,1,3", "--threads", "1", "--device", "cpu", "-q"]
+#: Thick slices (the plane prior, and the 3D model with its fitted gain) and self-adaptation of each, a few
+#: fixed steps.
+COMMANDS += [
+    ["upsample", *THICK, "-o", "thick.nii.gz"],
+    ["upsample", *THICK, "--plane-prior", "none", "-o", "thick_3d.nii.gz"],
+    ["upsample", *THICK, "--adapt-steps", "2", "-o", "thick_adapted.nii.gz"],
+    ["upsample", EXAMPLE.name, "--scale", "2", "--adapt-steps", "2", "--threads", "1", "--device", "cpu", "-q",
+     "-o", "sr_adapted.nii.gz"],
+]
 
 
 def sha256(path: Path) -> str:
@@ -38,8 +52,22 @@ def sha256(path: Path) -> str:
         record = json.loads(data)
         for measured in ("seconds", "peak_memory_mib"):  # a timing and a memory reading, not behaviour
             record.pop(measured)
+        if record.get("adapt"):
+            record["adapt"].pop("seconds")
+        for weights in ("weights", "plane_prior"):
+            record[weights] = record[weights] and Path(record[weights]).name
         data = json.dumps(record, indent=2).encode()
     return hashlib.sha256(data).hexdigest()
+
+
+def write_thick_slices(path: Path) -> None:
+    """Every third axial plane of the example volume, its affine stretched to match (3 x 3 x 9 mm)."""
+    import nibabel as nib
+    import numpy as np
+
+    image = nib.load(EXAMPLE)
+    data = np.asarray(image.dataobj)[:, :, ::3]
+    nib.save(nib.Nifti1Image(data, image.affine @ np.diag([1.0, 1.0, 3.0, 1.0])), path)
 
 
 def main() -> None:
@@ -48,9 +76,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         shutil.copyfile(EXAMPLE, Path(folder) / EXAMPLE.name)
+        write_thick_slices(Path(folder) / THICK_INPUT)
         for command in COMMANDS:
             subprocess.run([sys.executable, "-m", "arssr", *command], cwd=folder, check=True)
-        hashes = {path.name: sha256(path) for path in sorted(Path(folder).iterdir()) if path.name != EXAMPLE.name}
+        hashes = {path.name: sha256(path) for path in sorted(Path(folder).iterdir())
+                  if path.name not in (EXAMPLE.name, THICK_INPUT)}
     text = json.dumps(hashes, indent=2)
     print(text)
     if args.json:

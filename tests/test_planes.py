@@ -221,6 +221,7 @@ def test_the_cli_uses_the_prior_for_thick_slices_only(tmp_path, capsys, mni_t1, 
 
 
 def test_the_evaluation_method_adapts_the_prior_not_the_model(monkeypatch, mni_t1, tiny_model, one_thread):
+    from arssr import inference
     from arssr.adapt import AdaptReport
     from arssr.evaluation import methods
 
@@ -230,12 +231,13 @@ def test_the_evaluation_method_adapts_the_prior_not_the_model(monkeypatch, mni_t
     scale = tuple(n / m for n, m in zip(hr.shape, lr.shape))
     given, adapted, calls = small_prior(0), small_prior(1), []
 
-    def adapt_prior_to(volume, prior, model, factors, thickness, profile, options):
-        calls.append((prior, model, factors, thickness, profile, options.seconds))
+    def adapt_prior_to(request, prior, options):
+        calls.append((prior, request.model, request.factors, request.slice_thickness,
+                      request.operator[2].profile, options.seconds))
         return adapted, AdaptReport(20.0, 21.0, True, 3, 1.0)
 
-    monkeypatch.setattr(methods, "adapt_prior_to", adapt_prior_to)
-    monkeypatch.setattr(methods, "adapt_to", lambda *a, **k: pytest.fail("the 3D model was adapted"))
+    monkeypatch.setattr(inference, "adapt_prior_to", adapt_prior_to)
+    monkeypatch.setattr(inference, "adapt_request", lambda *a, **k: pytest.fail("the 3D model was adapted"))
     run = methods.model_method(tiny_model, "cpu", consistency="slice", gain="auto", plane_prior=given, adapt=5.0)
     got = run(lr, hr.shape, slices)
     assert calls == [(given, tiny_model, scale, 8.0, "boxcar", 5.0)]

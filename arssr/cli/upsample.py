@@ -79,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
     from arssr.errors import ArssrError
     from arssr.files import check_distinct, check_output, refuse_existing, refuse_inputs
     from arssr.device import resolve_device
-    from arssr.adapt import adapt_prior_to, adapt_to
     from arssr.gain import fits_gain
-    from arssr.inference import example_volume_path, resolve_scale, upsample, uses_plane_prior
-    from arssr.models.planes import load_prior, save_prior
-    from arssr.models import default_model_path, file_sha256, load_model, save_model
+    from arssr.inference import example_volume_path, upsample_request
+    from arssr.models.planes import load_prior
+    from arssr.models import default_model_path, file_sha256, load_model
+    from arssr.request import prepare
     from arssr.report import kept_warnings, peak_memory_mib
     from arssr.shard import current_shard, shard_device
     from arssr.volume import load_volume, save_volume
@@ -153,37 +153,19 @@ def run(args: argparse.Namespace) -> int:
             refuse_existing([target], args.overwrite, "use --overwrite to replace it or --skip-existing")
             start = time.perf_counter()
             with kept_warnings() as caught:  # for the sidecar and the report, shown as well
-                volume, used, adapted = load_volume(source), model, None
+                volume = load_volume(source)
                 slice_thickness, thickness_from = _slices(volume, source, asked_thickness, args)
                 slice_profile = None if slice_thickness is None else args.slice_profile or "boxcar"
                 volume, alternation = _equalized(volume, source, slice_thickness, args)
-                used_prior = prior if uses_plane_prior(volume, args.scale, args.voxel_size, slice_thickness,
-                                                       prior) else None
-                if adapting and used_prior is not None:
-                    used_prior, adapted = adapt_prior_to(volume, prior, model, resolve_scale(
-                        volume, args.scale, args.voxel_size), slice_thickness, slice_profile, adapt_options)
-                    if not args.quiet:
-                        verdict = "kept" if adapted.kept else "dropped: the plane prior stays"
-                        print(f"{source}: plane prior adapted in {adapted.steps} steps ({adapted.seconds:.0f} s), "
-                              f"held-out PSNR {adapted.before:.2f} -> {adapted.after:.2f} dB, {verdict}",
-                              file=sys.stderr)
-                    if args.save_adapted:
-                        save_prior(used_prior, args.save_adapted, **{**used_prior.card, "adapted_to": str(source)})
-                elif adapting:
-                    used, adapted = adapt_to(volume, model, args.scale, args.voxel_size, adapt_options, device,
-                                             progress, slice_thickness, slice_profile or "boxcar")
-                    if not args.quiet:
-                        verdict = "kept" if adapted.kept else "dropped: the default model stays"
-                        print(f"{source}: adapted in {adapted.steps} steps ({adapted.seconds:.0f} s), held-out "
-                              f"PSNR {adapted.before:.2f} -> {adapted.after:.2f} dB, {verdict}", file=sys.stderr)
-                    if args.save_adapted:
-                        save_model(used, args.save_adapted, **{**used.card, "adapted_to": str(source)})
-                upsampled = upsample(
-                    volume, used, scale=args.scale, voxel_size=args.voxel_size, tile=args.tile,
-                    device=device, precision=args.precision, progress=progress, consistency=args.consistency,
-                    gain=args.detail_gain, slice_thickness=slice_thickness, slice_profile=slice_profile or "boxcar",
-                    slice_correction=slice_correction, details=True, plane_prior=used_prior,
+                request = prepare(volume, model, args.scale, args.voxel_size, args.consistency, slice_thickness,
+                                  slice_profile or "boxcar", slice_correction)
+                upsampled = upsample_request(
+                    request, tile=args.tile, device=device, precision=args.precision, progress=progress,
+                    gain=args.detail_gain, details=True, plane_prior=prior,
+                    adapt=adapt_options if adapting else None,
                 )
+                if upsampled.adaptation is not None:
+                    _report_adaptation(source, upsampled, args)
             result, residual = upsampled.volume, upsampled.residual
             save_volume(result, target, overwrite=args.overwrite, dtype=args.dtype)
         except ArssrError as err:
@@ -203,12 +185,13 @@ def run(args: argparse.Namespace) -> int:
             "slice_thickness": slice_thickness, "slice_thickness_from": thickness_from, "slice_profile": slice_profile,
             "slice_correction": None if slice_thickness is None else slice_correction,
             "slice_intensity": alternation,
-            "adapt": adapted.as_dict() if adapted else None, "tile": args.tile, "seconds": round(elapsed, 3),
+            "adapt": upsampled.adaptation.as_dict() if upsampled.adaptation else None, "tile": args.tile,
+            "seconds": round(elapsed, 3),
             "warnings": caught, "peak_memory_mib": peak_memory_mib(), "arguments": sys.argv[1:],
         }
         if not args.no_sidecar:
             _write_sidecar(target, record)
-        if target in pages and not write_page(pages[target], volume, result, residual, record, used.card,
+        if target in pages and not write_page(pages[target], volume, result, residual, record, model.card,
                                               args.overwrite or args.skip_existing):
             unreported += 1
         if not args.quiet:
@@ -227,7 +210,7 @@ def _slices(volume, source: Path, asked: float | str | None, args: argparse.Name
     the thickness of a BIDS sidecar, else the spacing, and one line saying so; a sidecar's
     ``MRAcquisitionType`` of ``3D`` says otherwise), else ``(None, None)``."""
     from arssr.consistency import thick_slice_axis
-    from arssr.inference import resolve_scale
+    from arssr.request import resolve_scale
     from arssr.volume import bids_sidecar, bids_slice_thickness
 
     if asked is not None:
@@ -254,6 +237,22 @@ def _slices(volume, source: Path, asked: float | str | None, args: argparse.Name
     return thickness, origin
 
 
+def _report_adaptation(source: Path, upsampled, args: argparse.Namespace) -> None:
+    """The line on what adaptation did (not with ``-q``), and the adapted estimator saved (``--save-adapted``)."""
+    from arssr.models import save_model
+    from arssr.models.planes import save_prior
+
+    adapted, report = upsampled.adapted, upsampled.adaptation
+    prior = upsampled.estimator == "plane prior"
+    if not args.quiet:
+        verdict = "kept" if report.kept else f"dropped: the {'plane prior' if prior else 'default model'} stays"
+        print(f"{source}: {'plane prior ' if prior else ''}adapted in {report.steps} steps ({report.seconds:.0f} s), "
+              f"held-out PSNR {report.before:.2f} -> {report.after:.2f} dB, {verdict}", file=sys.stderr)
+    if args.save_adapted:
+        (save_prior if prior else save_model)(adapted, args.save_adapted,
+                                              **{**adapted.card, "adapted_to": str(source)})
+
+
 def _plane_prior_path(option: str | None) -> Path | None:
     """The plane prior's file: the option's, none for ``none``, else the shipped one when it is installed."""
     from arssr.models.planes import installed_prior_path
@@ -268,7 +267,7 @@ def _equalized(volume, source: Path, slice_thickness, args: argparse.Namespace):
     alternate (one line says what was found), and what was found for the sidecar; else ``(volume, None)``."""
     from arssr.consistency import slice_axis
     from arssr.geometry import output_shape
-    from arssr.inference import resolve_scale
+    from arssr.request import resolve_scale
     from arssr.errors import InputError
     from arssr.slice_intensity import equalize_slices
 

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from arssr import geometry
-from arssr.adapt import AdaptOptions, adapt_prior_to, adapt_to
+from arssr.adapt import AdaptOptions
 from arssr.consistency import project, slice_consistency
 from arssr.degrade import resample
 from arssr.errors import InputError
-from arssr.inference import resolve_plane_prior, upsample
+from arssr.inference import upsample
 from arssr.models import ArSSR, load_model
 from arssr.protocol import (BASELINES, CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_SLICE_CORRECTION, METHODS,
                             SLICE_CONSISTENCY, SLICE_CORRECTIONS)
@@ -105,18 +105,9 @@ def model_method(
             options.update(consistency=DEFAULT_CONSISTENCY, slice_thickness=slices.thickness,
                            slice_profile=slices.profile, slice_correction=slice_correction, plane_prior=plane_prior)
         scale = tuple(n / m for n, m in zip(hr_shape, lr.shape))
-        slice_case = consistency == SLICE_CONSISTENCY and slices is not None
-        used, prior = model, resolve_plane_prior(plane_prior) if slice_case else None
-        if adapt is not None and prior is not None:
-            prior, _ = adapt_prior_to(lr, prior, model, scale, slices.thickness, slices.profile,
-                                      AdaptOptions(seconds=adapt))
-            options["plane_prior"] = prior
-        elif adapt is not None:
-            operator = options["consistency"] if options["consistency"] != "none" else DEFAULT_CONSISTENCY
-            used, _ = adapt_to(lr, model, scale, options=AdaptOptions(seconds=adapt, operator=operator), device=device,
-                               slice_thickness=options.get("slice_thickness"),
-                               slice_profile=options.get("slice_profile", "boxcar"))
-        return upsample(lr, used, scale=scale, device=device, tile=tile, **options)
+        operator = options["consistency"] if options["consistency"] != "none" else DEFAULT_CONSISTENCY
+        adapted = None if adapt is None else AdaptOptions(seconds=adapt, operator=operator)
+        return upsample(lr, model, scale=scale, device=device, tile=tile, adapt=adapted, **options)
 
     return run
 

@@ -35,7 +35,8 @@ from PIL import Image
 from arssr.files import atomic_file
 from arssr.inference import example_volume_path, upsample
 from arssr.models import default_model_path, file_sha256, load_model
-from arssr.report import render_images, render_page, run_facts, write_index, write_report
+from arssr.report import render_page, run_facts, write_index, write_report
+from arssr.report_images import render_images
 from arssr.simulate import simulate_lr
 from arssr.volume import Volume, load_volume
 

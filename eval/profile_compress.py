@@ -233,7 +233,8 @@ def selection_tables(folder: Path) -> tuple[str, str, float]:
 
 
 def colin_table(folder: Path) -> str:
-    """The default (``colin27/``) against ``--auto``'s earlier records on Colin27, whole volume and in the mask."""
+    """A default's runs (``colin27/``: one predicted factor; ``colin27_pair/``: the two around it) against
+    ``--auto``'s earlier records on Colin27, whole volume and in the mask."""
     auto = {}
     for name, volume in (("auto_v9_regions_colin27.json", "ch2bet"), ("auto_v9_regions_head.json", "ch2")):
         for row in json.loads((AUTO_RESULTS / name).read_text()):
@@ -280,6 +281,9 @@ def write_tables(folder: Path = RESULTS) -> Path:
     if (folder / "colin27").is_dir():
         parts += ["", "## The default on Colin27 against --auto (auto: eval/results/bench_compress_curves)", "",
                   colin_table(folder / "colin27")]
+    if (folder / "colin27_pair").is_dir():
+        parts += ["", "## The default of two candidates on Colin27 against --auto", "",
+                  colin_table(folder / "colin27_pair")]
     parts += ["", "## Single encodes by stage (CPU seconds, one thread)", "",
               encodes_table(sorted((folder / "colin27").glob("*.json")) + sorted((folder / "select").glob("*.json")))]
     for path in sorted(folder.glob("profile_*.json")):
@@ -319,18 +323,20 @@ def main() -> None:
 
     volume = load_volume(args.volume)
     mask = brain_mask(volume.data)  # the foreground mask of eval/bench_compress.py's "psnr_mask"
+    candidates = {}
     if args.auto:
         mode, options = "auto", {}
     elif args.lr_codec is None and args.scale is None:
-        mode, options = "default", predicted_choice(args.target_bpp)
+        mode, options, candidates = "default", {"lr_codec": "sperr"}, predicted_choice(args.target_bpp)
     else:
         mode, options = "one", {"lr_codec": args.lr_codec, "scale": args.scale}
     config = make_config("paper-2025", steps=args.steps, **options)
     clock = StageClock(mask)
     start, cpu = time.perf_counter(), time.process_time()
+    searched = mode != "one"
     with timed_stages(clock):
         blob, report = compress_volume(volume, config, target_bpp=args.target_bpp, time_budget=args.time_budget,
-                                       device="cpu", auto=args.auto)
+                                       device="cpu", auto=searched, **candidates)
     total, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     print(table(clock.candidates))
     print(f"{args.volume}: {mode}, {args.target_bpp:g} bpp: {report['config']['lr_codec']} DS 1/"
@@ -340,7 +346,7 @@ def main() -> None:
         record = {
             "volume": Path(args.volume).name, "shape": list(volume.shape), "target_bpp": args.target_bpp, "mode": mode,
             "time_budget": args.time_budget, "steps": config.steps, "threads": args.threads, "total_s": total, "cpu_s": cpu_s, "bytes": len(blob),
-            "psnr": report["psnr"], "psnr_mask": clock.candidates[-1].get("psnr_mask") if not args.auto else next(
+            "psnr": report["psnr"], "psnr_mask": clock.candidates[-1].get("psnr_mask") if not searched else next(
                 row["psnr_mask"] for row in clock.candidates if "psnr" in row and row["psnr"] == report["psnr"]),
             "choice": {"lr_codec": report["config"]["lr_codec"],
                                                "scale": report["config"]["scale"]},

@@ -39,12 +39,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
     options = {"scale": args.scale, "method": args.method, "width": args.width, "depth": args.depth,
                "steps": args.steps, "quant": args.quant, "finetune": "bias" if args.finetune_decoder else None,
                "lr_codec": args.lr_codec}
-    predicted = _predicted_default(args)
-    if predicted:
+    predicted = {}
+    if _predicted_default(args):
         from arssr.compress.predict import predicted_choice
 
         with usage_errors():
-            options.update(predicted_choice(args.target_bpp))
+            predicted = predicted_choice(args.target_bpp)
+        options["lr_codec"] = "sperr"
     with usage_errors():
         config = make_config(args.preset, **options)
         _check_lr_codec_options(args, config)
@@ -54,12 +55,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
     report = compress(
         args.input, args.output, sr_model=args.decoder_weights, preset=args.preset, overwrite=args.overwrite,
         target_bpp=args.target_bpp, target_psnr=args.target_psnr, time_budget=time_budget, device=device,
-        progress=progress, search_scale=args.scale is None, auto=args.auto, **options,
+        progress=progress, search_scale=args.scale is None, auto=args.auto or bool(predicted), **predicted, **options,
     )
     if not args.quiet:
         print(f"{args.output}: {report['bytes']} bytes, {report['bpp']:.4f} bpp, ratio {report['compression_ratio']:.1f}:1, "
               f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim'] or float('nan'):.4f}, {lr_codec.summary(report)}, "
-              f"scale {report['config']['scale']:g}{' (predicted for the rate)' if predicted else ''}, "
+              f"scale {report['config']['scale']:g}{_predicted_note(predicted)}, "
               f"{report['encode_s']:.1f} s"
               + ("" if report.get("finetune_kept", True) else "; end-to-end changes dropped (they decoded worse)"),
               file=sys.stderr)
@@ -81,6 +82,14 @@ def _predicted_default(args: argparse.Namespace) -> bool:
     return (args.target_bpp is not None and not args.auto and args.scale is None and args.lr_codec is None
             and args.preset == "paper-2025" and not args.finetune_decoder
             and all(getattr(args, name) is None for name in SIREN_OPTIONS))
+
+
+def _predicted_note(predicted: dict) -> str:
+    """What the summary line adds after the scale of the default for a target rate."""
+    if not predicted:
+        return ""
+    first, second = predicted["scales"]
+    return f" (the better of DS 1/{first:g} and 1/{second:g}, predicted for the rate)"
 
 
 def siren_time_budget(args: argparse.Namespace, config) -> float | None:
@@ -162,9 +171,9 @@ def add_parser(sub) -> None:
         "Downsample by --scale, code the LR volume (a SIREN, or SPERR with --lr-codec sperr) into an .arssr file. "
         "Decoding decodes the LR, then runs the SR model (--decoder-weights) back to the original grid. The file "
         "records the decoder's name and sha256 but does not contain it. With --target-bpp alone (no --scale, "
-        "--lr-codec, --auto, --preset or SIREN option) the LR codec and scale are predicted from the rate "
-        "(arssr.compress.predict: SPERR, and the factor that leaves it a fixed number of bits per LR voxel), one "
-        "encode."))
+        "--lr-codec, --auto, --preset or SIREN option) SPERR codes the LR at the two factors around the one "
+        "that leaves it a fixed number of bits per LR voxel, and the better file is kept "
+        "(arssr.compress.predict)."))
     co.add_argument("input", metavar="INPUT", help="a 3D NIfTI volume")
     co.add_argument("-o", "--output", type=output_path, help="the .arssr file to write")
     co.add_argument("--preset", default="paper-2025", help="paper-2025 (default), paper-2023 or fast")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -16,6 +17,7 @@ from arssr.compress.search import compress_with_codec
 from arssr.device import free_memory_bytes, resolve_device
 from arssr.errors import InputError
 from arssr.files import refuse_existing
+from arssr.protocol import AUTO_SCALES
 from arssr.volume import Volume, load_volume, save_volume
 
 
@@ -30,11 +32,14 @@ def compress_volume(
     progress: bool = False,
     search_scale: bool = False,
     auto: bool = False,
+    codecs: Sequence[str] | None = None,
+    scales: Sequence[float] = AUTO_SCALES,
 ) -> tuple[bytes, dict]:
     """``(file bytes, report)``. ``target_bpp`` sets the SIREN width so the file stays within it;
     ``target_psnr`` tries widths (and scale 1 after ``config.scale`` when ``search_scale``), smallest
     first, until the decoded volume reaches it, else keeps the best. With ``config.lr_codec`` other than
-    ``siren`` see :func:`arssr.compress.search.compress_lr`; ``auto``: :func:`arssr.compress.auto.compress_auto`."""
+    ``siren`` see :func:`arssr.compress.search.compress_lr`; ``auto``: :func:`arssr.compress.auto.compress_auto`
+    over ``codecs`` (default: all) at ``scales``."""
     if target_bpp is not None and target_psnr is not None:
         raise InputError("give at most one of target_bpp and target_psnr")
     low, high = float(volume.data.min()), float(volume.data.max())
@@ -43,7 +48,8 @@ def compress_volume(
     device = resolve_device(device)
     _check_fit_memory(config, math.prod(volume.shape), device)
     if auto:  # the LR codec and scale chosen by trial
-        return compress_auto(volume, config, sr_model, target_bpp, target_psnr, time_budget, device, progress)
+        return compress_auto(volume, config, sr_model, target_bpp, target_psnr, time_budget, device, progress,
+                             codecs, scales)
     return compress_with_codec(volume, config, sr_model, target_bpp, target_psnr, time_budget, device, progress,
                                search_scale)
 

@@ -14,33 +14,39 @@ from arssr.cli.compress import _predicted_default
 from arssr.compress import make_config
 from arssr.compress.auto import compress_auto
 from arssr.compress.container import read_container
-from arssr.compress.predict import LR_BITS, predicted_choice
+from arssr.compress.predict import LR_BITS, predicted_choice, predicted_scale
 from arssr.errors import InputError
 from arssr.inference import example_volume_path
 from arssr.protocol import AUTO_SCALES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-#: The rule's choices at some rates, worked out by hand from LR_BITS = 0.24 (the factor of --auto's nearest, on a
-#: log scale, to (0.24 / bpp)^(1/3): at 0.05 bpp 1.687, nearer 1.5 than 2; at 0.15 bpp 1.170, nearer 1 than 1.5).
-RULE_EXAMPLES = [(0.001, 4.0), (0.005, 4.0), (0.01, 3.0), (0.02, 2.5), (0.05, 1.5), (0.1, 1.5), (0.12, 1.5),
-                 (0.15, 1.0), (0.2, 1.0), (1.0, 1.0)]
-#: The default's factor at 0.05 bpp and the LR grid it gives the 48 x 56 x 48 crop (56 / 1.5 = 37.3).
-DEFAULT_AT_005 = (1.5, [32, 37, 32])
+#: The rule's candidates at some rates, worked out by hand from LR_BITS = 0.24: the factors of --auto's on either
+#: side, on a log scale, of (0.24 / bpp)^(1/3): at 0.05 bpp 1.687, between 1.5 and 2; at 0.15 bpp 1.170, between
+#: 1 and 1.5; at 0.001 bpp 6.21, beyond 4; at 1 bpp 0.62, below 1.
+RULE_EXAMPLES = [(0.001, (3.0, 4.0)), (0.005, (3.0, 4.0)), (0.01, (2.5, 3.0)), (0.02, (2.0, 2.5)),
+                 (0.05, (1.5, 2.0)), (0.1, (1.0, 1.5)), (0.12, (1.0, 1.5)), (0.15, (1.0, 1.5)), (1.0, (1.0, 1.5))]
+#: The default's candidates at 0.05 bpp and the LR grids they give the 48 x 56 x 48 crop (56 / 1.5 = 37.3).
+DEFAULT_AT_005 = {1.5: [32, 37, 32], 2.0: [24, 28, 24]}
 
 
-@pytest.mark.parametrize(("bpp", "scale"), RULE_EXAMPLES)
-def test_rule_gives_these_factors(bpp, scale):
-    assert predicted_choice(bpp) == {"lr_codec": "sperr", "scale": scale}
+@pytest.mark.parametrize(("bpp", "scales"), RULE_EXAMPLES)
+def test_rule_gives_these_factors(bpp, scales):
+    assert predicted_choice(bpp) == {"codecs": ("sperr",), "scales": scales}
 
 
 @pytest.mark.parametrize("bpp", [0.001, 0.003, 0.013, 0.02, 0.037, 0.05, 0.08, 0.1, 0.31, 2.0])
-def test_rule_leaves_sperr_about_lr_bits_per_lr_voxel(bpp):
-    """Against the rule's statement: no other factor of --auto's gives SPERR bits per LR voxel nearer LR_BITS."""
-    scale = predicted_choice(bpp)["scale"]
-    assert scale in AUTO_SCALES
-    distance = abs(math.log(bpp * scale**3 / LR_BITS))
-    assert all(abs(math.log(bpp * other**3 / LR_BITS)) >= distance for other in AUTO_SCALES)
+def test_rule_brackets_lr_bits_per_lr_voxel(bpp):
+    """Against the rule's statement: two neighbouring factors of --auto's, one leaving SPERR at most LR_BITS bits
+    per LR voxel and the other more, unless every factor lies on one side; the nearer of the two is the
+    earlier rule's factor."""
+    first, second = predicted_choice(bpp)["scales"]
+    assert (first, second) in zip(AUTO_SCALES, AUTO_SCALES[1:])
+    bits = [bpp * scale**3 for scale in (first, second)]
+    assert (bits[0] <= LR_BITS < bits[1]) or (LR_BITS < bits[0] and first == AUTO_SCALES[0]) or (
+        bits[1] <= LR_BITS and second == AUTO_SCALES[-1])
+    nearest = min(AUTO_SCALES, key=lambda scale: abs(math.log(bpp * scale**3 / LR_BITS)))
+    assert predicted_scale(bpp, LR_BITS) == nearest and nearest in (first, second)
 
 
 @pytest.mark.parametrize("bpp", [0.0, -0.05, float("nan"), float("inf")])
@@ -87,23 +93,28 @@ def example_crop(tmp_path) -> Path:
     return path
 
 
-def test_default_for_a_target_rate_is_one_encode_with_the_predicted_choice(tmp_path, example_crop, tiny_weights,
-                                                                          capsys):
-    """The default's file is the file of the predicted codec and scale given explicitly, byte for byte."""
+def test_default_for_a_target_rate_is_auto_over_the_two_predicted_candidates(tmp_path, example_crop, tiny_weights,
+                                                                              capsys):
+    """The default's file is --auto's over SPERR at the two predicted factors, byte for byte, and keeps the one
+    that decodes closer."""
+    from arssr.volume import load_volume
+
     common = ["--decoder-weights", str(tiny_weights), "--device", "cpu"]
-    default, explicit, report = tmp_path / "default.arssr", tmp_path / "explicit.arssr", tmp_path / "r.json"
+    default, report = tmp_path / "default.arssr", tmp_path / "r.json"
     assert main(["compress", str(example_crop), "-o", str(default), "--target-bpp", "0.05", "--json", str(report),
                  *common]) == 0
-    assert ", SPERR LR, scale 1.5 (predicted for the rate), " in capsys.readouterr().err
     meta, _ = read_container(default)
-    assert (meta["lr_codec"], meta["scale"]) == ("sperr", DEFAULT_AT_005[0]) == tuple(predicted_choice(0.05).values())
-    assert meta["lr_shape"] == DEFAULT_AT_005[1] and meta["decoder"]["name"] == tiny_weights.name
+    scores = {scale: psnr for codec, scale, psnr in meta["auto"]}
+    assert [codec for codec, _, _ in meta["auto"]] == ["sperr", "sperr"] and set(scores) == set(DEFAULT_AT_005)
+    chosen = max(scores, key=scores.get)
+    assert (meta["lr_codec"], meta["scale"], meta["lr_shape"]) == ("sperr", chosen, DEFAULT_AT_005[chosen])
+    assert f", scale {chosen:g} (the better of DS 1/1.5 and 1/2, predicted for the rate), " in capsys.readouterr().err
     written = json.loads(report.read_text())
-    assert "auto" not in written and written["bytes"] == default.stat().st_size <= 0.05 * 48 * 56 * 48 / 8
-    assert main(["compress", str(example_crop), "-o", str(explicit), "--target-bpp", "0.05", "--lr-codec", "sperr",
-                 "--scale", f"{DEFAULT_AT_005[0]:g}", *common]) == 0
-    assert "predicted" not in capsys.readouterr().err
-    assert default.read_bytes() == explicit.read_bytes()
+    assert written["bytes"] == default.stat().st_size <= 0.05 * 48 * 56 * 48 / 8
+    assert written["auto"]["choice"] == {"lr_codec": "sperr", "scale": chosen}
+    blob, _ = compress_auto(load_volume(example_crop), make_config("paper-2025", lr_codec="sperr"), tiny_weights,
+                            0.05, None, None, "cpu", codecs=("sperr",), scales=(1.5, 2.0))
+    assert default.read_bytes() == blob
 
 
 def test_auto_progress_lines(mni_crop, tiny_weights, capsys):

@@ -97,7 +97,7 @@ def _progress_line(number: int, total: int, scored: list, elapsed: float) -> Non
 
     trial, blob, report = scored[-1]
     made = [(entry[2]["psnr"], entry[0]) for entry in scored if entry[1] is not None]
-    line = f"--auto {number}/{total}: {trial.lr_codec} DS 1/{trial.scale:g} "
+    line = f"candidate {number}/{total}: {trial.lr_codec} DS 1/{trial.scale:g} "
     line += f"{report['psnr']:.2f} dB" if blob is not None else "does not fit"
     if made:
         psnr, best = max(made, key=lambda entry: entry[0])

@@ -120,12 +120,12 @@ def test_default_for_a_target_rate_is_auto_over_the_two_predicted_candidates(tmp
 def test_auto_progress_lines(mni_crop, tiny_weights, capsys):
     blob, report = compress_auto(mni_crop, make_config("fast"), tiny_weights, 1.0, None, None, "cpu", progress=True,
                                  codecs=("sperr",), scales=(1.0, 2.0, 100.0))
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("--auto")]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("candidate")]
     scores = {entry["scale"]: entry.get("psnr") for entry in report["auto"]["candidates"]}
     best = max((s for s in scores if scores[s] is not None), key=scores.get)
     assert [line.split(";")[0] for line in lines] == [
-        f"--auto 1/3: sperr DS 1/1 {scores[1.0]:.2f} dB", f"--auto 2/3: sperr DS 1/2 {scores[2.0]:.2f} dB",
-        "--auto 3/3: sperr DS 1/100 does not fit"]
+        f"candidate 1/3: sperr DS 1/1 {scores[1.0]:.2f} dB", f"candidate 2/3: sperr DS 1/2 {scores[2.0]:.2f} dB",
+        "candidate 3/3: sperr DS 1/100 does not fit"]
     assert lines[-1].split(";")[1] == f" best sperr DS 1/{best:g} {scores[best]:.2f} dB"
     quiet, _ = compress_auto(mni_crop, make_config("fast"), tiny_weights, 1.0, None, None, "cpu",
                              codecs=("sperr",), scales=(1.0, 2.0, 100.0))

@@ -43,6 +43,7 @@ from arssr.models.tiling import super_resolve
 from arssr.models import ArSSR
 from arssr.models.planes import PlanePrior
 from arssr.pairs import Example, PairOptions, make_pairs
+from arssr.protocol import DEFAULT_SLICE_CORRECTION
 from arssr.request import Request, prepare
 from arssr.training import planes
 from arssr.volume import Volume
@@ -281,15 +282,17 @@ def adapt_to(
     progress: bool = False,
     slice_thickness: float | str | None = None,
     slice_profile: str = "boxcar",
+    slice_correction: str = DEFAULT_SLICE_CORRECTION,
 ) -> tuple[ArSSR, AdaptReport]:
     """``(model, report)``: ``model`` adapted to ``volume`` (:func:`adapt`), or itself when that did not help.
 
-    ``slice_thickness`` and ``slice_profile`` declare a thick-slice input as
-    in :func:`arssr.inference.upsample` (in-plane examples). Pass the
+    ``slice_thickness``, ``slice_profile`` and ``slice_correction`` declare a thick-slice input as
+    in :func:`arssr.inference.upsample` (in-plane examples, held-out scores projected as it projects). Pass the
     returned model to :func:`arssr.inference.upsample` with the same scale,
     or give that its ``adapt`` options to do both on one prepared request.
     """
-    request = prepare(volume, model, scale, voxel_size, slice_thickness=slice_thickness, slice_profile=slice_profile)
+    request = prepare(volume, model, scale, voxel_size, slice_thickness=slice_thickness, slice_profile=slice_profile,
+                      slice_correction=slice_correction)
     return adapt_request(request, options, device, progress)
 
 

@@ -110,7 +110,8 @@ def upsample(
     model), or, with ``cubic`` consistency and no thick slices, takes
     ``arssr.protocol.CUBIC_GAIN`` (``arssr.gain.auto_gain``).
     Without consistency it plays no part. ``adapt`` first fine-tunes a copy of whichever estimator is used
-    to the input (``arssr.adapt``), kept only if it scores better on held-out data. With ``details``,
+    to the input (``arssr.adapt``), kept only if it scores better on held-out data (a constant input is
+    returned as it is, unadapted). With ``details``,
     returns an :class:`Upsampled`: the volume with what was used.
     """
     request = prepare(volume, model, scale, voxel_size, consistency, slice_thickness, slice_profile,

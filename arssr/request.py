@@ -9,7 +9,7 @@ input brought to the model's space (RAS, the model's axis order and intensity wi
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -77,14 +77,6 @@ class Request:
         thick = [a for a, entry in enumerate(operator) if isinstance(entry, SliceModel)]
         upsampled = [a for a, (n, m) in enumerate(zip(self.lr.shape, self.space.axes(self.out_shape))) if n != m]
         return thick[0] if len(thick) == 1 and upsampled == thick else None
-
-    def with_model(self, model: ArSSR) -> "Request":
-        """The same request for another model (an adapted copy): the model space is made again only when the
-        model's axis order or intensity window rule differs."""
-        if (model.axis_order, model.normalization) == (self.model.axis_order, self.model.normalization):
-            return replace(self, model=model)
-        space = ModelSpace.of(self.volume.data, self.volume.affine, model)
-        return replace(self, model=model, space=space, lr=space.to_model(self.volume.data))
 
 
 def prepare(

@@ -14,7 +14,6 @@ from arssr.inference import upsample, upsample_request
 from arssr.models.space import ModelSpace
 from arssr.request import prepare
 from arssr.volume import Volume
-from tests.conftest import make_tiny_model
 
 
 def thick(mni_t1) -> Volume:
@@ -52,18 +51,6 @@ def test_errors_by_message(mni_crop, tiny_model):
         prepare(mni_crop, tiny_model)
     with pytest.raises(InputError, match="cannot go with consistency none"):
         prepare(mni_crop, tiny_model, scale=(1, 1, 3), consistency="none", slice_thickness=6.0)
-
-
-def test_with_model_keeps_the_space_only_for_the_same_window_rule(mni_crop, tiny_model):
-    request = prepare(mni_crop, tiny_model, scale=2)
-    other = make_tiny_model(seed=1)
-    assert request.with_model(other).space is request.space and request.with_model(other).model is other
-    minmax = make_tiny_model(normalization="minmax")
-    moved = request.with_model(minmax)
-    assert moved.space.window == (float(mni_crop.data.min()), float(mni_crop.data.max()))
-    np.testing.assert_array_equal(moved.lr, ModelSpace.of(mni_crop.data, mni_crop.affine, minmax).to_model(
-        mni_crop.data))
-    assert request.model is tiny_model  # the caller's request is unchanged
 
 
 @pytest.mark.parametrize("options", [{"scale": 2}, {"scale": (1, 1, 3), "slice_thickness": "spacing"},

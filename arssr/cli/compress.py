@@ -98,7 +98,7 @@ def siren_time_budget(args: argparse.Namespace, config) -> float | None:
     :data:`arssr.protocol.SIREN_TIME_BUDGET` per SIREN encode (one, or each of ``--sweep``); else none."""
     if args.time_budget is not None or args.steps is not None:
         return args.time_budget
-    if args.auto:
+    if args.auto and not args.sweep:
         return AUTO_SIREN_TIME_BUDGET
     return SIREN_TIME_BUDGET if config.lr_codec == "siren" else None
 
@@ -194,8 +194,8 @@ def add_parser(sub) -> None:
                          f"{AUTO_SIREN_TIME_BUDGET:g} s")
     co.add_argument("--lr-codec", choices=lr_codec_names(),
                     help="what codes the LR volume: a SIREN, or another LR codec (arssr.compress.lr_codec; sperr: SPERR "
-                         "wavelets), sized by --target-bpp; default siren, or with --target-bpp alone the predicted "
-                         "codec and scale")
+                         "wavelets), sized by --target-bpp; default siren, or with --target-bpp alone SPERR at two "
+                         "predicted scales, the better kept")
     co.add_argument("--auto", action="store_true",
                     help=f"with --target-bpp: try each LR codec at scales {', '.join(f'{s:g}' for s in AUTO_SCALES)} "
                          "and keep the file that decodes closest to the input (PSNR); every candidate's score goes "

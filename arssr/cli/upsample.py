@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     """Upsample every input of the batch (or of this process's shard); 1 if one failed."""
     import torch
 
-    from arssr.errors import ArssrError
+    from arssr.errors import ArssrError, InputError
     from arssr.files import check_distinct, check_output, refuse_existing, refuse_inputs
     from arssr.device import resolve_device
     from arssr.gain import fits_gain
@@ -164,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
                     gain=args.detail_gain, details=True, plane_prior=prior,
                     adapt=adapt_options if adapting else None,
                 )
+                if adapting and upsampled.adaptation is None and args.save_adapted:
+                    raise InputError(f"{source}: the volume is constant, there is nothing to adapt to: "
+                                     f"{args.save_adapted} is not written")
                 if upsampled.adaptation is not None:
                     _report_adaptation(source, upsampled, args)
             result, residual = upsampled.volume, upsampled.residual

@@ -76,7 +76,8 @@ def compress(
     """Compress a volume (or NIfTI path) into an ``.arssr`` file; returns the report (rate, PSNR, SSIM, times).
 
     ``options``: ``target_bpp``, ``target_psnr``, ``time_budget``, ``device``,
-    ``progress``, ``search_scale``, ``auto``, and any :class:`CompressionConfig` field.
+    ``progress``, ``search_scale``, ``auto`` (with ``codecs`` and ``scales``: :func:`compress_volume`), and any
+    :class:`CompressionConfig` field.
     """
     output = Path(output)
     refuse_existing([output], overwrite)

@@ -78,7 +78,7 @@ def summary(report: dict) -> str:
     config = report["config"]
     text = (f"SIREN {config['depth']} x {config['width']}" if config["lr_codec"] == "siren"
             else f"{config['lr_codec'].upper()} LR")
-    return text + (f" (--auto: best of {len(report['auto']['candidates'])})" if "auto" in report else "")
+    return text + (f" (best of {len(report['auto']['candidates'])} candidates)" if "auto" in report else "")
 
 
 def describe(meta: dict, payload_bytes: int) -> list[str]:

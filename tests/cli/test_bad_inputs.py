@@ -14,6 +14,7 @@ file, and ``/proc``.
 """
 
 import hashlib
+import json
 import os
 import pickle
 import signal
@@ -337,6 +338,23 @@ def test_zero_and_constant_volumes_upsample_to_themselves(workspace, capsys, nam
     source, result = nib.load(f"{name}.nii.gz"), nib.load("out.nii.gz")
     assert result.shape == (16, 16, 16) and np.all(result.get_fdata() == source.get_fdata()[0, 0, 0])
     assert set(snapshot(workspace)) - set(before) == {"out.nii.gz", "out.json"}
+
+
+def test_a_constant_volume_is_not_adapted_and_save_adapted_says_so(workspace, capsys):
+    """--adapt on a constant volume upsamples it to itself with no adaptation in the sidecar; with
+    --save-adapted the file fails by one line and nothing is written."""
+    before = snapshot(workspace)
+    code, err = run_cli(capsys, with_(UP, "constant.nii.gz", "--scale", "2", "--adapt-steps", "1"))
+    assert code == 0, err
+    assert json.loads(Path("out.json").read_text())["adapt"] is None
+    Path("out.nii.gz").unlink()
+    Path("out.json").unlink()
+    code, err = run_cli(capsys, with_(UP, "constant.nii.gz", "--scale", "2", "--adapt-steps", "1",
+                                      "--save-adapted", "adapted.safetensors"))
+    assert code == 1
+    assert err.strip().splitlines()[-1] == ("error: constant.nii.gz: the volume is constant, there is nothing to "
+                                            "adapt to: adapted.safetensors is not written")
+    assert snapshot(workspace) == before
 
 
 def test_disagreeing_qform_and_sform_is_one_warning(workspace, capsys):

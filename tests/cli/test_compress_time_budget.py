@@ -28,6 +28,7 @@ def _budget(codec: str, *options) -> float | None:
     ("siren", ["--target-bpp", "0.05", "--auto", "--time-budget", "45"], 45.0),
     ("siren", ["--target-bpp", "0.05", "--auto", "--steps", "300"], None),
     ("siren", ["--sweep", "report"], SIREN_TIME_BUDGET),
+    ("siren", ["--sweep", "report", "--auto"], SIREN_TIME_BUDGET),
     ("siren", ["--sweep", "report", "--steps", "300"], None),
     ("sperr", ["--target-bpp", "0.05", "--lr-codec", "sperr"], None),
     ("sperr", ["--target-bpp", "0.05"], None),  # the predicted default: SPERR

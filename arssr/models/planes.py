@@ -31,7 +31,7 @@ from arssr.models.checkpoint import check_finite, pretrained_path, save_weights
 
 FORMAT = "arssr-plane-prior"
 #: The shipped prior's file name in ``arssr.pretrained`` (it may not be installed).
-DEFAULT_PRIOR = "arssr_planes_v1.safetensors"
+DEFAULT_PRIOR = "arssr_planes_v2.safetensors"
 FORMAT_VERSION = 1
 #: Slice spacings and thicknesses (output voxels) are given to the network divided by this.
 CONDITION_SCALE = 8.0

@@ -146,14 +146,14 @@ def upsample_request(
         return (Upsampled(constant, None if consistency == "none" else 1.0, residual, "none", request.operator)
                 if details else constant)
     operator = request.model_operator
-    prior_axis = None if plane_prior is None else request.slice_axis()
-    prior = None if prior_axis is None else resolve_plane_prior(plane_prior)
+    prior = plane_prior_for(request, plane_prior)
     model, adaptation, adapted = request.model, None, None
     base = None  # the interpolation that a detail gain of 0 gives, once made
     if prior is not None:
         if adapt is not None:
             prior, adaptation = adapt_prior_to(request, prior, adapt)
             adapted = prior
+        prior_axis = request.slice_axis()
         slices, spacing = operator[prior_axis], space.axes(out_shape)[prior_axis] / lr.shape[prior_axis]
         low_spacing, high_spacing = TRAINED_SPACING
         if not 0.95 * low_spacing <= spacing <= 1.05 * high_spacing:
@@ -203,11 +203,13 @@ def resolve_plane_prior(plane_prior: PlanePrior | str | os.PathLike | None) -> P
     return load_prior(plane_prior)
 
 
-def uses_plane_prior(request: Request, plane_prior: PlanePrior | str | os.PathLike | None = "auto") -> bool:
-    """Whether ``plane_prior`` makes :func:`upsample`'s estimate for ``request``: thick slices, their axis the
-    only one that changes size, and a prior there (``auto``: the shipped one installed)."""
-    return (plane_prior is not None and request.slice_axis() is not None
-            and resolve_plane_prior(plane_prior) is not None)
+def plane_prior_for(request: Request, plane_prior: PlanePrior | str | os.PathLike | None = "auto") -> PlanePrior | None:
+    """The prior that makes :func:`upsample`'s estimate for ``request``, or ``None`` (the model makes it): one
+    where thick slices are the only axis upsampled and ``plane_prior`` names one (``auto``: the shipped one,
+    when installed)."""
+    if plane_prior is None or request.slice_axis() is None:
+        return None
+    return resolve_plane_prior(plane_prior)
 
 
 def fitted_gain(
@@ -229,7 +231,7 @@ def fitted_gain(
                       slice_correction)
     if consistency == "none":
         raise InputError("a detail gain needs a consistency operator, not none")
-    if request.constant or uses_plane_prior(request, plane_prior):
+    if request.constant or plane_prior_for(request, plane_prior) is not None:
         return 1.0
     return auto_gain(request.model, request.lr, request.space.axes(request.factors), request.model_operator,
                      resolve_device(device), consistency, slice_thickness)

@@ -327,7 +327,8 @@ def main() -> None:
     if args.auto:
         mode, options = "auto", {}
     elif args.lr_codec is None and args.scale is None:
-        mode, options, candidates = "default", {"lr_codec": "sperr"}, predicted_choice(args.target_bpp)
+        candidates = predicted_choice(args.target_bpp)
+        mode, options = "default", {"lr_codec": candidates["codecs"][0]}
     else:
         mode, options = "one", {"lr_codec": args.lr_codec, "scale": args.scale}
     config = make_config("paper-2025", steps=args.steps, **options)

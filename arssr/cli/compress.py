@@ -45,7 +45,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
         with usage_errors():
             predicted = predicted_choice(args.target_bpp)
-        options["lr_codec"] = "sperr"
+        options["lr_codec"] = predicted["codecs"][0]  # a valid config for the checks; each candidate sets its own
     with usage_errors():
         config = make_config(args.preset, **options)
         _check_lr_codec_options(args, config)

@@ -180,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
         record = {
             "arssr_version": __version__, "input": str(source), "output": str(target),
             "weights": str(weights), "weights_sha256": weights_sha, "estimator": upsampled.estimator,
-            "plane_prior": str(prior_path) if upsampled.estimator == "plane prior" else None, "output_shape": list(result.shape),
+            "plane_prior": str(prior_path) if upsampled.estimator == "plane prior" else None,
+            "output_shape": list(result.shape),
             "spacing_mm": [round(s, 6) for s in result.spacing], "device": str(device),
             "precision": args.precision, "consistency": args.consistency, "detail_gain": upsampled.gain,
             "detail_gain_fitted": (args.detail_gain == "auto" and upsampled.estimator == "model"

@@ -156,7 +156,9 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--decoder-weights", help="SR model file used as the decoder (default: the shipped model)")
+    parser.add_argument("--decoder-weights", help=(
+        "SR model file used as the decoder (default: compress: the shipped default model; decompress: the "
+        "shipped model the file names, else the default)"))
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     parser.add_argument("--overwrite", "--force", action="store_true", help="replace existing outputs")

@@ -44,10 +44,16 @@ def sr_model_identity(path: str | os.PathLike | None) -> dict:
 
 
 def load_sr_model(record: dict, path: str | os.PathLike | None):
-    """The SR model of ``path`` (default: the shipped model) if it is the one ``record`` names."""
+    """The SR model of ``path`` if it is the one ``record`` names. Without ``path``: the shipped model of
+    the name ``record`` gives (files made with an earlier default), else the default model."""
     from arssr.models import default_model_path, file_sha256, load_model
+    from arssr.models.checkpoint import pretrained_path
 
-    path = Path(path) if path is not None else default_model_path()
+    if path is None:
+        name = record["name"]
+        shipped = pretrained_path(name) if name == Path(name).name else None  # a bare file name only
+        path = shipped if shipped is not None and shipped.is_file() else default_model_path()
+    path = Path(path)
     wanted = f"{record['name']} (sha256 {record['sha256'][:16]}...)"
     if not path.is_file():
         raise ModelFileError(f"SR model {path} not found; this file needs {wanted}: pass it with --decoder-weights")

@@ -84,6 +84,24 @@ def test_sr_model_is_checked_by_hash(tmp_path, tiny_weights):
         decode(meta, payload, tmp_path / "gone.safetensors", "cpu")
 
 
+def test_decoding_without_weights_uses_the_shipped_model_the_file_names(mni_crop, tiny_weights, monkeypatch):
+    """A file made with an earlier default (v7 here) decodes by itself once the default is another model; a file
+    naming a model that is not shipped needs --decoder-weights."""
+    from arssr.models import checkpoint
+
+    v7 = checkpoint.pretrained_path("arssr_rdn_v7.safetensors")
+    blob, _ = compress_volume(mni_crop, make_config("fast", scale=2.0, **FAST), v7, device="cpu")
+    meta, payload = unpack(blob)
+    assert meta["decoder"]["name"] == "arssr_rdn_v7.safetensors"
+    monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", "arssr_rdn_v9.safetensors")
+    np.testing.assert_array_equal(decode(meta, payload, None, "cpu").data, decode(meta, payload, v7, "cpu").data)
+    blob, _ = compress_volume(mni_crop, make_config("fast", scale=2.0, **FAST), tiny_weights, device="cpu")
+    meta, payload = unpack(blob)
+    with pytest.raises(ModelFileError, match="arssr_rdn_v9.safetensors .*is not the one this file was compressed "
+                                             "with; it needs tiny.safetensors"):
+        decode(meta, payload, None, "cpu")
+
+
 def test_decoding_projects_onto_the_decoded_lr(tiny_weights):
     """A plain file records its downsampling as the consistency operator and the band weights fitted at encoding;
     with weights (1, 1) decoding is the projection; older files (none) decode unprojected."""

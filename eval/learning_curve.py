@@ -82,7 +82,7 @@ def prepare(out: Path, source_csv: Path) -> None:
 def time_recipes(source: str, steps: int, recipes, out: Path, device: str = "cpu", overrides=()) -> dict:
     """Seconds per training step (wall and this process's CPU, after 2 warm-up steps) and FLOPs of one step
     (forward and backward, as ``torch.utils.flop_counter`` counts them) of each recipe trained on ``source``
-    with ``overrides``; into the JSON file ``out``."""
+    with ``overrides``; into the JSON file ``out`` (other recipes already in it are kept)."""
     import tempfile
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -90,7 +90,7 @@ def time_recipes(source: str, steps: int, recipes, out: Path, device: str = "cpu
     from arssr.training import load_config
     from arssr.training.trainer import Trainer
 
-    timing = {}
+    timing = json.loads(out.read_text()) if out.is_file() else {}
     for recipe in recipes:
         with tempfile.TemporaryDirectory() as folder:
             config = load_config(recipe, [f"data={source}", f"out={folder}", f"device={device}", *overrides])

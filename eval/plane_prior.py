@@ -6,13 +6,16 @@ real clinical scans, side by side in one run.
 2. Reported only: Colin27 ``ch2bet`` and ``ch2`` with boxcar slices of 4 and 6 mm along axis 2.
 3. Reported only: :func:`arssr.metrics.slice_steps` on the three clinical scans upsampled to about 1 mm
    along their slices (whole scan, one head mask from the cubic output, as eval/clinical_steps.py).
+4. ``steps``, reported only: where the slice steps come from, on the macaque with axial boxcar slices of 3 and
+   5 mm: the steps and in-mask PSNR of the truth, cubic, the prior's own estimate and that estimate after the
+   default (smooth) correction.
 
 Methods: cubic, the 3D default (``arssr+dc:slice+gain``: smooth correction, fitted detail gain), the
 prior (smooth correction, gain 1), each with the default settings of ``arssr upsample`` otherwise; on
 Colin27 ``ch2bet`` at 6 mm also the prior after ``--adapt 180`` (self-adaptation on the input's own
 in-plane axes).
 
-Usage: python eval/plane_prior.py --prior PRIOR.safetensors [--parts selection,reported,clinical]
+Usage: python eval/plane_prior.py --prior PRIOR.safetensors [--parts selection,reported,clinical,steps]
        [--methods cubic,arssr,prior] [--templates $TEMPLATES] [--data ../shared/data] [--threads 1]
        [--json eval/results/plane_prior/results.json]
 
@@ -36,10 +39,12 @@ import torch
 from arssr.evaluation.methods import baseline, model_method
 from arssr.evaluation.scoring import Subject, evaluate
 from arssr.inference import upsample
-from arssr.metrics import brain_mask, slice_steps
+from arssr.gain import interpolation
+from arssr.metrics import brain_mask, psnr, slice_steps
 from arssr.models import default_model_path, load_model
-from arssr.models.planes import load_prior
-from arssr.simulate import ThickSlices
+from arssr.models.planes import load_prior, through_plane
+from arssr.request import prepare
+from arssr.simulate import ThickSlices, simulate_thick_slices
 from arssr.volume import load_volume
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -51,6 +56,8 @@ CASES = (
     ("reported", "ch2bet.nii.gz", ((4.0, 2), (6.0, 2))),
     ("reported", "ch2.nii.gz", ((4.0, 2), (6.0, 2))),
 )
+#: ``(template file, thicknesses mm, axis)`` of the ``steps`` part.
+STEP_CASES = ("inia19-t1-brain.nii.gz", (3.0, 5.0), 2)
 #: Self-adaptation of the prior (``--adapt``), on these ``(volume, thickness)`` cases only.
 ADAPT_SECONDS = 180.0
 ADAPT_CASES = (("ch2bet", 6.0),)
@@ -95,6 +102,34 @@ def clinical(data: Path, model, prior) -> list[dict]:
     return rows
 
 
+def step_sources(templates: Path, model, prior) -> list[dict]:
+    """Slice steps and in-mask PSNR of the truth, cubic, the prior's own estimate and the default output."""
+    file, thicknesses, axis = STEP_CASES
+    truth = load_volume(templates / file)
+    mask = brain_mask(truth.data)
+    rows = []
+    for thickness in thicknesses:
+        lr = simulate_thick_slices(truth, ThickSlices(thickness, axis))
+        scale = tuple(truth.shape[a] / lr.shape[a] for a in range(3))
+        request = prepare(lr, model, scale, None, "kspace", thickness, "boxcar", "smooth")
+        space, operator, slice_axis = request.space, request.model_operator, request.slice_axis()
+        axes = space.axes(request.out_shape)
+        cubic_lr = interpolation(request.lr, axes, operator)
+        estimate = through_plane(prior, cubic_lr, slice_axis, axes[slice_axis] / request.lr.shape[slice_axis],
+                                 operator[slice_axis].thickness)
+        outputs = {"truth": truth.data, "cubic": space.from_model(cubic_lr), "prior estimate": space.from_model(estimate),
+                   "prior, default": upsample(lr, model, scale=scale, device="cpu", slice_thickness=thickness,
+                                              plane_prior=prior).data}
+        row = {"volume": file.split(".")[0], "slice_thickness": thickness, "axis": axis}
+        for name, data in outputs.items():
+            row[name] = {"steps": round(slice_steps(data, axis, mask), 3)}
+            if name != "truth":
+                row[name]["psnr_mask"] = round(psnr(data, truth.data, mask=mask), 3)
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prior", help="the plane prior's weights (needed for the prior and the clinical part)")
@@ -107,8 +142,8 @@ def main() -> None:
     parser.add_argument("--json", default="eval/results/plane_prior/results.json", help="where to write")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if not args.prior and ("prior" in args.methods.split(",") or "clinical" in args.parts.split(",")):
-        parser.error("--prior is needed for the prior method and the clinical part")
+    if not args.prior and ("prior" in args.methods.split(",") or {"clinical", "steps"} & set(args.parts.split(","))):
+        parser.error("--prior is needed for the prior method and the clinical and steps parts")
     model, prior = load_model(None), load_prior(args.prior) if args.prior else None
     methods = {"cubic": baseline("cubic"),
                "arssr": model_method(model, "cpu", consistency="slice", gain="auto", plane_prior=None),
@@ -134,6 +169,8 @@ def main() -> None:
         print("rule:", report["rule"])
     if "clinical" in parts:
         report["clinical"] = clinical(Path(args.data), model, prior)
+    if "steps" in parts:
+        report["steps"] = step_sources(Path(args.templates), model, prior)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(out)

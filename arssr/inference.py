@@ -153,14 +153,7 @@ def upsample_request(
         if adapt is not None:
             prior, adaptation = adapt_prior_to(request, prior, adapt)
             adapted = prior
-        prior_axis = request.slice_axis()
-        slices, spacing = operator[prior_axis], space.axes(out_shape)[prior_axis] / lr.shape[prior_axis]
-        low_spacing, high_spacing = TRAINED_SPACING
-        if not 0.95 * low_spacing <= spacing <= 1.05 * high_spacing:
-            warnings.warn(f"slice spacing of {spacing:.3g} output voxels is outside the {low_spacing:g}-"
-                          f"{high_spacing:g} the plane prior was trained on; results may be poor", stacklevel=2)
-        base = interpolation(lr, space.axes(out_shape), operator)
-        result = through_plane(prior, base, prior_axis, spacing, slices.thickness)
+        result, base = prior_estimate(request, prior)
         gain, estimator = (1.0 if gain == "auto" else gain), "plane prior"
     else:
         if adapt is not None:
@@ -191,6 +184,20 @@ def upsample_request(
     return (Upsampled(result, None if gain is None else float(gain), residual, estimator, request.operator,
                       adaptation, adapted)
             if details else result)
+
+
+def prior_estimate(request: Request, prior: PlanePrior) -> tuple[np.ndarray, np.ndarray]:
+    """``(estimate, interpolation)`` in model space: the plane prior's estimate of a request whose thick
+    slices are the only axis upsampled, and the interpolation along the slices that it restores."""
+    lr, operator, axis = request.lr, request.model_operator, request.slice_axis()
+    axes = request.space.axes(request.out_shape)
+    spacing = axes[axis] / lr.shape[axis]
+    low_spacing, high_spacing = TRAINED_SPACING
+    if not 0.95 * low_spacing <= spacing <= 1.05 * high_spacing:
+        warnings.warn(f"slice spacing of {spacing:.3g} output voxels is outside the {low_spacing:g}-"
+                      f"{high_spacing:g} the plane prior was trained on; results may be poor", stacklevel=3)
+    base = interpolation(lr, axes, operator)
+    return through_plane(prior, base, axis, spacing, operator[axis].thickness), base
 
 
 def resolve_plane_prior(plane_prior: PlanePrior | str | os.PathLike | None) -> PlanePrior | None:

@@ -10,7 +10,7 @@ study's recipes never train on (v9 itself did). The gain over v9 is fitted again
   python eval/learning_curve.py prepare --out $D          # train.csv less the slab; the two scored crops
   arssr train --config train/curve_X.yaml --out RUN --resume auto --threads 1 data=$D/train.csv
   python eval/learning_curve.py score --data $D RUN ...   # v9 into $D/scores_v9.json, each RUN's kept models
-  python eval/learning_curve.py time --source $D/train.csv --out $D/timing.json   # s and FLOPs per step
+  python eval/learning_curve.py time --source $D/train.csv --out $D/timing.json   # s and FLOPs per step (added to the file)
   python eval/learning_curve.py report --data $D RUN ...  # fit, table and plot in eval/results/learning_curve/
   python eval/learning_curve.py score-model WEIGHTS VOLUME... --out JSON          # one model (train/gpu_run.sh)
 """
@@ -108,7 +108,8 @@ def time_recipes(source: str, steps: int, recipes, out: Path, device: str = "cpu
             timing[Path(recipe).stem] = {
                 "s_per_step": round((time.perf_counter() - start[1]) / steps, 4),
                 "cpu_s_per_step": round((time.process_time() - start[0]) / steps, 4),
-                "flops_per_step": counter.get_total_flops(), "device": str(trainer.device)}
+                "flops_per_step": counter.get_total_flops(), "device": str(trainer.device),
+                "source": source, "steps": steps, "overrides": list(overrides)}
             print(json.dumps({"recipe": Path(recipe).stem, **timing[Path(recipe).stem]}), flush=True)
     write_json(out, timing)
     return timing

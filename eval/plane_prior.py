@@ -39,10 +39,10 @@ import torch
 from arssr.evaluation.methods import baseline, model_method
 from arssr.evaluation.scoring import Subject, evaluate
 from arssr.inference import upsample
-from arssr.gain import interpolation
+from arssr.inference import prior_estimate, upsample_request
 from arssr.metrics import brain_mask, psnr, slice_steps
 from arssr.models import default_model_path, load_model
-from arssr.models.planes import load_prior, through_plane
+from arssr.models.planes import load_prior
 from arssr.request import prepare
 from arssr.simulate import ThickSlices, simulate_thick_slices
 from arssr.volume import load_volume
@@ -57,7 +57,7 @@ CASES = (
     ("reported", "ch2.nii.gz", ((4.0, 2), (6.0, 2))),
 )
 #: ``(template file, thicknesses mm, axis)`` of the ``steps`` part.
-STEP_CASES = ("inia19-t1-brain.nii.gz", (3.0, 5.0), 2)
+STEP_CASE = ("inia19-t1-brain.nii.gz", (3.0, 5.0), 2)
 #: Self-adaptation of the prior (``--adapt``), on these ``(volume, thickness)`` cases only.
 ADAPT_SECONDS = 180.0
 ADAPT_CASES = (("ch2bet", 6.0),)
@@ -104,22 +104,18 @@ def clinical(data: Path, model, prior) -> list[dict]:
 
 def step_sources(templates: Path, model, prior) -> list[dict]:
     """Slice steps and in-mask PSNR of the truth, cubic, the prior's own estimate and the default output."""
-    file, thicknesses, axis = STEP_CASES
+    file, thicknesses, axis = STEP_CASE
     truth = load_volume(templates / file)
     mask = brain_mask(truth.data)
     rows = []
     for thickness in thicknesses:
         lr = simulate_thick_slices(truth, ThickSlices(thickness, axis))
         scale = tuple(truth.shape[a] / lr.shape[a] for a in range(3))
-        request = prepare(lr, model, scale, None, "kspace", thickness, "boxcar", "smooth")
-        space, operator, slice_axis = request.space, request.model_operator, request.slice_axis()
-        axes = space.axes(request.out_shape)
-        cubic_lr = interpolation(request.lr, axes, operator)
-        estimate = through_plane(prior, cubic_lr, slice_axis, axes[slice_axis] / request.lr.shape[slice_axis],
-                                 operator[slice_axis].thickness)
-        outputs = {"truth": truth.data, "cubic": space.from_model(cubic_lr), "prior estimate": space.from_model(estimate),
-                   "prior, default": upsample(lr, model, scale=scale, device="cpu", slice_thickness=thickness,
-                                              plane_prior=prior).data}
+        request = prepare(lr, model, scale, slice_thickness=thickness)
+        estimate, interpolated = prior_estimate(request, prior)
+        outputs = {"truth": truth.data, "cubic": request.space.from_model(interpolated),
+                   "prior estimate": request.space.from_model(estimate),
+                   "prior, default": upsample_request(request, device="cpu", plane_prior=prior).data}
         row = {"volume": file.split(".")[0], "slice_thickness": thickness, "axis": axis}
         for name, data in outputs.items():
             row[name] = {"steps": round(slice_steps(data, axis, mask), 3)}

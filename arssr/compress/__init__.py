@@ -1,7 +1,7 @@
 """Volume compression: downsample, fit a SIREN to the LR volume, quantise and code its weights.
 
 Decoding evaluates the SIREN on the LR grid, then the SR model (any arssr
-model file; default the shipped one) brings it back to the original grid
+model file; default the shipped one the file names) brings it back to the original grid
 (docs/explanation/geometry.md), intensities and dtype. The SR model is not
 in the file: its name and sha256 are, and decoding refuses any other model.
 The SR result is made consistent with the decoded LR by a detail gain and

@@ -98,7 +98,8 @@ def decompress(
     overwrite: bool = False,
     dtype: str = "input",
 ) -> Volume:
-    """Decode an ``.arssr`` file; also written as NIfTI to ``output`` if given (``dtype`` as ``save_volume``)."""
+    """Decode an ``.arssr`` file; also written as NIfTI to ``output`` if given (``dtype`` as ``save_volume``).
+    ``sr_model=None`` takes the shipped model the file names, else the default."""
     if output is not None:
         refuse_existing([output], overwrite)
     meta, payload = container.read_container(source)

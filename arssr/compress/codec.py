@@ -61,7 +61,7 @@ def load_sr_model(record: dict, path: str | os.PathLike | None):
     if sha != record["sha256"]:
         raise ModelFileError(
             f"SR model {path} (sha256 {sha[:16]}...) is not the one this file was compressed with; "
-            f"it needs {wanted}: pass that file with --decoder-weights"
+            f"it needs {wanted}: pass the model file it was made with as --decoder-weights"
         )
     return load_model(path)
 
@@ -174,7 +174,8 @@ def decode(
     device: str | torch.device = "auto",
     progress: bool = False,
 ) -> Volume:
-    """The volume that ``(meta, payload)`` describe; the SR model at ``sr_model`` must be the recorded one."""
+    """The volume that ``(meta, payload)`` describe; the SR model at ``sr_model`` (default: as
+    :func:`load_sr_model`) must be the recorded one."""
     from arssr.device import resolve_device
 
     metadata.check_metadata(meta)

@@ -93,13 +93,31 @@ def test_decoding_without_weights_uses_the_shipped_model_the_file_names(mni_crop
     blob, _ = compress_volume(mni_crop, make_config("fast", scale=2.0, **FAST), v7, device="cpu")
     meta, payload = unpack(blob)
     assert meta["decoder"]["name"] == "arssr_rdn_v7.safetensors"
-    monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", "arssr_rdn_v9.safetensors")
+    monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", "arssr_rdn_v9.safetensors")  # whatever the default is
     np.testing.assert_array_equal(decode(meta, payload, None, "cpu").data, decode(meta, payload, v7, "cpu").data)
     blob, _ = compress_volume(mni_crop, make_config("fast", scale=2.0, **FAST), tiny_weights, device="cpu")
     meta, payload = unpack(blob)
     with pytest.raises(ModelFileError, match="arssr_rdn_v9.safetensors .*is not the one this file was compressed "
                                              "with; it needs tiny.safetensors"):
         decode(meta, payload, None, "cpu")
+
+
+def test_decoding_looks_up_bare_shipped_names_only(monkeypatch):
+    """A recorded name with a folder in it is not looked up (the default is tried, and refused); a shipped file
+    of the recorded name with another sha256 is refused, naming the file the record asks for."""
+    from arssr.compress.codec import load_sr_model
+    from arssr.models import checkpoint, file_sha256
+    from arssr.models.checkpoint import pretrained_path
+
+    monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", "arssr_rdn_v9.safetensors")
+    v7 = pretrained_path("arssr_rdn_v7.safetensors")
+    for name in (str(v7), "../pretrained/arssr_rdn_v7.safetensors"):
+        with pytest.raises(ModelFileError, match=r"arssr_rdn_v9\.safetensors \(sha256 9668310d.*is not the one"):
+            load_sr_model({"name": name, "sha256": file_sha256(v7)}, None)
+    other = {"name": "arssr_rdn_v7.safetensors", "sha256": file_sha256(pretrained_path("arssr_rdn_v5.safetensors"))}
+    with pytest.raises(ModelFileError, match=r"arssr_rdn_v7\.safetensors \(sha256 .* it needs arssr_rdn_v7"
+                                             r"\.safetensors \(sha256 " + other["sha256"][:16]):
+        load_sr_model(other, None)
 
 
 def test_decoding_projects_onto_the_decoded_lr(tiny_weights):

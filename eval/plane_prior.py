@@ -38,8 +38,7 @@ import torch
 
 from arssr.evaluation.methods import baseline, model_method
 from arssr.evaluation.scoring import Subject, evaluate
-from arssr.inference import upsample
-from arssr.inference import prior_estimate, upsample_request
+from arssr.inference import prior_estimate, upsample, upsample_request
 from arssr.metrics import brain_mask, psnr, slice_steps
 from arssr.models import default_model_path, load_model
 from arssr.models.planes import load_prior

@@ -50,9 +50,8 @@ def load_sr_model(record: dict, path: str | os.PathLike | None):
     from arssr.models.checkpoint import pretrained_path
 
     if path is None:
-        name = record["name"]
-        shipped = pretrained_path(name) if name == Path(name).name else None  # a bare file name only
-        path = shipped if shipped is not None and shipped.is_file() else default_model_path()
+        name, shipped = record["name"], pretrained_path(record["name"])
+        path = shipped if name == Path(name).name and shipped.is_file() else default_model_path()  # bare names only
     path = Path(path)
     wanted = f"{record['name']} (sha256 {record['sha256'][:16]}...)"
     if not path.is_file():

@@ -224,7 +224,7 @@ def adapt_prior(prior: PlanePrior, lr: np.ndarray, axis: int, spacing_mm: float,
     while (steps is None or done < steps) and (seconds is None or time.perf_counter() - began < seconds):
         inputs, target, spacing, thickness = planes.batch_of([example(int(rng.integers(2)), centres[~held])
                                                               for _ in range(batch)])
-        loss = torch.nn.functional.l1_loss(tuned(inputs, spacing, thickness), target)
+        loss = planes.plane_loss(tuned(inputs, spacing, thickness), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

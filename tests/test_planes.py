@@ -13,7 +13,8 @@ from arssr.errors import InputError, ModelFileError
 from arssr.inference import upsample
 from arssr.models.planes import PlanePrior, load_prior, save_prior, through_plane
 from arssr.simulate import ThickSlices, simulate_thick_slices
-from arssr.training.planes import PlaneDraws, PriorRun, cubic_rows, draw_example, thin_rows, train_prior
+from arssr.training.planes import (PlaneDraws, PriorRun, cubic_rows, draw_example, plane_loss, thin_rows,
+                                   train_prior)
 from arssr.volume import Volume
 
 
@@ -165,6 +166,28 @@ def test_training_resumes_where_it_stopped(tmp_path, mni_t1, one_thread):
                            small_prior().state_dict()["net.model.0.conv.unit0.conv.weight"])
     with pytest.raises(InputError, match="its run's cosine schedule spans 4 steps, not 6"):
         train_prior(volumes, tmp_path / "resumed", PriorRun(**{**run.__dict__, "steps": 6}), log=lambda _: None)
+    with pytest.raises(InputError, match="its run has difference weight 0.0, not 0.5"):
+        train_prior(volumes, tmp_path / "resumed", PriorRun(**{**run.__dict__, "difference_weight": 0.5}),
+                    log=lambda _: None)
+
+
+def test_the_difference_loss_is_the_l1_of_the_row_to_row_changes_and_sees_a_staircase(mni_t1):
+    rng = np.random.default_rng(3)
+    example = draw_example((mni_t1.data / mni_t1.data.max()).astype(np.float32), PlaneDraws(size=32), rng,
+                           axes=(2, 0), spacing=4.0, thickness=4.0, profile="boxcar")
+    target = example.target.astype(np.float64)
+    # a staircase with the target's mean level per slice: constant within every 4 rows
+    stairs = np.repeat(target.reshape(8, 4, 32).mean(axis=1), 4, axis=0)
+    as_tensor = [torch.from_numpy(x)[None, None] for x in (stairs, target)]
+    intensity = np.abs(stairs - target).mean()
+    differences = np.abs(np.diff(stairs, axis=0) - np.diff(target, axis=0)).mean()
+    assert float(plane_loss(*as_tensor)) == pytest.approx(intensity, rel=1e-12)
+    assert float(plane_loss(*as_tensor, difference_weight=0.5)) == pytest.approx(intensity + 0.5 * differences,
+                                                                                 rel=1e-12)
+    # per unit of intensity error, the staircase costs more in differences than cubic interpolation does
+    cubic = example.interpolated.astype(np.float64)
+    cubic_ratio = np.abs(np.diff(cubic - target, axis=0)).mean() / np.abs(cubic - target).mean()
+    assert differences / intensity > 1.2 * cubic_ratio
 
 
 def test_adaptation_learns_from_the_inputs_own_planes_and_keeps_the_caller_prior(mni_t1, one_thread):

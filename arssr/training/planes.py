@@ -124,7 +124,8 @@ def batch_of(examples: Sequence[PlaneExample]) -> tuple[torch.Tensor, ...]:
 @dataclass(frozen=True)
 class PriorRun:
     """A training run of the prior: ``steps`` of Adam at ``lr`` (cosine, ``warmup`` steps), ``batch``
-    examples each, a checkpoint every ``checkpoint_every`` steps and exported weights at ``export_steps``."""
+    examples each, a checkpoint every ``checkpoint_every`` steps and exported weights at ``export_steps``;
+    the loss is :func:`plane_loss` with ``difference_weight``."""
 
     steps: int = 20000
     batch: int = 16
@@ -133,7 +134,18 @@ class PriorRun:
     checkpoint_every: int = 200
     export_steps: tuple[int, ...] = ()
     seed: int = 0
+    difference_weight: float = 0.0
     draws: PlaneDraws = PlaneDraws()
+
+
+def plane_loss(restored: torch.Tensor, target: torch.Tensor, difference_weight: float = 0.0) -> torch.Tensor:
+    """L1 between ``(B, 1, H, W)`` planes, plus ``difference_weight`` times the L1 between their differences
+    from row to row: the change across the slice axis, which the intensity loss alone lets gather at slice
+    boundaries (the staircase of :func:`arssr.metrics.slice_steps`)."""
+    loss = torch.nn.functional.l1_loss(restored, target)
+    if difference_weight:
+        loss = loss + difference_weight * torch.nn.functional.l1_loss(restored.diff(dim=-2), target.diff(dim=-2))
+    return loss
 
 
 def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: PriorRun = PriorRun(),
@@ -158,6 +170,9 @@ def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: Prio
         if state.get("steps", run.steps) != run.steps:
             raise InputError(f"{out}: its run's cosine schedule spans {state['steps']} steps, not {run.steps}; "
                              "resume with the same steps or start a new run folder")
+        if state.get("difference_weight", 0.0) != run.difference_weight:
+            raise InputError(f"{out}: its run has difference weight {state.get('difference_weight', 0.0)}, not "
+                             f"{run.difference_weight}; resume with the same or start a new run folder")
         prior.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["scheduler"])
@@ -172,7 +187,7 @@ def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: Prio
         picks = rng.integers(len(volumes), size=run.batch)
         planes, target, spacing, thickness = batch_of(
             [draw_example(volumes[k], run.draws, rng, centres=centres[k]) for k in picks])
-        loss = torch.nn.functional.l1_loss(prior(planes, spacing, thickness), target)
+        loss = plane_loss(prior(planes, spacing, thickness), target, run.difference_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -184,10 +199,10 @@ def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: Prio
             log(f"step {step} loss {running / 100:.5f} lr {schedule.get_last_lr()[0]:.2e}")
             running = 0.0
         if step % run.checkpoint_every == 0 or step == run.steps:
-            _checkpoint(prior, optimizer, schedule, rng, step, out, run.steps)
+            _checkpoint(prior, optimizer, schedule, rng, step, out, run)
         if step in run.export_steps:
             save_prior(prior, out / f"step{step}.safetensors", step=str(step))
-    _checkpoint(prior, optimizer, schedule, rng, step, out, run.steps)
+    _checkpoint(prior, optimizer, schedule, rng, step, out, run)
     writer.close()
     return save_prior(prior.eval(), out / "last.safetensors", step=str(step))
 
@@ -206,9 +221,9 @@ def _seeded_prior(seed: int) -> PlanePrior:
         return PlanePrior()
 
 
-def _checkpoint(prior, optimizer, schedule, rng, step: int, out: Path, steps: int) -> None:
+def _checkpoint(prior, optimizer, schedule, rng, step: int, out: Path, run: PriorRun) -> None:
     atomic_save({"model": prior.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": schedule.state_dict(), "rng": rng.bit_generator.state, "step": step,
-                 "steps": steps},
+                 "steps": run.steps, "difference_weight": run.difference_weight},
                 out / "checkpoint.pt")
 

@@ -166,7 +166,7 @@ def test_training_resumes_where_it_stopped(tmp_path, mni_t1, one_thread):
                            small_prior().state_dict()["net.model.0.conv.unit0.conv.weight"])
     with pytest.raises(InputError, match="its run's cosine schedule spans 4 steps, not 6"):
         train_prior(volumes, tmp_path / "resumed", PriorRun(**{**run.__dict__, "steps": 6}), log=lambda _: None)
-    with pytest.raises(InputError, match="its run has difference weight 0.0, not 0.5"):
+    with pytest.raises(InputError, match="its run's loss has difference weight 0.0 and norm l1, not 0.5 and l1"):
         train_prior(volumes, tmp_path / "resumed", PriorRun(**{**run.__dict__, "difference_weight": 0.5}),
                     log=lambda _: None)
 
@@ -184,6 +184,10 @@ def test_the_difference_loss_is_the_l1_of_the_row_to_row_changes_and_sees_a_stai
     assert float(plane_loss(*as_tensor)) == pytest.approx(intensity, rel=1e-12)
     assert float(plane_loss(*as_tensor, difference_weight=0.5)) == pytest.approx(intensity + 0.5 * differences,
                                                                                  rel=1e-12)
+    squared = ((stairs - target) ** 2).mean() + 2 * ((np.diff(stairs, axis=0) - np.diff(target, axis=0)) ** 2).mean()
+    assert float(plane_loss(*as_tensor, difference_weight=2, norm="l2")) == pytest.approx(squared, rel=1e-12)
+    with pytest.raises(ValueError, match="unknown loss norm 'l3'; known: l1, l2"):
+        plane_loss(*as_tensor, norm="l3")
     # per unit of intensity error, the staircase costs more in differences than cubic interpolation does
     cubic = example.interpolated.astype(np.float64)
     cubic_ratio = np.abs(np.diff(cubic - target, axis=0)).mean() / np.abs(cubic - target).mean()

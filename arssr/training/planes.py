@@ -28,6 +28,8 @@ from arssr.models.planes import PlanePrior, save_prior
 from arssr.training.run_folder import atomic_save
 from arssr.training.trainer import lr_factor
 
+#: The errors :func:`plane_loss` can use.
+LOSS_NORMS = {"l1": torch.nn.functional.l1_loss, "l2": torch.nn.functional.mse_loss}
 #: Voxels with a normalised intensity above this are foreground, where patches are centred.
 FOREGROUND = 0.05
 
@@ -125,7 +127,7 @@ def batch_of(examples: Sequence[PlaneExample]) -> tuple[torch.Tensor, ...]:
 class PriorRun:
     """A training run of the prior: ``steps`` of Adam at ``lr`` (cosine, ``warmup`` steps), ``batch``
     examples each, a checkpoint every ``checkpoint_every`` steps and exported weights at ``export_steps``;
-    the loss is :func:`plane_loss` with ``difference_weight``."""
+    the loss is :func:`plane_loss` with ``difference_weight`` and ``norm``."""
 
     steps: int = 20000
     batch: int = 16
@@ -135,16 +137,23 @@ class PriorRun:
     export_steps: tuple[int, ...] = ()
     seed: int = 0
     difference_weight: float = 0.0
+    norm: str = "l1"
     draws: PlaneDraws = PlaneDraws()
 
 
-def plane_loss(restored: torch.Tensor, target: torch.Tensor, difference_weight: float = 0.0) -> torch.Tensor:
-    """L1 between ``(B, 1, H, W)`` planes, plus ``difference_weight`` times the L1 between their differences
-    from row to row: the change across the slice axis, which the intensity loss alone lets gather at slice
-    boundaries (the staircase of :func:`arssr.metrics.slice_steps`)."""
-    loss = torch.nn.functional.l1_loss(restored, target)
+def plane_loss(restored: torch.Tensor, target: torch.Tensor, difference_weight: float = 0.0,
+               norm: str = "l1") -> torch.Tensor:
+    """The ``norm`` (``"l1"`` or ``"l2"``: mean absolute or squared error) between ``(B, 1, H, W)`` planes, plus
+    ``difference_weight`` times the same between their differences from row to row: the change across the
+    slice axis, which the intensity loss alone lets gather at slice boundaries (the staircase of
+    :func:`arssr.metrics.slice_steps`). Where an edge could lie anywhere within a slice, the L1 loss is
+    least for a sharp edge at the median place and the L2 loss for a ramp through the possible places."""
+    if norm not in LOSS_NORMS:
+        raise ValueError(f"unknown loss norm {norm!r}; known: {', '.join(LOSS_NORMS)}")
+    error = LOSS_NORMS[norm]
+    loss = error(restored, target)
     if difference_weight:
-        loss = loss + difference_weight * torch.nn.functional.l1_loss(restored.diff(dim=-2), target.diff(dim=-2))
+        loss = loss + difference_weight * error(restored.diff(dim=-2), target.diff(dim=-2))
     return loss
 
 
@@ -170,9 +179,10 @@ def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: Prio
         if state.get("steps", run.steps) != run.steps:
             raise InputError(f"{out}: its run's cosine schedule spans {state['steps']} steps, not {run.steps}; "
                              "resume with the same steps or start a new run folder")
-        if state.get("difference_weight", 0.0) != run.difference_weight:
-            raise InputError(f"{out}: its run has difference weight {state.get('difference_weight', 0.0)}, not "
-                             f"{run.difference_weight}; resume with the same or start a new run folder")
+        saved = (state.get("difference_weight", 0.0), state.get("norm", "l1"))
+        if saved != (run.difference_weight, run.norm):
+            raise InputError(f"{out}: its run's loss has difference weight {saved[0]} and norm {saved[1]}, not "
+                             f"{run.difference_weight} and {run.norm}; resume with the same or start a new run folder")
         prior.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["scheduler"])
@@ -187,7 +197,7 @@ def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: Prio
         picks = rng.integers(len(volumes), size=run.batch)
         planes, target, spacing, thickness = batch_of(
             [draw_example(volumes[k], run.draws, rng, centres=centres[k]) for k in picks])
-        loss = plane_loss(prior(planes, spacing, thickness), target, run.difference_weight)
+        loss = plane_loss(prior(planes, spacing, thickness), target, run.difference_weight, run.norm)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -224,6 +234,6 @@ def _seeded_prior(seed: int) -> PlanePrior:
 def _checkpoint(prior, optimizer, schedule, rng, step: int, out: Path, run: PriorRun) -> None:
     atomic_save({"model": prior.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": schedule.state_dict(), "rng": rng.bit_generator.state, "step": step,
-                 "steps": run.steps, "difference_weight": run.difference_weight},
+                 "steps": run.steps, "difference_weight": run.difference_weight, "norm": run.norm},
                 out / "checkpoint.pt")
 

@@ -222,9 +222,9 @@ def adapt_prior(prior: PlanePrior, lr: np.ndarray, axis: int, spacing_mm: float,
     optimizer = torch.optim.Adam(tuned.parameters(), lr=learning_rate)
     began, done = time.perf_counter(), 0
     while (steps is None or done < steps) and (seconds is None or time.perf_counter() - began < seconds):
-        inputs, target, spacing, thickness = planes.batch_of([example(int(rng.integers(2)), centres[~held])
-                                                              for _ in range(batch)])
-        loss = planes.plane_loss(tuned(inputs, spacing, thickness), target)
+        inputs, target, *conditions = planes.batch_of([example(int(rng.integers(2)), centres[~held])
+                                                       for _ in range(batch)])
+        loss = planes.plane_loss(tuned(inputs, *conditions), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -252,8 +252,8 @@ def adapt_prior_to(request: Request, prior: PlanePrior,
 
 @torch.no_grad()
 def _prior_psnr(prior: PlanePrior, examples: tuple[torch.Tensor, ...]) -> float:
-    planes, target, spacing, thickness = examples
-    error = float(torch.mean((prior(planes, spacing, thickness) - target) ** 2))
+    planes, target, *conditions = examples
+    error = float(torch.mean((prior(planes, *conditions) - target) ** 2))
     return 10 * math.log10(1.0 / max(error, 1e-12))
 
 

@@ -14,14 +14,14 @@ from arssr.inference import upsample
 from arssr.models.planes import PlanePrior, load_prior, save_prior, through_plane
 from arssr.simulate import ThickSlices, simulate_thick_slices
 from arssr.training.planes import (PlaneDraws, PriorRun, cubic_rows, draw_example, plane_loss, thin_rows,
-                                   train_prior)
+                                   train_prior, with_phase)
 from arssr.volume import Volume
 
 
-def small_prior(seed: int = 0) -> PlanePrior:
+def small_prior(seed: int = 0, phase: bool = False) -> PlanePrior:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        prior = PlanePrior(channels=(4, 8), res_units=1)
+        prior = PlanePrior(channels=(4, 8), res_units=1, phase=phase)
         for p in prior.parameters():  # a visible residual: the default initialisation is near zero
             p.data.normal_(0, 0.3)
     return prior.eval()
@@ -37,9 +37,10 @@ def one_plane(prior, plane: np.ndarray, spacing: float, thickness: float) -> np.
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
-def test_through_plane_is_the_mean_of_the_planes_across_each_other_axis(axis, mni_crop, one_thread):
+@pytest.mark.parametrize("phase", [False, True])
+def test_through_plane_is_the_mean_of_the_planes_across_each_other_axis(axis, phase, mni_crop, one_thread):
     volume = (mni_crop.data / mni_crop.data.max()).astype(np.float32)[:, :23, :19]  # odd sizes: padding
-    prior = small_prior()
+    prior = small_prior(phase=phase)
     got = through_plane(prior, volume, axis, 3.0, 2.5)
     expected = np.zeros_like(volume)
     for across in [a for a in range(3) if a != axis]:
@@ -60,6 +61,37 @@ def test_the_prior_is_told_the_spacing_and_thickness(mni_crop):
     prior = small_prior()
     assert not np.allclose(through_plane(prior, volume, 2, 3.0, 3.0), through_plane(prior, volume, 2, 5.0, 3.0))
     assert not np.allclose(through_plane(prior, volume, 2, 3.0, 3.0), through_plane(prior, volume, 2, 3.0, 2.0))
+
+
+def test_a_phase_prior_reads_each_rows_place_within_its_slice(mni_crop):
+    prior = small_prior(phase=True)
+    planes = torch.from_numpy((mni_crop.data[:, :16, :8] / mni_crop.data.max()).astype(np.float32))[:, None]
+    spacing, thickness, offset = (torch.full((24,), 3.5), torch.full((24,), 3.0), torch.arange(24.0) % 5)
+    rows = np.arange(16)[None, :] + offset.numpy()[:, None] + 0.5  # (planes, rows)
+    waves = [f(2 * np.pi * rows / 3.5) for f in (np.cos, np.sin)]
+    inputs = [planes[:, 0]] + [torch.full((24, 16, 8), value) for value in (3.5 / 8, 3.0 / 8)] + [
+        torch.from_numpy(w).float()[:, :, None].expand(-1, -1, 8) for w in waves]
+    with torch.no_grad():
+        expected = planes + prior.net(torch.stack(inputs, dim=1))
+        torch.testing.assert_close(prior(planes, spacing, thickness, offset), expected)
+        shifted = prior(planes, spacing, thickness, offset + 1)
+    assert not torch.allclose(shifted, expected, atol=1e-3)
+    assert "phase" not in small_prior().config and small_prior(phase=True).config["phase"] is True
+
+
+def test_with_phase_keeps_the_function_until_trained_and_round_trips(tmp_path, mni_t1, one_thread):
+    volume = (mni_t1.data[::2, ::2, ::2] / mni_t1.data.max()).astype(np.float32)
+    plain = small_prior()
+    phased = with_phase(plain)
+    assert phased.phase and not plain.phase and "phase" not in plain.config
+    np.testing.assert_allclose(through_plane(phased, volume, 2, 4.0, 4.0), through_plane(plain, volume, 2, 4.0, 4.0),
+                               atol=1e-6)
+    trained = load_prior(train_prior([volume], tmp_path / "run", PriorRun(steps=2, batch=2, draws=PlaneDraws(size=16)),
+                                     prior=phased, log=lambda _: None))
+    assert trained.phase and trained.config == phased.config
+    new_inputs = trained.state_dict()["net.model.0.conv.unit0.conv.weight"][:, 3:]
+    assert new_inputs.abs().max() > 0  # the phase channels began at zero and learnt
+    assert not phased.state_dict()["net.model.0.conv.unit0.conv.weight"][:, 3:].any()  # the caller's copy is kept
 
 
 def test_thin_rows_averages_whole_slices_and_cubic_rows_is_scipys_zoom():
@@ -90,7 +122,7 @@ def test_an_example_is_the_plane_and_its_slices_brought_back(axes, mni_t1):
     slices = wide.reshape(-1, 4, 32).mean(axis=1)  # whole boxcar slices, 4 rows each
     expected = ndimage.zoom(slices.astype(np.float64), (4, 1), order=3, mode="reflect", grid_mode=True)
     np.testing.assert_allclose(example.interpolated, expected[margin:-margin], atol=1e-5)
-    assert (example.spacing, example.thickness) == (4.0, 4.0)
+    assert (example.spacing, example.thickness, example.offset) == (4.0, 4.0, margin)
 
 
 def test_prior_files_round_trip_and_bad_files_are_refused(tmp_path, mni_crop):

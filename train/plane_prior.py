@@ -1,7 +1,8 @@
 """Train the through-plane prior (``arssr.models.planes``) on 2D planes of real volumes, resumable.
 
     OMP_NUM_THREADS=1 python train/plane_prior.py --data train/real_t1.csv --out RUN [--hours 2] [--steps 12000]
-                                                  [--init PRIOR] [--lr 1e-3] [--difference-weight 0] [--norm l1]
+                                                  [--init PRIOR] [--lr 1e-3] [--phase] [--difference-weight 0]
+                                                  [--norm l1]
                                                   [--export pretrained/arssr_planes_v1.safetensors]
 
 RUN (outside the repository) holds ``checkpoint.pt``, TensorBoard logs, ``step*.safetensors`` and
@@ -19,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from arssr.models.planes import load_prior, save_prior
+from arssr.models.planes import PlanePrior, load_prior, save_prior
 from arssr.training.datasets import find_subjects, load_normalized
-from arssr.training.planes import LOSS_NORMS, PriorRun, train_prior
+from arssr.training.planes import LOSS_NORMS, PriorRun, train_prior, with_phase
 
 
 def main() -> None:
@@ -36,15 +37,22 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=PriorRun.lr, help="peak learning rate (cosine schedule)")
     parser.add_argument("--difference-weight", type=float, default=PriorRun.difference_weight,
                         help="weight of the loss on row-to-row differences across the slices (plane_loss)")
+    parser.add_argument("--phase", action="store_true",
+                        help="give the prior the rows' phase within their slices (PlanePrior(phase=True)); "
+                             "an --init prior without it gains it, unchanged until trained")
     parser.add_argument("--norm", choices=LOSS_NORMS, default=PriorRun.norm, help="the loss's error (plane_loss)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths, _ = find_subjects(args.data)
     volumes = [load_normalized(path, "percentile") for path in paths]
     exports = tuple(range(2000, args.steps + 1, 2000))
+    prior = load_prior(args.init).train() if args.init else None
+    if args.phase:
+        torch.manual_seed(0)
+        prior = with_phase(prior) if prior is not None else PlanePrior(phase=True)
     last = train_prior(volumes, args.out, PriorRun(steps=args.steps, lr=args.lr, export_steps=exports,
                                                     difference_weight=args.difference_weight, norm=args.norm),
-                       prior=load_prior(args.init).train() if args.init else None, max_seconds=args.hours * 3600)
+                       prior=prior, max_seconds=args.hours * 3600)
     print(last)
     if args.export:
         prior = load_prior(last)

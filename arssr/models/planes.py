@@ -13,6 +13,7 @@ Files: safetensors whose metadata has ``format`` = :data:`FORMAT` and the networ
 from __future__ import annotations
 
 import json
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -51,10 +52,13 @@ class PlanePrior(torch.nn.Module):
         channels: features at each resolution of the U-Net (MONAI ``UNet``), halving the plane between them.
         res_units: residual units per level.
         normalization: the intensity window of the arrays it sees (``arssr.intensity``).
+        phase: also give it where each row lies within its slice, as the cosine and sine of
+            ``2 pi (row + offset + 1/2) / spacing`` (two more channels): a convolution cannot tell from the
+            interpolation alone which rows hold the slices' centres and which their boundaries.
     """
 
     def __init__(self, channels: Sequence[int] = (32, 64, 128, 256), res_units: int = 2,
-                 normalization: str = "percentile") -> None:
+                 normalization: str = "percentile", phase: bool = False) -> None:
         super().__init__()
         if len(channels) < 2 or res_units < 0:
             raise ValueError("a plane prior needs at least two levels and a non-negative number of residual units")
@@ -62,16 +66,27 @@ class PlanePrior(torch.nn.Module):
             raise ValueError(f"unknown normalization {normalization!r}; known: {', '.join(NORMALIZATIONS)}")
         self.config = {"channels": [int(c) for c in channels], "res_units": int(res_units),
                        "normalization": normalization}
+        if phase:  # only when set, so that files without it keep their arguments
+            self.config["phase"] = True
+        self.phase = bool(phase)
         self.multiple = 2 ** (len(channels) - 1)
-        self.net = UNet(spatial_dims=2, in_channels=3, out_channels=1, channels=tuple(channels),
+        self.net = UNet(spatial_dims=2, in_channels=3 + 2 * self.phase, out_channels=1, channels=tuple(channels),
                         strides=(2,) * (len(channels) - 1), num_res_units=res_units, norm=None)
 
-    def forward(self, planes: torch.Tensor, spacing: torch.Tensor, thickness: torch.Tensor) -> torch.Tensor:
+    def forward(self, planes: torch.Tensor, spacing: torch.Tensor, thickness: torch.Tensor,
+                offset: torch.Tensor | None = None) -> torch.Tensor:
         """``planes`` ``(B, 1, H, W)`` with ``H`` and ``W`` multiples of :attr:`multiple`; ``spacing`` and
-        ``thickness`` ``(B,)``."""
+        ``thickness`` ``(B,)``; ``offset`` ``(B,)``: rows from the start of the first slice to the planes' first
+        row (0 when ``None``; used with ``phase`` only)."""
         conditions = torch.stack([spacing, thickness], dim=1).to(planes) / CONDITION_SCALE
-        maps = conditions[:, :, None, None].expand(-1, -1, *planes.shape[-2:])
-        return planes + self.net(torch.cat([planes, maps], dim=1))
+        maps = [conditions[:, :, None, None].expand(-1, -1, *planes.shape[-2:])]
+        if self.phase:
+            offset = torch.zeros_like(spacing) if offset is None else offset
+            rows = torch.arange(planes.shape[-2], dtype=torch.float64)
+            angle = 2 * math.pi * (rows[None] + offset.double()[:, None] + 0.5) / spacing.double()[:, None]
+            waves = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1).to(planes)  # (B, 2, H)
+            maps.append(waves[..., None].expand(-1, -1, -1, planes.shape[-1]))
+        return planes + self.net(torch.cat([planes, *maps], dim=1))
 
 
 def restore_planes(prior: PlanePrior, planes: torch.Tensor, spacing: float, thickness: float) -> torch.Tensor:

@@ -12,6 +12,7 @@ own slice spacing and thickness (SMORE).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -59,6 +60,7 @@ class PlaneExample:
     target: np.ndarray  # (size, size) float32
     spacing: float  # slice spacing in voxels of the rows
     thickness: float  # slice thickness in voxels of the rows
+    offset: float  # rows from the start of the first slice to the patch's first row
 
 
 def thin_rows(rows: np.ndarray, spacing: float, model: SliceModel) -> tuple[np.ndarray, float]:
@@ -112,15 +114,16 @@ def draw_example(volume: np.ndarray, draws: PlaneDraws, rng: np.random.Generator
         slices += rng.normal(0.0, rng.uniform(0, draws.noise), slices.shape).astype(np.float32)
     interpolated = cubic_rows(slices, plane.shape[0])
     inner = slice(margin, margin + draws.size)
-    return PlaneExample(interpolated[inner], plane[inner], exact, thickness)
+    return PlaneExample(interpolated[inner], plane[inner], exact, thickness, float(margin))
 
 
 def batch_of(examples: Sequence[PlaneExample]) -> tuple[torch.Tensor, ...]:
-    """``(interpolated, target, spacing, thickness)`` tensors of a list of examples."""
+    """``(interpolated, target, spacing, thickness, offset)`` tensors of a list of examples: the prior's
+    inputs are ``interpolated`` and the last three."""
     return (torch.from_numpy(np.stack([e.interpolated for e in examples]))[:, None],
             torch.from_numpy(np.stack([e.target for e in examples]))[:, None],
-            torch.tensor([e.spacing for e in examples], dtype=torch.float32),
-            torch.tensor([e.thickness for e in examples], dtype=torch.float32))
+            *(torch.tensor([getattr(e, name) for e in examples], dtype=torch.float32)
+              for name in ("spacing", "thickness", "offset")))
 
 
 @dataclass(frozen=True)
@@ -163,13 +166,13 @@ def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: Prio
     """Train ``prior`` (a new :class:`PlanePrior` when ``None``) on planes of ``volumes`` (normalised 3D
     arrays) into folder ``out``, resuming from ``out/checkpoint.pt`` when it is there; returns the path of
     the last exported weights (``out/last.safetensors``). Stops after ``max_seconds``, or at step
-    ``stop_at``, with a checkpoint.
-    The global RNGs are not used; the generator's state travels in the checkpoint."""
+    ``stop_at``, with a checkpoint. A copy of ``prior`` is trained; the global RNGs are not used (the
+    generator's state travels in the checkpoint)."""
     from torch.utils.tensorboard import SummaryWriter
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    prior = prior if prior is not None else _seeded_prior(run.seed)
+    prior = copy.deepcopy(prior) if prior is not None else _seeded_prior(run.seed)
     optimizer = torch.optim.Adam(prior.parameters(), lr=run.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor("cosine", run.warmup, run.steps, 1, 1.0))
     rng = np.random.default_rng(run.seed)
@@ -195,9 +198,9 @@ def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: Prio
     last = run.steps if stop_at is None else min(stop_at, run.steps)
     while step < last and time.monotonic() - start < max_seconds:
         picks = rng.integers(len(volumes), size=run.batch)
-        planes, target, spacing, thickness = batch_of(
+        planes, target, *conditions = batch_of(
             [draw_example(volumes[k], run.draws, rng, centres=centres[k]) for k in picks])
-        loss = plane_loss(prior(planes, spacing, thickness), target, run.difference_weight, run.norm)
+        loss = plane_loss(prior(planes, *conditions), target, run.difference_weight, run.norm)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -215,6 +218,23 @@ def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: Prio
     _checkpoint(prior, optimizer, schedule, rng, step, out, run)
     writer.close()
     return save_prior(prior.eval(), out / "last.safetensors", step=str(step))
+
+
+def with_phase(prior: PlanePrior) -> PlanePrior:
+    """A copy of ``prior`` that also reads the rows' phase within their slices (``PlanePrior(phase=True)``),
+    computing the same function until trained: the weights on the two new input channels are zero."""
+    if prior.phase:
+        return copy.deepcopy(prior)
+    phased = PlanePrior(**prior.config, phase=True).to(next(prior.parameters()))
+    state = phased.state_dict()
+    for name, weight in prior.state_dict().items():
+        if state[name].shape != weight.shape:  # the layers that read the input: 3 channels, now 5
+            state[name] = torch.zeros_like(state[name])
+            state[name][:, :weight.shape[1]] = weight
+        else:
+            state[name] = weight.clone()
+    phased.load_state_dict(state)
+    return phased.train(prior.training)
 
 
 def foreground_sample(volume: np.ndarray, rng: np.random.Generator, count: int = 100_000) -> np.ndarray:

@@ -7,8 +7,8 @@ real clinical scans, side by side in one run.
 3. Reported only: :func:`arssr.metrics.slice_steps` on the three clinical scans upsampled to about 1 mm
    along their slices (whole scan, one head mask from the cubic output, as eval/clinical_steps.py).
 4. ``steps``, reported only: where the slice steps come from, on the macaque with axial boxcar slices of 3 and
-   5 mm: the steps and in-mask PSNR of the truth, cubic, the prior's own estimate and that estimate after the
-   default (smooth) correction.
+   5 mm and on Colin27's whole head ``ch2`` with 4 and 6 mm: the steps and in-mask PSNR of the truth, cubic,
+   the prior's own estimate and that estimate after the default (smooth) correction.
 
 Methods: cubic, the 3D default (``arssr+dc:slice+gain``: smooth correction, fitted detail gain), the
 prior (smooth correction, gain 1), each with the default settings of ``arssr upsample`` otherwise; on
@@ -56,7 +56,7 @@ CASES = (
     ("reported", "ch2.nii.gz", ((4.0, 2), (6.0, 2))),
 )
 #: ``(template file, thicknesses mm, axis)`` of the ``steps`` part.
-STEP_CASE = ("inia19-t1-brain.nii.gz", (3.0, 5.0), 2)
+STEP_CASES = (("inia19-t1-brain.nii.gz", (3.0, 5.0), 2), ("ch2.nii.gz", (4.0, 6.0), 2))
 #: Self-adaptation of the prior (``--adapt``), on these ``(volume, thickness)`` cases only.
 ADAPT_SECONDS = 180.0
 ADAPT_CASES = (("ch2bet", 6.0),)
@@ -103,25 +103,25 @@ def clinical(data: Path, model, prior) -> list[dict]:
 
 def step_sources(templates: Path, model, prior) -> list[dict]:
     """Slice steps and in-mask PSNR of the truth, cubic, the prior's own estimate and the default output."""
-    file, thicknesses, axis = STEP_CASE
-    truth = load_volume(templates / file)
-    mask = brain_mask(truth.data)
     rows = []
-    for thickness in thicknesses:
-        lr = simulate_thick_slices(truth, ThickSlices(thickness, axis))
-        scale = tuple(truth.shape[a] / lr.shape[a] for a in range(3))
-        request = prepare(lr, model, scale, slice_thickness=thickness)
-        estimate, interpolated = prior_estimate(request, prior)
-        outputs = {"truth": truth.data, "cubic": request.space.from_model(interpolated),
-                   "prior estimate": request.space.from_model(estimate),
-                   "prior, default": upsample_request(request, device="cpu", plane_prior=prior).data}
-        row = {"volume": file.split(".")[0], "slice_thickness": thickness, "axis": axis}
-        for name, data in outputs.items():
-            row[name] = {"steps": round(slice_steps(data, axis, mask), 3)}
-            if name != "truth":
-                row[name]["psnr_mask"] = round(psnr(data, truth.data, mask=mask), 3)
-        print(row, flush=True)
-        rows.append(row)
+    for file, thicknesses, axis in STEP_CASES:
+        truth = load_volume(templates / file)
+        mask = brain_mask(truth.data)
+        for thickness in thicknesses:
+            lr = simulate_thick_slices(truth, ThickSlices(thickness, axis))
+            scale = tuple(truth.shape[a] / lr.shape[a] for a in range(3))
+            request = prepare(lr, model, scale, slice_thickness=thickness)
+            estimate, interpolated = prior_estimate(request, prior)
+            outputs = {"truth": truth.data, "cubic": request.space.from_model(interpolated),
+                       "prior estimate": request.space.from_model(estimate),
+                       "prior, default": upsample_request(request, device="cpu", plane_prior=prior).data}
+            row = {"volume": file.split(".")[0], "slice_thickness": thickness, "axis": axis}
+            for name, data in outputs.items():
+                row[name] = {"steps": round(slice_steps(data, axis, mask), 3)}
+                if name != "truth":
+                    row[name]["psnr_mask"] = round(psnr(data, truth.data, mask=mask), 3)
+            print(row, flush=True)
+            rows.append(row)
     return rows
 
 

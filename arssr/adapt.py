@@ -186,11 +186,13 @@ def adapt(
 ADAPT_HOLDOUT = 0.2
 #: Held-out examples that score self-adaptation.
 ADAPT_HELD_OUT_EXAMPLES = 32
+#: Adam's learning rate when the plane prior adapts to an input.
+PRIOR_LEARNING_RATE = 1e-4
 
 
 def adapt_prior(prior: PlanePrior, lr: np.ndarray, axis: int, spacing_mm: float, thickness_mm: float,
                 in_plane_mm: Sequence[float], profile: str = "boxcar", seconds: float = 60.0,
-                steps: int | None = None, learning_rate: float = 1e-4, batch: int = 8, seed: int = 0):
+                steps: int | None = None, learning_rate: float = PRIOR_LEARNING_RATE, batch: int = 8, seed: int = 0):
     """``(prior to use, arssr.adapt.AdaptReport)``: a copy of ``prior`` fine-tuned on the thick-slice input
     ``lr`` itself (normalised, slices along ``axis``, in-plane spacings ``in_plane_mm`` of the two other
     axes in order), SMORE's way: each in-plane axis thinned to slices ``spacing_mm`` apart and
@@ -235,10 +237,11 @@ def adapt_prior(prior: PlanePrior, lr: np.ndarray, axis: int, spacing_mm: float,
     return (tuned if report.kept else prior), report
 
 
-def adapt_prior_to(request: Request, prior: PlanePrior,
-                   options: AdaptOptions | None = None) -> tuple[PlanePrior, AdaptReport]:
+def adapt_prior_to(request: Request, prior: PlanePrior, options: AdaptOptions | None = None,
+                   learning_rate: float = PRIOR_LEARNING_RATE) -> tuple[PlanePrior, AdaptReport]:
     """:func:`adapt_prior` for a thick-slice request as :func:`arssr.inference.upsample` sees it (the model's
-    space and window, only the slice axis upsampled), with the time, steps and seed of ``options``."""
+    space and window, only the slice axis upsampled), with the time, steps and seed of ``options`` (its
+    learning rate is the 3D model's: the prior's is ``learning_rate``)."""
     options = options or AdaptOptions()
     axis = request.slice_axis()
     if axis is None:
@@ -247,7 +250,8 @@ def adapt_prior_to(request: Request, prior: PlanePrior,
     thickness = spacing[axis] if request.slice_thickness == "spacing" else float(request.slice_thickness)
     in_plane = [spacing[a] for a in range(3) if a != axis]
     return adapt_prior(prior, request.lr, axis, spacing[axis], thickness, in_plane,
-                       request.model_operator[axis].profile, options.seconds, options.steps, seed=options.seed)
+                       request.model_operator[axis].profile, options.seconds, options.steps, learning_rate,
+                       seed=options.seed)
 
 
 @torch.no_grad()

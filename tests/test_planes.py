@@ -243,6 +243,19 @@ def test_adaptation_learns_from_the_inputs_own_planes_and_keeps_the_caller_prior
     assert tuned is not prior  # a random prior is far from any restoration: 30 steps on the input's planes help
 
 
+def test_adapt_prior_to_passes_its_learning_rate_to_the_prior(mni_t1, tiny_model, one_thread):
+    from arssr.adapt import AdaptOptions, adapt_prior_to
+    from arssr.request import prepare
+
+    hr = Volume(mni_t1.data[20:180:2, 20:210:2, 40:160:2], mni_t1.affine @ np.diag([2.0, 2, 2, 1]))
+    request = prepare(simulate_thick_slices(hr, ThickSlices(8.0, 2)), tiny_model, (1, 1, 4), slice_thickness=8.0)
+    prior, options = small_prior(), AdaptOptions(seconds=None, steps=3)
+    frozen, report = adapt_prior_to(request, prior, options, learning_rate=0.0)
+    assert frozen is prior and report.after == report.before and report.steps == 3  # Adam at 0 moves nothing
+    _, report = adapt_prior_to(request, prior, options, learning_rate=1e-3)
+    assert report.after != report.before
+
+
 def test_the_cli_uses_the_prior_for_thick_slices_only(tmp_path, capsys, mni_t1, tiny_weights, one_thread):
     import json
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from arssr.models.planes import PlanePrior, load_prior, save_prior
+from arssr.models.planes import load_prior, save_prior
 from arssr.training.datasets import find_subjects, load_normalized
-from arssr.training.planes import LOSS_NORMS, PriorRun, train_prior, with_phase
+from arssr.training.planes import LOSS_NORMS, PriorRun, seeded_prior, train_prior, with_phase
 
 
 def main() -> None:
@@ -48,8 +48,7 @@ def main() -> None:
     exports = tuple(range(2000, args.steps + 1, 2000))
     prior = load_prior(args.init).train() if args.init else None
     if args.phase:
-        torch.manual_seed(0)
-        prior = with_phase(prior) if prior is not None else PlanePrior(phase=True)
+        prior = with_phase(prior) if prior is not None else seeded_prior(PriorRun.seed, phase=True)
     last = train_prior(volumes, args.out, PriorRun(steps=args.steps, lr=args.lr, export_steps=exports,
                                                     difference_weight=args.difference_weight, norm=args.norm),
                        prior=prior, max_seconds=args.hours * 3600)

@@ -172,7 +172,7 @@ def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: Prio
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    prior = copy.deepcopy(prior) if prior is not None else _seeded_prior(run.seed)
+    prior = copy.deepcopy(prior) if prior is not None else seeded_prior(run.seed)
     optimizer = torch.optim.Adam(prior.parameters(), lr=run.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor("cosine", run.warmup, run.steps, 1, 1.0))
     rng = np.random.default_rng(run.seed)
@@ -245,10 +245,12 @@ def foreground_sample(volume: np.ndarray, rng: np.random.Generator, count: int =
     return np.stack(np.unravel_index(flat, volume.shape), axis=1)
 
 
-def _seeded_prior(seed: int) -> PlanePrior:
+def seeded_prior(seed: int, **arguments) -> PlanePrior:
+    """A new :class:`PlanePrior` (``arguments`` as its constructor's) initialised from ``seed``, the global RNG
+    untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return PlanePrior()
+        return PlanePrior(**arguments)
 
 
 def _checkpoint(prior, optimizer, schedule, rng, step: int, out: Path, run: PriorRun) -> None:

@@ -101,6 +101,13 @@ def clinical(data: Path, model, prior) -> list[dict]:
     return rows
 
 
+def thick_request(truth, thickness: float, axis: int, model):
+    """The request ``arssr upsample --slice-thickness`` makes of ``truth`` acquired as boxcar slices ``thickness``
+    mm thick and apart along ``axis``, upsampled back to the truth's grid."""
+    lr = simulate_thick_slices(truth, ThickSlices(thickness, axis))
+    return prepare(lr, model, tuple(truth.shape[a] / lr.shape[a] for a in range(3)), slice_thickness=thickness)
+
+
 def step_sources(templates: Path, model, prior) -> list[dict]:
     """Slice steps and in-mask PSNR of the truth, cubic, the prior's own estimate and the default output."""
     rows = []
@@ -108,9 +115,7 @@ def step_sources(templates: Path, model, prior) -> list[dict]:
         truth = load_volume(templates / file)
         mask = brain_mask(truth.data)
         for thickness in thicknesses:
-            lr = simulate_thick_slices(truth, ThickSlices(thickness, axis))
-            scale = tuple(truth.shape[a] / lr.shape[a] for a in range(3))
-            request = prepare(lr, model, scale, slice_thickness=thickness)
+            request = thick_request(truth, thickness, axis, model)
             estimate, interpolated = prior_estimate(request, prior)
             outputs = {"truth": truth.data, "cubic": request.space.from_model(interpolated),
                        "prior estimate": request.space.from_model(estimate),

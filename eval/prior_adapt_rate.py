@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
@@ -23,9 +24,10 @@ from arssr.inference import upsample_request
 from arssr.metrics import brain_mask, psnr, slice_steps
 from arssr.models import default_model_path, load_model
 from arssr.models.planes import default_prior_path, shipped_prior
-from arssr.request import prepare
-from arssr.simulate import ThickSlices, simulate_thick_slices
 from arssr.volume import load_volume
+
+sys.path.insert(0, str(Path(__file__).parent))
+from plane_prior import thick_request  # noqa: E402
 
 AXIS = 2
 
@@ -44,9 +46,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     truth = load_volume(Path(args.templates) / args.volume)
     mask = brain_mask(truth.data)
-    lr = simulate_thick_slices(truth, ThickSlices(args.thickness, AXIS))
-    request = prepare(lr, load_model(None), tuple(truth.shape[a] / lr.shape[a] for a in range(3)),
-                      slice_thickness=args.thickness)
+    request = thick_request(truth, args.thickness, AXIS, load_model(None))
     name = args.volume.split(".")[0]
     rows = []
     print(f"{'rate':>8} {'psnr_mask':>9} {'steps':>6} {'held-out before/after':>22} {'steps run':>9}")

@@ -29,7 +29,7 @@ from arssr.models.card import warn_outside_card
 from arssr.models.planes import (TRAINED_SPACING, PlanePrior, installed_prior_path, load_prior, shipped_prior,
                                  through_plane)
 from arssr.models.tiling import DEFAULT_CHUNK, super_resolve
-from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN, DEFAULT_SLICE_CORRECTION
+from arssr.protocol import DEFAULT_CONSISTENCY, DEFAULT_GAIN, DEFAULT_PRIOR_MIRRORS, DEFAULT_SLICE_CORRECTION
 from arssr.request import Request, prepare
 from arssr.volume import Volume
 
@@ -87,6 +87,7 @@ def upsample(
     details: bool = False,
     plane_prior: PlanePrior | str | os.PathLike | None = "auto",
     adapt: AdaptOptions | None = None,
+    prior_mirrors: int = DEFAULT_PRIOR_MIRRORS,
 ) -> Volume | Upsampled:
     """Super-resolve a volume by ``scale`` (per axis allowed) or to ``voxel_size`` mm.
 
@@ -102,7 +103,8 @@ def upsample(
     or ``gaussian``, ``arssr.degrade.SliceModel``) instead of ``consistency``, its residual spread as
     ``slice_correction`` says (``arssr.protocol.SLICE_CORRECTIONS``: ``smooth`` leaves no steps at slice
     boundaries). Where thick slices are the only axis upsampled, ``plane_prior`` (``auto``: the shipped one;
-    ``None``: none) makes the estimate instead of the model.
+    ``None``: none) makes the estimate instead of the model, as the mean over ``prior_mirrors`` mirrored
+    copies (:func:`arssr.models.planes.through_plane`).
     ``gain`` scales the detail that the network adds to the interpolation
     that matches the consistency operator (``arssr.gain.interpolation``: zero-filled
     k-space for ``kspace``); ``auto`` (the default) fits it on the input
@@ -117,7 +119,8 @@ def upsample(
     request = prepare(volume, model, scale, voxel_size, consistency, slice_thickness, slice_profile,
                       slice_correction)
     return upsample_request(request, tile=tile, device=device, precision=precision, chunk=chunk,
-                            progress=progress, gain=gain, details=details, plane_prior=plane_prior, adapt=adapt)
+                            progress=progress, gain=gain, details=details, plane_prior=plane_prior, adapt=adapt,
+                            prior_mirrors=prior_mirrors)
 
 
 def upsample_request(
@@ -131,6 +134,7 @@ def upsample_request(
     details: bool = False,
     plane_prior: PlanePrior | str | os.PathLike | None = "auto",
     adapt: AdaptOptions | None = None,
+    prior_mirrors: int = DEFAULT_PRIOR_MIRRORS,
 ) -> Volume | Upsampled:
     """:func:`upsample` of a request made once by :func:`arssr.request.prepare`."""
     volume, space, lr, consistency = request.volume, request.space, request.lr, request.consistency
@@ -153,7 +157,7 @@ def upsample_request(
         if adapt is not None:
             prior, adaptation = adapt_prior_to(request, prior, adapt)
             adapted = prior
-        result, base = prior_estimate(request, prior)
+        result, base = prior_estimate(request, prior, prior_mirrors)
         gain, estimator = (1.0 if gain == "auto" else gain), "plane prior"
     else:
         if adapt is not None:
@@ -186,9 +190,11 @@ def upsample_request(
             if details else result)
 
 
-def prior_estimate(request: Request, prior: PlanePrior) -> tuple[np.ndarray, np.ndarray]:
+def prior_estimate(request: Request, prior: PlanePrior,
+                   mirrors: int = DEFAULT_PRIOR_MIRRORS) -> tuple[np.ndarray, np.ndarray]:
     """``(estimate, interpolation)`` in model space: the plane prior's estimate of a request whose thick
-    slices are the only axis upsampled, and the interpolation along the slices that it restores."""
+    slices are the only axis upsampled (over ``mirrors`` mirrored copies), and the interpolation along the
+    slices that it restores."""
     lr, operator, axis = request.lr, request.model_operator, request.slice_axis()
     axes = request.space.axes(request.out_shape)
     spacing = axes[axis] / lr.shape[axis]
@@ -197,7 +203,7 @@ def prior_estimate(request: Request, prior: PlanePrior) -> tuple[np.ndarray, np.
         warnings.warn(f"slice spacing of {spacing:.3g} output voxels is outside the {low_spacing:g}-"
                       f"{high_spacing:g} the plane prior was trained on; results may be poor", stacklevel=3)
     base = interpolation(lr, axes, operator)
-    return through_plane(prior, base, axis, spacing, operator[axis].thickness), base
+    return through_plane(prior, base, axis, spacing, operator[axis].thickness, mirrors), base
 
 
 def resolve_plane_prior(plane_prior: PlanePrior | str | os.PathLike | None) -> PlanePrior | None:

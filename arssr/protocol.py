@@ -39,6 +39,10 @@ SLICE_CORRECTIONS = ("orthogonal", "smooth")
 #: below orthogonal in the mask (the rule allowed 0.05), on the clinical scans' slabs slice steps 2.08
 #: against 2.32.
 DEFAULT_SLICE_CORRECTION = "smooth"
+#: How many mirrored copies of a thick-slice volume the plane prior restores, its estimate their mean
+#: (``arssr.models.planes.through_plane``); 4 by the rule of eval/results/plane_prior/README.md.
+PRIOR_MIRRORS = (1, 2, 4)
+DEFAULT_PRIOR_MIRRORS = 4
 SLICE_AXES = ("0", "1", "2", "all")
 
 #: Downsampling factors that ``arssr compress --auto`` tries with each LR codec.

@@ -15,9 +15,13 @@ prior (smooth correction, gain 1), each with the default settings of ``arssr ups
 Colin27 ``ch2bet`` at 6 mm also the prior after ``--adapt 180`` (self-adaptation on the input's own
 in-plane axes).
 
+The prior restores ``--prior-mirrors`` mirrored copies of each volume (``arssr upsample --prior-mirrors``; the
+default's unless given); with several, the prior method runs once for each, named ``prior`` for the default's
+and ``prior:mirrors=N`` for another (the clinical and steps parts use the first).
+
 Usage: python eval/plane_prior.py --prior PRIOR.safetensors [--parts selection,reported,clinical,steps]
-       [--methods cubic,arssr,prior] [--templates $TEMPLATES] [--data ../shared/data] [--threads 1]
-       [--json eval/results/plane_prior/results.json]
+       [--methods cubic,arssr,prior] [--prior-mirrors 4] [--templates $TEMPLATES] [--data ../shared/data]
+       [--threads 1] [--json eval/results/plane_prior/results.json]
 
 With ``--methods`` a subset runs, and its rows replace those of the same method and case in an existing
 ``--json`` (the others are kept), so the methods that do not depend on the prior can run first.
@@ -42,6 +46,7 @@ from arssr.inference import prior_estimate, upsample, upsample_request
 from arssr.metrics import brain_mask, psnr, slice_steps
 from arssr.models import default_model_path, load_model
 from arssr.models.planes import load_prior
+from arssr.protocol import DEFAULT_PRIOR_MIRRORS, PRIOR_MIRRORS
 from arssr.request import prepare
 from arssr.simulate import ThickSlices, simulate_thick_slices
 from arssr.volume import load_volume
@@ -82,7 +87,7 @@ def simulated(templates: Path, part: str, methods: dict, adapted: dict) -> list[
     return rows
 
 
-def clinical(data: Path, model, prior) -> list[dict]:
+def clinical(data: Path, model, prior, mirrors: int) -> list[dict]:
     rows = []
     for file, thickness in SCANS:
         volume = load_volume(data / file)
@@ -91,7 +96,7 @@ def clinical(data: Path, model, prior) -> list[dict]:
         for name, used in (("arssr", None), ("prior", prior)):  # the 3D model, the prior
             start = time.perf_counter()
             outputs[name] = upsample(volume, model, scale=scale, device="cpu", slice_thickness=thickness,
-                                     plane_prior=used).data
+                                     plane_prior=used, prior_mirrors=mirrors).data
             print(file, name, f"{time.perf_counter() - start:.1f} s", flush=True)
         outputs["cubic"] = cubic(volume, outputs["arssr"].shape)
         mask = brain_mask(outputs["cubic"])
@@ -108,7 +113,7 @@ def thick_request(truth, thickness: float, axis: int, model):
     return prepare(lr, model, tuple(truth.shape[a] / lr.shape[a] for a in range(3)), slice_thickness=thickness)
 
 
-def step_sources(templates: Path, model, prior) -> list[dict]:
+def step_sources(templates: Path, model, prior, mirrors: int) -> list[dict]:
     """Slice steps and in-mask PSNR of the truth, cubic, the prior's own estimate and the default output."""
     rows = []
     for file, thicknesses, axis in STEP_CASES:
@@ -116,10 +121,11 @@ def step_sources(templates: Path, model, prior) -> list[dict]:
         mask = brain_mask(truth.data)
         for thickness in thicknesses:
             request = thick_request(truth, thickness, axis, model)
-            estimate, interpolated = prior_estimate(request, prior)
+            estimate, interpolated = prior_estimate(request, prior, mirrors)
             outputs = {"truth": truth.data, "cubic": request.space.from_model(interpolated),
                        "prior estimate": request.space.from_model(estimate),
-                       "prior, default": upsample_request(request, device="cpu", plane_prior=prior).data}
+                       "prior, default": upsample_request(request, device="cpu", plane_prior=prior,
+                                                          prior_mirrors=mirrors).data}
             row = {"volume": file.split(".")[0], "slice_thickness": thickness, "axis": axis}
             for name, data in outputs.items():
                 row[name] = {"steps": round(slice_steps(data, axis, mask), 3)}
@@ -135,6 +141,8 @@ def main() -> None:
     parser.add_argument("--prior", help="the plane prior's weights (needed for the prior and the clinical part)")
     parser.add_argument("--parts", default="selection,reported,clinical")
     parser.add_argument("--methods", default="cubic,arssr,prior", help="which of cubic, arssr, prior to run")
+    parser.add_argument("--prior-mirrors", default=str(DEFAULT_PRIOR_MIRRORS),
+                        help=f"comma-separated mirrored copies the prior restores, of {PRIOR_MIRRORS}")
     parser.add_argument("--templates", default=os.environ.get("TEMPLATES", str(
         Path.home() / ".cache/arssr/mricron/usr/share/mricron/templates")), help="mricron-data templates folder")
     parser.add_argument("--data", default="../shared/data", help="folder of the clinical scans")
@@ -144,14 +152,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if not args.prior and ("prior" in args.methods.split(",") or {"clinical", "steps"} & set(args.parts.split(","))):
         parser.error("--prior is needed for the prior method and the clinical and steps parts")
+    mirrors = [int(m) for m in args.prior_mirrors.split(",")]
+    if not set(mirrors) <= set(PRIOR_MIRRORS):
+        parser.error(f"--prior-mirrors: each one of {PRIOR_MIRRORS}")
     model, prior = load_model(None), load_prior(args.prior) if args.prior else None
-    methods = {"cubic": baseline("cubic"),
-               "arssr": model_method(model, "cpu", consistency="slice", gain="auto", plane_prior=None),
-               "prior": model_method(model, "cpu", consistency="slice", gain="auto", plane_prior=prior)}
-    adapted = {f"prior+adapt:{ADAPT_SECONDS:g}": model_method(model, "cpu", consistency="slice", gain="auto",
-                                                            plane_prior=prior, adapt=ADAPT_SECONDS)}
     chosen = args.methods.split(",")
+    methods = {"cubic": baseline("cubic"),
+               "arssr": model_method(model, "cpu", consistency="slice", gain="auto", plane_prior=None)}
     methods = {name: run for name, run in methods.items() if name in chosen}
+    for m in mirrors if "prior" in chosen else ():
+        methods["prior" if m == DEFAULT_PRIOR_MIRRORS else f"prior:mirrors={m}"] = model_method(
+            model, "cpu", consistency="slice", gain="auto", plane_prior=prior, prior_mirrors=m)
+    adapted = {f"prior+adapt:{ADAPT_SECONDS:g}": model_method(model, "cpu", consistency="slice", gain="auto",
+                                                            plane_prior=prior, adapt=ADAPT_SECONDS,
+                                                            prior_mirrors=mirrors[0])}
     adapted = adapted if "prior" in chosen else {}
     out = Path(args.json)
     report = json.loads(out.read_text()) if out.is_file() else {}
@@ -168,9 +182,9 @@ def main() -> None:
         report["rule"] = selection_rule(report["selection"])
         print("rule:", report["rule"])
     if "clinical" in parts:
-        report["clinical"] = clinical(Path(args.data), model, prior)
+        report["clinical"] = clinical(Path(args.data), model, prior, mirrors[0])
     if "steps" in parts:
-        report["steps"] = step_sources(Path(args.templates), model, prior)
+        report["steps"] = step_sources(Path(args.templates), model, prior, mirrors[0])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(out)

@@ -56,6 +56,49 @@ def test_through_plane_is_the_mean_of_the_planes_across_each_other_axis(axis, ph
     assert not np.allclose(got, volume, atol=1e-2)  # the network did change the volume
 
 
+@pytest.mark.parametrize("axis", [0, 2])
+def test_the_mirrored_ensemble_is_the_mean_of_the_estimates_of_mirrored_volumes(axis, mni_crop, one_thread):
+    volume = (mni_crop.data / mni_crop.data.max()).astype(np.float32)[:, :23, :19]
+    prior = small_prior()
+    in_plane = tuple(a for a in range(3) if a != axis)
+    members = {2: [(), in_plane], 4: [(), in_plane, (axis,), in_plane + (axis,)]}
+    for mirrors, flips in members.items():
+        expected = np.mean([np.flip(through_plane(prior, np.ascontiguousarray(np.flip(volume, f)), axis, 3.0, 2.5), f)
+                            for f in flips], axis=0)
+        np.testing.assert_allclose(through_plane(prior, volume, axis, 3.0, 2.5, mirrors=mirrors), expected,
+                                   atol=1e-5)
+    single = through_plane(prior, volume, axis, 3.0, 2.5)
+    assert not np.allclose(through_plane(prior, volume, axis, 3.0, 2.5, mirrors=2), single, atol=1e-4)
+
+
+def test_the_mirrored_ensemble_tells_a_phase_prior_where_the_mirrored_slices_start(mni_crop, one_thread):
+    prior = small_prior(phase=True)
+    volume = (mni_crop.data[:8, :6, :14] / mni_crop.data.max()).astype(np.float32)  # 14 rows: no padding
+    spacing, thickness, rows = 3.0, 3.0, 14  # 14 is no multiple of 3: mirrored, the slices start elsewhere
+    centres = np.arange(rows) + 0.5
+    expected = np.zeros_like(volume)
+    for in_plane, along in [(False, False), (True, False), (False, True), (True, True)]:
+        member = np.flip(volume, (0, 1)) if in_plane else volume
+        member = np.flip(member, 2) if along else member
+        # a mirrored row r lies at rows - r - 1/2 of the slices: its place within its slice counted backwards
+        angle = 2 * np.pi * ((rows - centres) if along else centres) / spacing
+        waves = np.stack([np.cos(angle), -np.sin(angle) if along else np.sin(angle)])
+        for across in (0, 1):
+            planes = np.moveaxis(member, (1 - across, 2, across), (0, 1, 2))  # (planes, rows, columns)
+            n, width = planes.shape[0], planes.shape[2]
+            inputs = np.concatenate([planes[:, None], np.full((n, 1, rows, width), spacing / 8),
+                                     np.full((n, 1, rows, width), thickness / 8),
+                                     np.broadcast_to(waves[None, :, :, None], (n, 2, rows, width))], axis=1)
+            with torch.no_grad():
+                restored = planes + prior.net(torch.from_numpy(inputs.astype(np.float32)))[:, 0].numpy()
+            back = np.moveaxis(restored, (0, 1, 2), (1 - across, 2, across))
+            back = np.flip(back, 2) if along else back
+            expected += (np.flip(back, (0, 1)) if in_plane else back) / 8
+    np.testing.assert_allclose(through_plane(prior, volume, 2, spacing, thickness, mirrors=4), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="mirrors must be one of 1, 2, 4, got 3"):
+        through_plane(prior, volume, 2, spacing, thickness, mirrors=3)
+
+
 def test_the_prior_is_told_the_spacing_and_thickness(mni_crop):
     volume = (mni_crop.data / mni_crop.data.max()).astype(np.float32)
     prior = small_prior()
@@ -271,13 +314,21 @@ def test_the_cli_uses_the_prior_for_thick_slices_only(tmp_path, capsys, mni_t1, 
                  *common]) == 0
     sidecar = json.loads((tmp_path / "a.json").read_text())
     assert sidecar["estimator"] == "plane prior" and sidecar["plane_prior"] == str(prior_file)
-    assert sidecar["detail_gain"] == 1.0
-    expected = upsample(load_volume(tmp_path / "thick.nii.gz"), load_model(tiny_weights), scale=(1, 1, 4),
-                        slice_thickness="spacing", plane_prior=load_prior(prior_file), device="cpu")
-    np.testing.assert_array_equal(load_volume(tmp_path / "a.nii.gz").data, expected.data)
+    assert sidecar["detail_gain"] == 1.0 and sidecar["prior_mirrors"] == 4
+    for mirrors, name in ((4, "a"), (1, "one")):
+        if name == "one":
+            assert main(["upsample", str(tmp_path / "thick.nii.gz"), "--scale", "1,1,4", "-o",
+                         str(tmp_path / "one.nii.gz"), *common, "--prior-mirrors", "1"]) == 0
+            assert json.loads((tmp_path / "one.json").read_text())["prior_mirrors"] == 1
+        expected = upsample(load_volume(tmp_path / "thick.nii.gz"), load_model(tiny_weights), scale=(1, 1, 4),
+                            slice_thickness="spacing", plane_prior=load_prior(prior_file), device="cpu",
+                            prior_mirrors=mirrors)
+        np.testing.assert_array_equal(load_volume(tmp_path / f"{name}.nii.gz").data, expected.data)
+    assert not np.allclose(load_volume(tmp_path / "a.nii.gz").data, load_volume(tmp_path / "one.nii.gz").data)
     assert main(["upsample", str(tmp_path / "thick.nii.gz"), "--scale", "2", "-o", str(tmp_path / "b.nii.gz"),
                  *common]) == 0
     assert json.loads((tmp_path / "b.json").read_text())["estimator"] == "model"  # every axis upsampled
+    assert json.loads((tmp_path / "b.json").read_text())["prior_mirrors"] is None
     assert main(["upsample", str(tmp_path / "thick.nii.gz"), "--scale", "1,1,4", "-o", str(tmp_path / "c.nii.gz"),
                  "--weights", str(tiny_weights), "--plane-prior", "none", "-q"]) == 0
     assert json.loads((tmp_path / "c.json").read_text())["estimator"] == "model"

@@ -25,8 +25,8 @@ from arssr.degrade import resample
 from arssr.errors import InputError
 from arssr.inference import upsample
 from arssr.models import ArSSR, load_model
-from arssr.protocol import (BASELINES, CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_SLICE_CORRECTION, METHODS,
-                            SLICE_CONSISTENCY, SLICE_CORRECTIONS)
+from arssr.protocol import (BASELINES, CONSISTENCY_OPERATORS, DEFAULT_CONSISTENCY, DEFAULT_PRIOR_MIRRORS,
+                            DEFAULT_SLICE_CORRECTION, METHODS, SLICE_CONSISTENCY, SLICE_CORRECTIONS)
 from arssr.simulate import ThickSlices
 from arssr.volume import Volume
 
@@ -90,20 +90,22 @@ def ants_bspline(lr: Volume, hr_shape: tuple[int, int, int], slices: ThickSlices
 def model_method(
     model: ArSSR, device: str = "auto", tile: int | None = None, consistency: str = "none",
     adapt: float | None = None, gain: float | str = 1.0, slice_correction: str = DEFAULT_SLICE_CORRECTION,
-    plane_prior="auto",
+    plane_prior="auto", prior_mirrors: int = DEFAULT_PRIOR_MIRRORS,
 ) -> Method:
     """The model through :func:`arssr.inference.upsample` with the given consistency projection and detail
     gain, after ``adapt`` seconds of self-adaptation to each input when given. ``consistency="slice"`` projects
     onto the slice model of the case's thick slices (and k-space truncation on the other axes), spreading
     each slice's residual as ``slice_correction`` says; a ``plane_prior`` (``auto``: the shipped one, ``None``:
-    none) replaces the model there (``arssr.inference.upsample``), and is what adapts to the input."""
+    none) replaces the model there (``arssr.inference.upsample``, with ``prior_mirrors``), and is what adapts to
+    the input."""
     def run(lr: Volume, hr_shape: tuple[int, int, int], slices: ThickSlices | None = None) -> Volume:
         options: dict = {"consistency": consistency, "gain": gain}
         if consistency == SLICE_CONSISTENCY:
             if slices is None:
                 raise InputError(f"+dc:{SLICE_CONSISTENCY} needs thick-slice inputs (a slice thickness)")
             options.update(consistency=DEFAULT_CONSISTENCY, slice_thickness=slices.thickness,
-                           slice_profile=slices.profile, slice_correction=slice_correction, plane_prior=plane_prior)
+                           slice_profile=slices.profile, slice_correction=slice_correction, plane_prior=plane_prior,
+                           prior_mirrors=prior_mirrors)
         scale = tuple(n / m for n, m in zip(hr_shape, lr.shape))
         operator = options["consistency"] if options["consistency"] != "none" else DEFAULT_CONSISTENCY
         adapted = None if adapt is None else AdaptOptions(seconds=adapt, operator=operator)

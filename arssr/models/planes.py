@@ -29,6 +29,7 @@ from arssr.errors import InputError, ModelFileError
 from arssr.files import check_input_file
 from arssr.intensity import NORMALIZATIONS
 from arssr.models.checkpoint import check_finite, pretrained_path, save_weights
+from arssr.protocol import PRIOR_MIRRORS
 
 FORMAT = "arssr-plane-prior"
 #: The shipped prior's file name in ``arssr.pretrained`` (it may not be installed).
@@ -89,9 +90,10 @@ class PlanePrior(torch.nn.Module):
         return planes + self.net(torch.cat([planes, *maps], dim=1))
 
 
-def restore_planes(prior: PlanePrior, planes: torch.Tensor, spacing: float, thickness: float) -> torch.Tensor:
+def restore_planes(prior: PlanePrior, planes: torch.Tensor, spacing: float, thickness: float,
+                   offset: float = 0.0) -> torch.Tensor:
     """``(N, H, W)`` planes through the prior, reflected at their edges up to a multiple of its levels and
-    cropped back, :data:`PLANES_PER_BATCH` at a time."""
+    cropped back, :data:`PLANES_PER_BATCH` at a time; ``offset`` as :meth:`PlanePrior.forward`'s."""
     height, width = planes.shape[-2:]
     pad_h, pad_w = -height % prior.multiple, -width % prior.multiple
     out = torch.empty_like(planes)
@@ -101,29 +103,46 @@ def restore_planes(prior: PlanePrior, planes: torch.Tensor, spacing: float, thic
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             batch = torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h), mode=mode)
         n = batch.shape[0]
-        restored = prior(batch, torch.full((n,), float(spacing)), torch.full((n,), float(thickness)))
+        restored = prior(batch, torch.full((n,), float(spacing)), torch.full((n,), float(thickness)),
+                         torch.full((n,), float(offset)))
         out[start:start + n] = restored[:, 0, :height, :width]
     return out
 
 
+#: Members of :func:`through_plane`'s flip self-ensemble by ``mirrors``: the array axes mirrored in each,
+#: ``in-plane`` standing for both axes other than the slice axis.
+MIRRORS = dict(zip(PRIOR_MIRRORS, (((),), ((), ("in-plane",)),
+                                   ((), ("in-plane",), ("slice",), ("in-plane", "slice")))))
+
+
 @torch.no_grad()
 def through_plane(prior: PlanePrior, interpolated: np.ndarray, axis: int, spacing: float,
-                  thickness: float) -> np.ndarray:
+                  thickness: float, mirrors: int = 1) -> np.ndarray:
     """The prior's estimate of a volume from its interpolation along slice ``axis`` (float32, any 3D shape):
     the mean of the planes restored across each of the two other axes. ``spacing`` and ``thickness`` are
-    the slices' in output voxels."""
+    the slices' in output voxels. ``mirrors`` 2 or 4 also restores the volume mirrored across its in-plane
+    axes (every plane mirrored along its columns), and with 4 each of those mirrored along the slice axis, and
+    averages the estimates mirrored back (a self-ensemble, :data:`MIRRORS`); a prior with the phase input is
+    told where the slices start in the mirrored rows."""
     if interpolated.ndim != 3 or axis not in (0, 1, 2):
         raise InputError(f"the through-plane prior needs a 3D volume and a slice axis 0-2, got {interpolated.shape}")
+    if mirrors not in MIRRORS:
+        raise ValueError(f"mirrors must be one of {', '.join(map(str, MIRRORS))}, got {mirrors!r}")
+    in_plane = tuple(a for a in range(3) if a != axis)
     training = prior.training
     prior.eval()
     try:
-        volume = torch.from_numpy(np.asarray(interpolated, dtype=np.float32))
-        estimate = torch.zeros_like(volume)
-        for across in (a for a in range(3) if a != axis):
-            stacked = (3 - axis - across, axis, across)  # planes along the third axis, slices as rows
-            planes = volume.permute(*stacked).contiguous()
-            restored = restore_planes(prior, planes, spacing, thickness)
-            estimate += restored.permute(*np.argsort(stacked)) / 2
+        estimate = torch.zeros(interpolated.shape, dtype=torch.float32)
+        for member in MIRRORS[mirrors]:
+            flipped = (in_plane if "in-plane" in member else ()) + ((axis,) if "slice" in member else ())
+            volume = torch.from_numpy(np.asarray(interpolated, dtype=np.float32))
+            volume = volume.flip(flipped) if flipped else volume
+            for across in in_plane:
+                stacked = (3 - axis - across, axis, across)  # planes along the third axis, slices as rows
+                planes = volume.permute(*stacked).contiguous()
+                offset = -volume.shape[axis] % spacing if axis in flipped else 0.0
+                restored = restore_planes(prior, planes, spacing, thickness, offset).permute(*np.argsort(stacked))
+                estimate += (restored.flip(flipped) if flipped else restored) / (2 * mirrors)
     finally:
         prior.train(training)
     return estimate.numpy()

@@ -16,12 +16,14 @@ Colin27 ``ch2bet`` at 6 mm also the prior after ``--adapt 180`` (self-adaptation
 in-plane axes).
 
 The prior restores ``--prior-mirrors`` mirrored copies of each volume (``arssr upsample --prior-mirrors``; the
-default's unless given); with several, the prior method runs once for each, named ``prior`` for the default's
-and ``prior:mirrors=N`` for another (the clinical and steps parts use the first).
+default's unless given), with the detail gains of ``--prior-gains`` (``auto``: the default's); the prior method
+runs once for each mirrors with the gain ``auto`` and once for each other gain with the first mirrors, named
+``prior`` for the defaults, ``prior:mirrors=N`` and ``prior:gain=G`` otherwise (the clinical and steps parts
+use the first mirrors and the default gain).
 
 Usage: python eval/plane_prior.py --prior PRIOR.safetensors [--parts selection,reported,clinical,steps]
-       [--methods cubic,arssr,prior] [--prior-mirrors 4] [--templates $TEMPLATES] [--data ../shared/data]
-       [--threads 1] [--json eval/results/plane_prior/results.json]
+       [--methods cubic,arssr,prior] [--prior-mirrors 4] [--prior-gains auto] [--templates $TEMPLATES]
+       [--data ../shared/data] [--threads 1] [--json eval/results/plane_prior/results.json]
 
 With ``--methods`` a subset runs, and its rows replace those of the same method and case in an existing
 ``--json`` (the others are kept), so the methods that do not depend on the prior can run first.
@@ -143,6 +145,8 @@ def main() -> None:
     parser.add_argument("--methods", default="cubic,arssr,prior", help="which of cubic, arssr, prior to run")
     parser.add_argument("--prior-mirrors", default=str(DEFAULT_PRIOR_MIRRORS),
                         help=f"comma-separated mirrored copies the prior restores, of {PRIOR_MIRRORS}")
+    parser.add_argument("--prior-gains", default="auto",
+                        help="comma-separated detail gains of the prior (auto: the default's), with the first mirrors")
     parser.add_argument("--templates", default=os.environ.get("TEMPLATES", str(
         Path.home() / ".cache/arssr/mricron/usr/share/mricron/templates")), help="mricron-data templates folder")
     parser.add_argument("--data", default="../shared/data", help="folder of the clinical scans")
@@ -160,9 +164,13 @@ def main() -> None:
     methods = {"cubic": baseline("cubic"),
                "arssr": model_method(model, "cpu", consistency="slice", gain="auto", plane_prior=None)}
     methods = {name: run for name, run in methods.items() if name in chosen}
-    for m in mirrors if "prior" in chosen else ():
-        methods["prior" if m == DEFAULT_PRIOR_MIRRORS else f"prior:mirrors={m}"] = model_method(
-            model, "cpu", consistency="slice", gain="auto", plane_prior=prior, prior_mirrors=m)
+    variants = [(m, "auto") for m in mirrors] + [(mirrors[0], float(g)) for g in args.prior_gains.split(",")
+                                                 if g != "auto"]
+    for m, gain in variants if "prior" in chosen else ():
+        name = "".join(["prior", f":mirrors={m}" if m != DEFAULT_PRIOR_MIRRORS else "",
+                        f":gain={gain:g}" if gain != "auto" else ""])
+        methods[name] = model_method(model, "cpu", consistency="slice", gain=gain, plane_prior=prior,
+                                     prior_mirrors=m)
     adapted = {f"prior+adapt:{ADAPT_SECONDS:g}": model_method(model, "cpu", consistency="slice", gain="auto",
                                                             plane_prior=prior, adapt=ADAPT_SECONDS,
                                                             prior_mirrors=mirrors[0])}

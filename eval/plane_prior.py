@@ -18,8 +18,9 @@ in-plane axes).
 The prior restores ``--prior-mirrors`` mirrored copies of each volume (``arssr upsample --prior-mirrors``; the
 default's unless given), with the detail gains of ``--prior-gains`` (``auto``: the default's); the prior method
 runs once for each mirrors with the gain ``auto`` and once for each other gain with the first mirrors, named
-``prior`` for the defaults, ``prior:mirrors=N`` and ``prior:gain=G`` otherwise (the clinical and steps parts
-use the first mirrors and the default gain).
+``prior`` with the defaults and ``prior:mirrors=N``, ``prior:gain=G`` or ``prior:mirrors=N:gain=G`` otherwise;
+``--adapt`` uses the first mirrors (``prior+adapt:180``, or ``prior:mirrors=N+adapt:180``), and so do the
+clinical and steps parts, with the default gain. The report records the mirrors and gains asked for.
 
 Usage: python eval/plane_prior.py --prior PRIOR.safetensors [--parts selection,reported,clinical,steps]
        [--methods cubic,arssr,prior] [--prior-mirrors 4] [--prior-gains auto] [--templates $TEMPLATES]
@@ -171,16 +172,18 @@ def main() -> None:
                         f":gain={gain:g}" if gain != "auto" else ""])
         methods[name] = model_method(model, "cpu", consistency="slice", gain=gain, plane_prior=prior,
                                      prior_mirrors=m)
-    adapted = {f"prior+adapt:{ADAPT_SECONDS:g}": model_method(model, "cpu", consistency="slice", gain="auto",
-                                                            plane_prior=prior, adapt=ADAPT_SECONDS,
-                                                            prior_mirrors=mirrors[0])}
+    copies = f":mirrors={mirrors[0]}" if mirrors[0] != DEFAULT_PRIOR_MIRRORS else ""
+    adapted = {f"prior{copies}+adapt:{ADAPT_SECONDS:g}": model_method(
+        model, "cpu", consistency="slice", gain="auto", plane_prior=prior, adapt=ADAPT_SECONDS,
+        prior_mirrors=mirrors[0])}
     adapted = adapted if "prior" in chosen else {}
     out = Path(args.json)
     report = json.loads(out.read_text()) if out.is_file() else {}
     report.update({"model": default_model_path().name, "threads": args.threads, "torch": torch.__version__,
                    "cpu": platform.processor() or platform.machine()})
-    if "prior" in chosen:
-        report.update({"prior": Path(args.prior).name, "prior_card": prior.card})
+    if args.prior:
+        report.update({"prior": Path(args.prior).name, "prior_card": prior.card,
+                       "prior_mirrors": mirrors, "prior_gains": args.prior_gains.split(",")})
     parts = args.parts.split(",")
     for part in ("selection", "reported"):
         if part in parts:

@@ -16,15 +16,17 @@ import json
 import platform
 import re
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
+from arssr.protocol import DEFAULT_PRIOR_MIRRORS
 from arssr.simulate import ThickSlices, simulate_thick_slices
 from arssr.volume import load_volume, save_volume
 
 SCAN = "ds000031_sub-01_T1w.nii.gz"
-RUNS = (("plane prior, 4 mirrors (default)", []), ("plane prior, 1 mirror", ["--prior-mirrors", "1"]),
-        ("3D model", ["--plane-prior", "none"]))
+RUNS = ((f"plane prior, {DEFAULT_PRIOR_MIRRORS} copies (default)", []),
+        ("plane prior, 1 copy", ["--prior-mirrors", "1"]), ("3D model", ["--plane-prior", "none"]))
 
 
 def timed(command: list[str]) -> dict:
@@ -49,9 +51,12 @@ def main() -> None:
         save_volume(slices, thick)
         for name, options in RUNS:
             out = Path(scratch) / "head_1mm.nii.gz"
-            row = {"run": name, **timed(["arssr", "upsample", str(thick), "--voxel-size", "0.9,0.9375,1", "-o",
-                                         str(out), "--threads", str(args.threads), "--overwrite", "-q", *options])}
+            row = {"run": name, **timed([sys.executable, "-m", "arssr", "upsample", str(thick), "--voxel-size",
+                                         "0.9,0.9375,1", "-o", str(out), "--threads", str(args.threads),
+                                         "--overwrite", "-q", *options])}
             sidecar = json.loads(out.with_suffix("").with_suffix(".json").read_text())
+            if (sidecar["estimator"] == "plane prior") != name.startswith("plane prior"):
+                raise SystemExit(f"{name}: made by the {sidecar['estimator']} (is the shipped prior installed?)")
             row.update(upsample_seconds=round(sidecar["seconds"], 1), estimator=sidecar["estimator"],
                        output_shape=sidecar["output_shape"])
             rows.append(row)

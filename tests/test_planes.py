@@ -11,7 +11,8 @@ from arssr.consistency import degrade_volume, slice_consistency
 from arssr.degrade import SliceModel
 from arssr.errors import InputError, ModelFileError
 from arssr.inference import upsample
-from arssr.models.planes import PlanePrior, load_prior, save_prior, through_plane
+from arssr.models.planes import MIRRORS, PlanePrior, load_prior, save_prior, through_plane
+from arssr.protocol import DEFAULT_PRIOR_MIRRORS, PRIOR_MIRRORS
 from arssr.simulate import ThickSlices, simulate_thick_slices
 from arssr.training.planes import (PlaneDraws, PriorRun, cubic_rows, draw_example, plane_loss, thin_rows,
                                    train_prior, with_phase)
@@ -69,6 +70,11 @@ def test_the_mirrored_ensemble_is_the_mean_of_the_estimates_of_mirrored_volumes(
                                    atol=1e-5)
     single = through_plane(prior, volume, axis, 3.0, 2.5)
     assert not np.allclose(through_plane(prior, volume, axis, 3.0, 2.5, mirrors=2), single, atol=1e-4)
+
+
+def test_the_mirrored_copies_are_those_the_cli_offers():
+    assert tuple(MIRRORS) == PRIOR_MIRRORS and DEFAULT_PRIOR_MIRRORS in PRIOR_MIRRORS
+    assert all(len(set(members)) == n for n, members in MIRRORS.items())
 
 
 def test_the_mirrored_ensemble_tells_a_phase_prior_where_the_mirrored_slices_start(mni_crop, one_thread):
@@ -314,17 +320,22 @@ def test_the_cli_uses_the_prior_for_thick_slices_only(tmp_path, capsys, mni_t1, 
                  *common]) == 0
     sidecar = json.loads((tmp_path / "a.json").read_text())
     assert sidecar["estimator"] == "plane prior" and sidecar["plane_prior"] == str(prior_file)
-    assert sidecar["detail_gain"] == 1.0 and sidecar["prior_mirrors"] == 4
-    for mirrors, name in ((4, "a"), (1, "one")):
-        if name == "one":
-            assert main(["upsample", str(tmp_path / "thick.nii.gz"), "--scale", "1,1,4", "-o",
-                         str(tmp_path / "one.nii.gz"), *common, "--prior-mirrors", "1"]) == 0
-            assert json.loads((tmp_path / "one.json").read_text())["prior_mirrors"] == 1
-        expected = upsample(load_volume(tmp_path / "thick.nii.gz"), load_model(tiny_weights), scale=(1, 1, 4),
-                            slice_thickness="spacing", plane_prior=load_prior(prior_file), device="cpu",
-                            prior_mirrors=mirrors)
-        np.testing.assert_array_equal(load_volume(tmp_path / f"{name}.nii.gz").data, expected.data)
-    assert not np.allclose(load_volume(tmp_path / "a.nii.gz").data, load_volume(tmp_path / "one.nii.gz").data)
+    assert sidecar["detail_gain"] == 1.0 and sidecar["prior_mirrors"] == DEFAULT_PRIOR_MIRRORS
+    expected = upsample(load_volume(tmp_path / "thick.nii.gz"), load_model(tiny_weights), scale=(1, 1, 4),
+                        slice_thickness="spacing", plane_prior=load_prior(prior_file), device="cpu")
+    np.testing.assert_array_equal(load_volume(tmp_path / "a.nii.gz").data, expected.data)
+    assert main(["upsample", str(tmp_path / "thick.nii.gz"), "--scale", "1,1,4", "-o", str(tmp_path / "one.nii.gz"),
+                 *common, "--prior-mirrors", "1"]) == 0
+    assert json.loads((tmp_path / "one.json").read_text())["prior_mirrors"] == 1
+    once = upsample(load_volume(tmp_path / "thick.nii.gz"), load_model(tiny_weights), scale=(1, 1, 4),
+                    slice_thickness="spacing", plane_prior=load_prior(prior_file), device="cpu", prior_mirrors=1)
+    np.testing.assert_array_equal(load_volume(tmp_path / "one.nii.gz").data, once.data)
+    assert not np.allclose(once.data, expected.data)
+    with pytest.raises(SystemExit):
+        main(["upsample", str(tmp_path / "thick.nii.gz"), "--scale", "1,1,4", "-o", str(tmp_path / "three.nii.gz"),
+              *common, "--prior-mirrors", "3"])
+    assert "--prior-mirrors: invalid choice: 3 (choose from 1, 2, 4)" in capsys.readouterr().err
+    assert not (tmp_path / "three.nii.gz").exists()
     assert main(["upsample", str(tmp_path / "thick.nii.gz"), "--scale", "2", "-o", str(tmp_path / "b.nii.gz"),
                  *common]) == 0
     assert json.loads((tmp_path / "b.json").read_text())["estimator"] == "model"  # every axis upsampled
@@ -366,6 +377,12 @@ def test_the_evaluation_method_adapts_the_prior_not_the_model(monkeypatch, mni_t
     assert calls == [(given, tiny_model, scale, 8.0, "boxcar", 5.0)]
     expected = upsample(lr, tiny_model, scale=scale, slice_thickness=8.0, plane_prior=adapted, device="cpu")
     np.testing.assert_array_equal(got.data, expected.data)
+    once = methods.model_method(tiny_model, "cpu", consistency="slice", gain="auto", plane_prior=given,
+                                prior_mirrors=1)(lr, hr.shape, slices)
+    np.testing.assert_array_equal(once.data, upsample(lr, tiny_model, scale=scale, slice_thickness=8.0,
+                                                      plane_prior=given, device="cpu", prior_mirrors=1).data)
+    assert not np.allclose(once.data, upsample(lr, tiny_model, scale=scale, slice_thickness=8.0, plane_prior=given,
+                                               device="cpu").data)
 
 
 def test_review_cases_small_inputs_readaptation_and_scales_near_one(tmp_path, capsys, mni_t1, tiny_weights,

@@ -1,11 +1,12 @@
 """The through-plane prior: a 2D network that restores the slice axis of a thick-slice volume in the two
-planes that contain it (SMORE, ECLARE), the two estimates averaged.
+planes that contain it (SMORE, ECLARE), the two estimates averaged, and that for mirrored copies of the volume
+too (:func:`through_plane`'s ``mirrors``).
 
 A plane is ``(rows, columns)`` with the slice axis along the rows, already interpolated to the output
 grid (cubic, as :func:`arssr.gain.interpolation` does along thick slices); the columns are the input's own
 fine in-plane axis. The network adds a residual to that interpolation, told the slice spacing and the
 slice thickness in output voxels. A 2D U-Net (MONAI's) costs about a microsecond per voxel and plane on
-one CPU thread, a small fraction of the 3D model.
+one CPU thread, a small fraction of the 3D model per copy (four copies by default: eval/thick_head_speed.py).
 
 Files: safetensors whose metadata has ``format`` = :data:`FORMAT` and the network's arguments.
 """
@@ -29,7 +30,6 @@ from arssr.errors import InputError, ModelFileError
 from arssr.files import check_input_file
 from arssr.intensity import NORMALIZATIONS
 from arssr.models.checkpoint import check_finite, pretrained_path, save_weights
-from arssr.protocol import PRIOR_MIRRORS
 
 FORMAT = "arssr-plane-prior"
 #: The shipped prior's file name in ``arssr.pretrained`` (it may not be installed).
@@ -109,10 +109,9 @@ def restore_planes(prior: PlanePrior, planes: torch.Tensor, spacing: float, thic
     return out
 
 
-#: Members of :func:`through_plane`'s flip self-ensemble by ``mirrors``: the array axes mirrored in each,
-#: ``in-plane`` standing for both axes other than the slice axis.
-MIRRORS = dict(zip(PRIOR_MIRRORS, (((),), ((), ("in-plane",)),
-                                   ((), ("in-plane",), ("slice",), ("in-plane", "slice")))))
+#: Members of :func:`through_plane`'s flip self-ensemble by ``mirrors`` (the count includes the volume as it
+#: is): the array axes mirrored in each, ``in-plane`` standing for both axes other than the slice axis.
+MIRRORS = {1: ((),), 2: ((), ("in-plane",)), 4: ((), ("in-plane",), ("slice",), ("in-plane", "slice"))}
 
 
 @torch.no_grad()
@@ -120,10 +119,11 @@ def through_plane(prior: PlanePrior, interpolated: np.ndarray, axis: int, spacin
                   thickness: float, mirrors: int = 1) -> np.ndarray:
     """The prior's estimate of a volume from its interpolation along slice ``axis`` (float32, any 3D shape):
     the mean of the planes restored across each of the two other axes. ``spacing`` and ``thickness`` are
-    the slices' in output voxels. ``mirrors`` 2 or 4 also restores the volume mirrored across its in-plane
-    axes (every plane mirrored along its columns), and with 4 each of those mirrored along the slice axis, and
-    averages the estimates mirrored back (a self-ensemble, :data:`MIRRORS`); a prior with the phase input is
-    told where the slices start in the mirrored rows."""
+    the slices' in output voxels. ``mirrors`` 1 restores the volume once, as it is (the default here;
+    ``arssr.inference.upsample`` takes ``arssr.protocol.DEFAULT_PRIOR_MIRRORS``); 2 or 4 also restores it
+    mirrored across its in-plane axes (every plane mirrored along its columns), and with 4 each of those mirrored
+    along the slice axis, and averages the estimates mirrored back (a self-ensemble, :data:`MIRRORS`); a prior
+    with the phase input is told where the slices start in the mirrored rows."""
     if interpolated.ndim != 3 or axis not in (0, 1, 2):
         raise InputError(f"the through-plane prior needs a 3D volume and a slice axis 0-2, got {interpolated.shape}")
     if mirrors not in MIRRORS:
@@ -132,17 +132,18 @@ def through_plane(prior: PlanePrior, interpolated: np.ndarray, axis: int, spacin
     training = prior.training
     prior.eval()
     try:
+        members = MIRRORS[mirrors]
+        given = torch.from_numpy(np.asarray(interpolated, dtype=np.float32))
         estimate = torch.zeros(interpolated.shape, dtype=torch.float32)
-        for member in MIRRORS[mirrors]:
+        for member in members:
             flipped = (in_plane if "in-plane" in member else ()) + ((axis,) if "slice" in member else ())
-            volume = torch.from_numpy(np.asarray(interpolated, dtype=np.float32))
-            volume = volume.flip(flipped) if flipped else volume
+            volume = given.flip(flipped) if flipped else given
             for across in in_plane:
                 stacked = (3 - axis - across, axis, across)  # planes along the third axis, slices as rows
                 planes = volume.permute(*stacked).contiguous()
                 offset = -volume.shape[axis] % spacing if axis in flipped else 0.0
                 restored = restore_planes(prior, planes, spacing, thickness, offset).permute(*np.argsort(stacked))
-                estimate += (restored.flip(flipped) if flipped else restored) / (2 * mirrors)
+                estimate += (restored.flip(flipped) if flipped else restored) / (2 * len(members))
     finally:
         prior.train(training)
     return estimate.numpy()

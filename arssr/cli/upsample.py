@@ -333,7 +333,7 @@ def add_parser(sub) -> None:
         "3D model (default: the shipped prior, when one is installed)"))
     up.add_argument("--prior-mirrors", type=int, choices=PRIOR_MIRRORS, default=DEFAULT_PRIOR_MIRRORS, help=(
         "the plane prior's estimate as the mean over this many copies of the volume, mirrored and back (1: the "
-        "volume as it is, about 2.6x faster); 4 scored 0.02-0.28 dB higher where measured "
+        "volume as it is, about 3x faster); 4 scored 0.02-0.28 dB higher where measured "
         "(docs/results/thick-slices.md) "
         f"(default: {DEFAULT_PRIOR_MIRRORS})"))
     up.add_argument("--adapt", type=positive_float, metavar="SECONDS", help=(

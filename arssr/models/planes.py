@@ -138,10 +138,10 @@ def through_plane(prior: PlanePrior, interpolated: np.ndarray, axis: int, spacin
         for member in members:
             flipped = (in_plane if "in-plane" in member else ()) + ((axis,) if "slice" in member else ())
             volume = given.flip(flipped) if flipped else given
+            offset = -volume.shape[axis] % spacing if axis in flipped else 0.0  # where the mirrored slices start
             for across in in_plane:
                 stacked = (3 - axis - across, axis, across)  # planes along the third axis, slices as rows
                 planes = volume.permute(*stacked).contiguous()
-                offset = -volume.shape[axis] % spacing if axis in flipped else 0.0
                 restored = restore_planes(prior, planes, spacing, thickness, offset).permute(*np.argsort(stacked))
                 estimate += (restored.flip(flipped) if flipped else restored) / (2 * len(members))
     finally:

@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python train/plane_prior.py --data train/real_t1.csv --out RUN [--hours 2] [--steps 12000]
                                                   [--init PRIOR] [--lr 1e-3] [--phase] [--difference-weight 0]
-                                                  [--norm l1]
+                                                  [--norm l1] [--synthetic 0]
                                                   [--export pretrained/arssr_planes_v1.safetensors]
 
 RUN (outside the repository) holds ``checkpoint.pt``, TensorBoard logs, ``step*.safetensors`` and
@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 from arssr.models.planes import load_prior, save_prior
-from arssr.training.datasets import find_subjects, load_normalized
+from arssr.training.datasets import find_subjects, load_normalized, prepare
 from arssr.training.planes import LOSS_NORMS, PriorRun, seeded_prior, train_prior, with_phase
+from arssr.training.synthetic import SyntheticMNI
 
 
 def main() -> None:
@@ -41,10 +42,16 @@ def main() -> None:
                         help="give the prior the rows' phase within their slices (PlanePrior(phase=True)); "
                              "an --init prior without it gains it, unchanged until trained")
     parser.add_argument("--norm", choices=LOSS_NORMS, default=PriorRun.norm, help="the loss's error (plane_loss)")
+    parser.add_argument("--synthetic", type=int, default=0,
+                        help="also train on this many variants of the MNI152 T1 (SyntheticMNI with the shipped 3D "
+                             "recipe's tissue_power, seeded, made once at the start): brain-extracted 1 mm "
+                             "volumes in other contrasts")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths, _ = find_subjects(args.data)
     volumes = [load_normalized(path, "percentile") for path in paths]
+    variants = SyntheticMNI(seed=PriorRun.seed, tissue_power=(1.0, 4.0))
+    volumes += [prepare(variants.sample(), "percentile") for _ in range(args.synthetic)]
     exports = tuple(range(2000, args.steps + 1, 2000))
     prior = load_prior(args.init).train() if args.init else None
     if args.phase:
@@ -57,7 +64,7 @@ def main() -> None:
         prior = load_prior(last)
         print(save_prior(prior, args.export, half=True, **prior.card, training="train/plane_prior.py",
                          data=Path(args.data).name, difference_weight=str(args.difference_weight),
-                         norm=args.norm))
+                         norm=args.norm, synthetic=str(args.synthetic)))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python train/plane_prior.py --data train/real_t1.csv --out RUN [--hours 2] [--steps 12000]
                                                   [--init PRIOR] [--lr 1e-3] [--phase] [--difference-weight 0]
-                                                  [--norm l1] [--synthetic 0]
+                                                  [--norm l1] [--synthetic 0] [--channels 32,64,128,256]
                                                   [--export pretrained/arssr_planes_v1.safetensors]
 
 RUN (outside the repository) holds ``checkpoint.pt``, TensorBoard logs, ``step*.safetensors`` and
@@ -46,16 +46,23 @@ def main() -> None:
                         help="also train on this many variants of the MNI152 T1 (SyntheticMNI with the shipped 3D "
                              "recipe's tissue_power, seeded, made once at the start): brain-extracted 1 mm "
                              "volumes in other contrasts")
+    parser.add_argument("--channels", help="features at each level of a new prior's U-Net (PlanePrior(channels=)), "
+                                               "comma-separated; the default is PlanePrior's")
     args = parser.parse_args()
+    if args.channels and args.init:
+        parser.error("--channels makes a new prior; an --init prior keeps its own")
+    shape = {"channels": [int(c) for c in args.channels.split(",")]} if args.channels else {}
     torch.set_num_threads(args.threads)
     paths, _ = find_subjects(args.data)
     volumes = [load_normalized(path, "percentile") for path in paths]
     variants = SyntheticMNI(seed=PriorRun.seed, tissue_power=(1.0, 4.0))
     volumes += [prepare(variants.sample(), "percentile") for _ in range(args.synthetic)]
     exports = tuple(range(2000, args.steps + 1, 2000))
-    prior = load_prior(args.init).train() if args.init else None
-    if args.phase:
-        prior = with_phase(prior) if prior is not None else seeded_prior(PriorRun.seed, phase=True)
+    if args.init:
+        prior = load_prior(args.init).train()
+        prior = with_phase(prior) if args.phase else prior
+    else:
+        prior = seeded_prior(PriorRun.seed, phase=args.phase, **shape)
     last = train_prior(volumes, args.out, PriorRun(steps=args.steps, lr=args.lr, export_steps=exports,
                                                     difference_weight=args.difference_weight, norm=args.norm),
                        prior=prior, max_seconds=args.hours * 3600)

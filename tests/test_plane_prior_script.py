@@ -42,3 +42,11 @@ def test_plane_prior_script_refuses_a_width_for_an_initial_prior(tmp_path):
     assert done.returncode == 2
     assert "--channels makes a new prior; an --init prior keeps its own" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_plane_prior_script_refuses_channels_that_make_no_u_net(tmp_path):
+    for text in ("16", "8,x", "8,0"):
+        done = run_script("--data", str(MNI_3MM), "--out", str(tmp_path / "run"), "--channels", text)
+        assert done.returncode == 2
+        assert f"give at least two positive feature counts, comma-separated, not {text!r}" in done.stderr
+    assert not (tmp_path / "run").exists()

@@ -26,6 +26,17 @@ from arssr.training.planes import LOSS_NORMS, PriorRun, seeded_prior, train_prio
 from arssr.training.synthetic import SyntheticMNI
 
 
+def channel_list(text: str) -> list[int]:
+    """``"32,64,128"`` as ``[32, 64, 128]``: at least two positive counts."""
+    try:
+        channels = [int(count) for count in text.split(",")]
+    except ValueError:
+        channels = []
+    if len(channels) < 2 or min(channels) < 1:
+        raise argparse.ArgumentTypeError(f"give at least two positive feature counts, comma-separated, not {text!r}")
+    return channels
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="a folder of NIfTI volumes or a CSV list (as arssr train)")
@@ -46,12 +57,13 @@ def main() -> None:
                         help="also train on this many variants of the MNI152 T1 (SyntheticMNI with the shipped 3D "
                              "recipe's tissue_power, seeded, made once at the start): brain-extracted 1 mm "
                              "volumes in other contrasts")
-    parser.add_argument("--channels", help="features at each level of a new prior's U-Net (PlanePrior(channels=)), "
-                                               "comma-separated; the default is PlanePrior's")
+    parser.add_argument("--channels", type=channel_list,
+                        help="features at each level of a new prior's U-Net (PlanePrior(channels=)), "
+                             "comma-separated; the default is PlanePrior's")
     args = parser.parse_args()
     if args.channels and args.init:
         parser.error("--channels makes a new prior; an --init prior keeps its own")
-    shape = {"channels": [int(c) for c in args.channels.split(",")]} if args.channels else {}
+    shape = {"channels": args.channels} if args.channels else {}
     torch.set_num_threads(args.threads)
     paths, _ = find_subjects(args.data)
     volumes = [load_normalized(path, "percentile") for path in paths]

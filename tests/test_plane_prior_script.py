@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from arssr.models.planes import load_prior, save_prior
+from arssr.models.planes import PlanePrior, load_prior, save_prior
 from arssr.training.planes import seeded_prior
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,16 @@ def test_plane_prior_script_trains_a_narrow_prior_on_real_and_synthetic_volumes(
     card = prior.card
     assert (card["synthetic"], card["step"], card["data"]) == ("1", "2", MNI_3MM.name)
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in prior.parameters())
-    assert torch.load(tmp_path / "run/checkpoint.pt", weights_only=False)["step"] == 2
+    checkpoint = torch.load(tmp_path / "run/checkpoint.pt", weights_only=False)
+    assert (checkpoint["step"], checkpoint["volumes"]) == (2, 2)  # the MNI152 file and one synthetic variant
+
+
+def test_plane_prior_script_starts_a_phase_prior_of_the_default_width_from_the_seeded_one(tmp_path):
+    done = run_script("--data", str(MNI_3MM), "--out", str(tmp_path / "run"), "--steps", "1", "--phase")
+    assert done.returncode == 0, done.stderr[-2000:]
+    checkpoint = torch.load(tmp_path / "run/checkpoint.pt", weights_only=False)
+    assert checkpoint["config"] == seeded_prior(0, phase=True).config == {**PlanePrior().config, "phase": True}
+    assert checkpoint["volumes"] == 1
 
 
 def test_plane_prior_script_refuses_a_width_for_an_initial_prior(tmp_path):
@@ -45,6 +54,8 @@ def test_plane_prior_script_refuses_a_width_for_an_initial_prior(tmp_path):
 
 
 def test_plane_prior_script_refuses_channels_that_make_no_u_net(tmp_path):
+    done = run_script("--data", str(MNI_3MM), "--out", str(tmp_path / "run"), "--synthetic", "-1")
+    assert done.returncode == 2 and "--synthetic counts volumes: 0 or more, not -1" in done.stderr
     for text in ("16", "8,x", "8,0"):
         done = run_script("--data", str(MNI_3MM), "--out", str(tmp_path / "run"), "--channels", text)
         assert done.returncode == 2

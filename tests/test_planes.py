@@ -1,5 +1,7 @@
 """The through-plane prior: its planes and their fusion, its files, its examples and its training."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -250,6 +252,11 @@ def test_training_resumes_where_it_stopped(tmp_path, mni_t1, one_thread):
     with pytest.raises(InputError, match="its run's loss has difference weight 0.0 and norm l1, not 0.5 and l1"):
         train_prior(volumes, tmp_path / "resumed", PriorRun(**{**run.__dict__, "difference_weight": 0.5}),
                     log=lambda _: None)
+    with pytest.raises(InputError, match="its run trained on 1 volumes, not 2"):
+        train_prior(volumes * 2, tmp_path / "resumed", run, prior=small_prior(), log=lambda _: None)
+    wider = PlanePrior(channels=(8, 16), res_units=0)
+    with pytest.raises(InputError, match=re.escape(f"its run's prior is {small_prior().config}, not {wider.config}")):
+        train_prior(volumes, tmp_path / "resumed", run, prior=wider, log=lambda _: None)
 
 
 def test_the_difference_loss_is_the_l1_of_the_row_to_row_changes_and_sees_a_staircase(mni_t1):

@@ -1,4 +1,4 @@
-"""Train the through-plane prior (``arssr.models.planes``) on 2D planes of real volumes, resumable.
+"""Train the through-plane prior (``arssr.models.planes``) on 2D planes of real (and synthetic) volumes, resumable.
 
     OMP_NUM_THREADS=1 python train/plane_prior.py --data train/real_t1.csv --out RUN [--hours 2] [--steps 12000]
                                                   [--init PRIOR] [--lr 1e-3] [--phase] [--difference-weight 0]
@@ -61,6 +61,8 @@ def main() -> None:
                         help="features at each level of a new prior's U-Net (PlanePrior(channels=)), "
                              "comma-separated; the default is PlanePrior's")
     args = parser.parse_args()
+    if args.synthetic < 0:
+        parser.error(f"--synthetic counts volumes: 0 or more, not {args.synthetic}")
     if args.channels and args.init:
         parser.error("--channels makes a new prior; an --init prior keeps its own")
     shape = {"channels": args.channels} if args.channels else {}

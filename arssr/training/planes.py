@@ -186,6 +186,12 @@ def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: Prio
         if saved != (run.difference_weight, run.norm):
             raise InputError(f"{out}: its run's loss has difference weight {saved[0]} and norm {saved[1]}, not "
                              f"{run.difference_weight} and {run.norm}; resume with the same or start a new run folder")
+        if state.get("volumes", len(volumes)) != len(volumes):
+            raise InputError(f"{out}: its run trained on {state['volumes']} volumes, not {len(volumes)}; resume "
+                             "with the same data or start a new run folder")
+        if state.get("config", prior.config) != prior.config:
+            raise InputError(f"{out}: its run's prior is {state['config']}, not {prior.config}; resume with the "
+                             "same prior or start a new run folder")
         prior.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["scheduler"])
@@ -212,10 +218,10 @@ def train_prior(volumes: Sequence[np.ndarray], out: str | os.PathLike, run: Prio
             log(f"step {step} loss {running / 100:.5f} lr {schedule.get_last_lr()[0]:.2e}")
             running = 0.0
         if step % run.checkpoint_every == 0 or step == run.steps:
-            _checkpoint(prior, optimizer, schedule, rng, step, out, run)
+            _checkpoint(prior, optimizer, schedule, rng, step, out, run, len(volumes))
         if step in run.export_steps:
             save_prior(prior, out / f"step{step}.safetensors", step=str(step))
-    _checkpoint(prior, optimizer, schedule, rng, step, out, run)
+    _checkpoint(prior, optimizer, schedule, rng, step, out, run, len(volumes))
     writer.close()
     return save_prior(prior.eval(), out / "last.safetensors", step=str(step))
 
@@ -253,9 +259,9 @@ def seeded_prior(seed: int, **arguments) -> PlanePrior:
         return PlanePrior(**arguments)
 
 
-def _checkpoint(prior, optimizer, schedule, rng, step: int, out: Path, run: PriorRun) -> None:
+def _checkpoint(prior, optimizer, schedule, rng, step: int, out: Path, run: PriorRun, volumes: int) -> None:
     atomic_save({"model": prior.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": schedule.state_dict(), "rng": rng.bit_generator.state, "step": step,
-                 "steps": run.steps, "difference_weight": run.difference_weight, "norm": run.norm},
-                out / "checkpoint.pt")
+                 "steps": run.steps, "difference_weight": run.difference_weight, "norm": run.norm,
+                 "volumes": volumes, "config": prior.config}, out / "checkpoint.pt")
 

@@ -139,6 +139,12 @@ def step_sources(templates: Path, model, prior, mirrors: int) -> list[dict]:
     return rows
 
 
+def prior_name(mirrors: int, gain: float | str) -> str:
+    """The prior method's name in the report: ``prior``, then what differs from the defaults."""
+    return "".join(["prior", f":mirrors={mirrors}" if mirrors != DEFAULT_PRIOR_MIRRORS else "",
+                    f":gain={gain:g}" if gain != "auto" else ""])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prior", help="the plane prior's weights (needed for the prior and the clinical part)")
@@ -168,15 +174,11 @@ def main() -> None:
     variants = [(m, "auto") for m in mirrors] + [(mirrors[0], float(g)) for g in args.prior_gains.split(",")
                                                  if g != "auto"]
     for m, gain in variants if "prior" in chosen else ():
-        name = "".join(["prior", f":mirrors={m}" if m != DEFAULT_PRIOR_MIRRORS else "",
-                        f":gain={gain:g}" if gain != "auto" else ""])
-        methods[name] = model_method(model, "cpu", consistency="slice", gain=gain, plane_prior=prior,
-                                     prior_mirrors=m)
-    copies = f":mirrors={mirrors[0]}" if mirrors[0] != DEFAULT_PRIOR_MIRRORS else ""
-    adapted = {f"prior{copies}+adapt:{ADAPT_SECONDS:g}": model_method(
+        methods[prior_name(m, gain)] = model_method(model, "cpu", consistency="slice", gain=gain, plane_prior=prior,
+                                                    prior_mirrors=m)
+    adapted = {f"{prior_name(mirrors[0], 'auto')}+adapt:{ADAPT_SECONDS:g}": model_method(
         model, "cpu", consistency="slice", gain="auto", plane_prior=prior, adapt=ADAPT_SECONDS,
-        prior_mirrors=mirrors[0])}
-    adapted = adapted if "prior" in chosen else {}
+        prior_mirrors=mirrors[0])} if "prior" in chosen else {}
     out = Path(args.json)
     report = json.loads(out.read_text()) if out.is_file() else {}
     report.update({"model": default_model_path().name, "threads": args.threads, "torch": torch.__version__,

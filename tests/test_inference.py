@@ -190,7 +190,7 @@ def test_default_model_beats_cubic_on_real_anatomy(mni_t1):
     from arssr.models import default_model_path, load_model
 
     model = load_model()
-    assert default_model_path().name == "arssr_rdn_v9.safetensors" and model.residual
+    assert default_model_path().name == "arssr_rdn_v10.safetensors" and model.residual
     assert model.card["input_spacing_mm"] == "1,6" and model.card["scale_range"] == "2,4"
     hr = Volume(mni_t1.data[::2, ::2, ::2], mni_t1.affine @ np.diag([2.0, 2.0, 2.0, 1.0]))
     lr = simulate_lr(hr, 2, "kspace")

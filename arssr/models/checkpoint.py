@@ -34,7 +34,7 @@ from arssr.models.arssr import ArSSR
 FORMAT = "arssr"
 FORMAT_VERSION = 1
 #: Name of the default model in the package's ``pretrained/`` folder.
-DEFAULT_MODEL = "arssr_rdn_v9.safetensors"
+DEFAULT_MODEL = "arssr_rdn_v10.safetensors"
 TORCH_SUFFIXES = (".pt", ".pth", ".pkl")
 #: Largest size or count that a model file's arguments may give (the shipped model's largest is 128): a file
 #: asking for more is refused before any network is built.

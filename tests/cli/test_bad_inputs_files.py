@@ -345,7 +345,7 @@ def test_crafted_model_file(folder, capsys, command, options, message):
     ("nan", "weights hold NaN or infinite values (in encoder.output.bias)"),
 ])
 def test_the_shipped_model_crafted(folder, capsys, command, change, message):
-    """The real default model (v9) with its record broken, its decoder width doubled, or one NaN bias."""
+    """The real default model with its record broken, its decoder width doubled, or one NaN bias."""
     meta = read_metadata(default_model_path())
     state = load_file(default_model_path())
     record = json.loads(meta["model"])

@@ -207,7 +207,7 @@ def test_residual_flag_travels_in_the_weights_file(tmp_path):
 
     v2 = load_model(default_model_path().parent / "arssr_rdn_v2.safetensors")  # a shipped non-residual model
     assert not v2.residual and isinstance(v2.decoder.stage_two[-1], torch.nn.ReLU)
-    assert load_model(None).residual  # the default, arssr_rdn_v9
+    assert load_model(None).residual  # the default, arssr_rdn_v10
 
 
 def test_every_public_name_resolves():

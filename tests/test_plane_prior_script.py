@@ -53,7 +53,7 @@ def test_plane_prior_script_refuses_a_width_for_an_initial_prior(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_plane_prior_script_refuses_channels_that_make_no_u_net(tmp_path):
+def test_plane_prior_script_refuses_a_negative_synthetic_count_and_channels_that_make_no_u_net(tmp_path):
     done = run_script("--data", str(MNI_3MM), "--out", str(tmp_path / "run"), "--synthetic", "-1")
     assert done.returncode == 2 and "--synthetic counts volumes: 0 or more, not -1" in done.stderr
     for text in ("16", "8,x", "8,0"):
